@@ -1,0 +1,61 @@
+# trackstream — two commands: `make run` (embedded, no services) and `make test` (real services, whole suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-unit lint typecheck venv clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## The embedded default: gateway on http://127.0.0.1:5000 (TRACKSTREAM_PORT), data under ./data.
+run: $(STAMP)
+	$(VENV)/bin/trackstream serve
+
+## Install and start Kafka, ClickHouse and SeaweedFS, then run the whole suite against them.
+test: $(STAMP) services-up
+	source .services/env && $(PY) -m pytest -q -ra
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q -ra -m "not services"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) data
+
+# --- services (deploy/local) ---
+# Kafka, ClickHouse and SeaweedFS (S3) as local processes on 127.0.0.1; see deploy/local/README.md.
+SERVICES_SH := bash deploy/local/services.sh
+
+.PHONY: services-install services-up services-down services-status services-env services-purge
+
+services-install:
+	$(SERVICES_SH) install
+
+services-up:
+	$(SERVICES_SH) up
+
+services-down:
+	$(SERVICES_SH) down
+
+services-status:
+	$(SERVICES_SH) status
+
+services-env:
+	@$(SERVICES_SH) env
+
+services-purge:
+	$(SERVICES_SH) down --purge
+# --- end services ---

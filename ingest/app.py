@@ -1,0 +1,160 @@
+"""The Starlette application: routes of the MLflow REST API under ``/api/2.0/mlflow`` and ``/ajax-api/2.0/mlflow``.
+
+Handlers are synchronous (blocking Kafka and ClickHouse clients) and run in Starlette's thread pool.
+Every failure leaves as an MLflow-shaped error; an unexpected exception is logged and answered as
+INTERNAL_ERROR without a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ingest.errors import MlflowError, invalid
+from ingest.protocol import LogBatch, LogMetric
+from ingest.tracking import Tracking
+from trackstream.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+_LIST_FIELDS = {"experiment_ids", "run_ids", "order_by"}
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def error_response(exc: MlflowError) -> Response:
+    return json_response(exc.body(), exc.status)
+
+
+async def _fields(request: Request) -> dict[str, Any]:
+    if request.method == "GET":
+        out: dict[str, Any] = {}
+        for key, value in request.query_params.multi_items():
+            if key in _LIST_FIELDS:
+                out.setdefault(key, []).append(value)
+            else:
+                out[key] = value
+        return out
+    body = await request.body()
+    if not body:
+        return {}
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MlflowError(f"Malformed JSON request body: {exc}", "BAD_REQUEST") from None
+    if not isinstance(parsed, dict):
+        raise MlflowError("Request body must be a JSON object", "BAD_REQUEST")
+    return parsed
+
+
+def _model_error(exc: ValidationError) -> MlflowError:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return invalid(f"Invalid value {first.get('input')!r} for parameter '{where}' supplied: {first['msg']}")
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _guarded(call: Callable[[Request], Awaitable[Any]]) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return json_response(await call(request))
+        except MlflowError as exc:
+            return error_response(exc)
+        except StoreError as exc:
+            log.warning("store error on %s: %s", request.url.path, exc)
+            code = "TEMPORARILY_UNAVAILABLE" if exc.retriable else "INTERNAL_ERROR"
+            return error_response(MlflowError(f"Store error: {exc}", code))
+        except Exception:
+            log.exception("unexpected error on %s", request.url.path)
+            return error_response(MlflowError("Internal error; see the gateway log.", "INTERNAL_ERROR"))
+
+    return endpoint
+
+
+def dict_endpoint(handler: Callable[[dict[str, Any]], dict[str, Any]]) -> Endpoint:
+    async def call(request: Request) -> Any:
+        fields = await _fields(request)
+        return await run_in_threadpool(handler, fields)
+
+    return _guarded(call)
+
+
+def model_endpoint(model: type[BaseModel], handler: Callable[[Any], dict[str, Any]]) -> Endpoint:
+    """Hot write paths: pydantic parses the JSON bytes directly (no intermediate dict)."""
+
+    async def call(request: Request) -> Any:
+        body = await request.body()
+        try:
+            parsed = model.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            raise _model_error(exc) from None
+        return await run_in_threadpool(handler, parsed)
+
+    return _guarded(call)
+
+
+def tracking_routes(t: Tracking) -> list[tuple[str, list[str], Endpoint]]:
+    return [
+        ("/experiments/create", ["POST"], dict_endpoint(t.create_experiment)),
+        ("/experiments/get", ["GET"], dict_endpoint(t.get_experiment)),
+        ("/experiments/get-by-name", ["GET"], dict_endpoint(t.get_experiment_by_name)),
+        ("/experiments/search", ["GET", "POST"], dict_endpoint(t.search_experiments)),
+        ("/runs/create", ["POST"], dict_endpoint(t.create_run)),
+        ("/runs/update", ["POST"], dict_endpoint(t.update_run)),
+        ("/runs/get", ["GET"], dict_endpoint(t.get_run)),
+        ("/runs/search", ["POST"], dict_endpoint(t.search_runs)),
+        ("/runs/log-metric", ["POST"], model_endpoint(LogMetric, t.log_metric)),
+        ("/runs/log-batch", ["POST"], model_endpoint(LogBatch, t.log_batch)),
+        ("/runs/log-parameter", ["POST"], dict_endpoint(t.log_param)),
+        ("/runs/set-tag", ["POST"], dict_endpoint(t.set_tag)),
+        ("/runs/delete-tag", ["POST"], dict_endpoint(t.delete_tag)),
+        ("/metrics/get-history", ["GET"], dict_endpoint(t.metric_history)),
+    ]
+
+
+async def _health(request: Request) -> Response:
+    return Response("OK", media_type="text/plain")
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error_response(MlflowError(f"No endpoint {request.method} {request.url.path}", "ENDPOINT_NOT_FOUND"))
+
+
+async def _bad_method(request: Request, exc: Exception) -> Response:
+    return json_response(
+        {"error_code": "BAD_REQUEST", "message": f"Method {request.method} not allowed on {request.url.path}"}, 405
+    )
+
+
+def create_app(tracking: Tracking, on_shutdown: Callable[[], None] | None = None) -> Starlette:
+    routes = [Route("/health", _health), Route("/version", _version)]
+    for path, methods, endpoint in tracking_routes(tracking):
+        for prefix in PREFIXES:
+            routes.append(Route(prefix + path, endpoint, methods=methods))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            await run_in_threadpool(on_shutdown)
+
+    return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _bad_method}, lifespan=lifespan)
+
+
+async def _version(request: Request) -> Response:
+    return Response("3.17.2", media_type="text/plain")

@@ -1,0 +1,56 @@
+"""Read-your-writes through log offsets.
+
+Before a read, the gateway notes the end offset of every partition the read depends on and waits
+(bounded) until the sink's consumer group has committed past it. Consumers commit only after the
+sink write, so a committed offset means the data is in the store — whichever replica acked the write.
+Committed offsets only grow, so a cached value that already covers the end offset costs no query.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+
+from ingest.errors import unavailable
+from trackstream.log import EventLog, LogUnavailable
+
+
+class Barrier:
+    def __init__(self, events: EventLog, groups: dict[str, str], timeout: float) -> None:
+        self._log = events
+        self._groups = groups  # topic -> consumer group of the sink that applies it
+        self._timeout = timeout
+        self._known: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, topic: str, keys: Iterable[str] | None = None) -> None:
+        """Wait until everything the partitions of ``keys`` (all partitions if None) held is applied."""
+        try:
+            if keys is None:
+                parts = list(range(self._log.partitions(topic)))
+            else:
+                parts = sorted({self._log.partition_for(topic, k.encode()) for k in keys})
+            ends = self._log.end_offsets(topic, parts)
+            deadline = time.monotonic() + self._timeout
+            delay = 0.002
+            while True:
+                behind = {p: e for p, e in ends.items() if e > self._known.get((topic, p), 0)}
+                if not behind:
+                    return
+                committed = self._log.committed(self._groups[topic], topic)
+                with self._lock:
+                    for p, o in committed.items():
+                        if o > self._known.get((topic, p), 0):
+                            self._known[(topic, p)] = o
+                if all(committed.get(p, 0) >= e for p, e in behind.items()):
+                    return
+                if time.monotonic() >= deadline:
+                    raise unavailable(
+                        f"The {topic} consumers have not yet applied recent writes "
+                        f"(waited {self._timeout:.1f}s); retry shortly."
+                    )
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        except LogUnavailable as exc:
+            raise unavailable(f"The event log is unreachable: {exc}") from exc

@@ -1,0 +1,42 @@
+"""Request bodies of the hot write endpoints, parsed by pydantic straight from JSON bytes.
+
+Types are permissive on purpose (MLflow clients send int64 as numbers or strings, NaN/±inf as
+strings): MLflow's own rules in ``validation`` then decide and word the errors.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+Scalar = str | int | float | None
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class KeyValue(_Body):
+    key: str | None = None
+    value: Scalar = None
+
+
+class MetricIn(_Body):
+    key: str | None = None
+    value: Scalar = None
+    timestamp: Scalar = None
+    step: Scalar = None
+    model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+
+class LogMetric(MetricIn):
+    run_id: str | None = None
+    run_uuid: str | None = None
+
+
+class LogBatch(_Body):
+    run_id: str | None = None
+    metrics: list[MetricIn] = []
+    params: list[KeyValue] = []
+    tags: list[KeyValue] = []

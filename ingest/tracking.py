@@ -1,0 +1,390 @@
+"""Handlers of the MLflow tracking endpoints: validate, turn writes into events, answer reads.
+
+Each handler takes the request's fields as a dict (JSON body or query string) and returns the
+response body. Writes return once the log acknowledged the event; reads first pass the
+read-your-writes barrier of the partitions they depend on.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ingest import validation as v
+from ingest.consistency import Barrier
+from ingest.errors import MlflowError, invalid, not_found
+from ingest.protocol import LogBatch, LogMetric, MetricIn
+from ingest.writer import EventWriter
+from trackstream.reads import TrackingReader
+from trackstream.settings import Topics
+
+ACTIVE, DELETED = "active", "deleted"
+RUN_NAME_TAG = "mlflow.runName"
+DEFAULT_EXPERIMENT_ID = "0"
+VIEW_TYPES = {"ACTIVE_ONLY": (ACTIVE,), "DELETED_ONLY": (DELETED,), "ALL": (ACTIVE, DELETED)}
+RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def page_token(offset: int) -> str:
+    return base64.b64encode(orjson.dumps({"offset": offset})).decode()
+
+
+def page_offset(token: Any) -> int:
+    if not token:
+        return 0
+    try:
+        offset = orjson.loads(base64.b64decode(str(token)))["offset"]
+        if isinstance(offset, int) and offset >= 0:
+            return offset
+    except Exception:
+        pass
+    raise invalid("Invalid page token, could not base64-decode")
+
+
+_ADJECTIVES = ("able", "bold", "brave", "bright", "calm", "clever", "crisp", "eager", "fair", "gentle",
+               "glad", "grand", "keen", "kind", "lively", "merry", "neat", "proud", "quick", "sharp",
+               "shy", "silent", "sleek", "smart", "swift", "tidy", "vivid", "warm", "wise", "zealous")  # fmt: skip
+_NOUNS = ("ant", "bass", "bat", "bear", "bee", "cat", "colt", "crab", "crow", "deer", "doe", "duck",
+          "eel", "elk", "finch", "fox", "frog", "goat", "gull", "hare", "hawk", "hen", "jay", "lamb",
+          "lark", "mole", "moth", "owl", "ox", "ram", "seal", "shrew", "slug", "snail", "swan", "toad",
+          "wasp", "whale", "wolf", "worm", "yak")  # fmt: skip
+
+
+def generate_run_name() -> str:
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(0, 999)}"
+
+
+class Tracking:
+    def __init__(self, writer: EventWriter, reader: TrackingReader, barrier: Barrier, topics: Topics) -> None:
+        self.writer = writer
+        self.reader = reader
+        self.barrier = barrier
+        self.topics = topics
+
+    # -- consistency helpers --
+    def _sync_metadata(self, *keys: str) -> None:
+        self.barrier.wait(self.topics.metadata, keys or None)
+
+    def _experiment(self, experiment_id: str) -> dict[str, Any]:
+        self._sync_metadata(experiment_id)
+        exp = self.reader.experiment(str(experiment_id))
+        if exp is None:
+            raise not_found(f"No Experiment with id={experiment_id} exists")
+        return exp
+
+    def _run_info(self, run_id: str) -> dict[str, Any]:
+        self._sync_metadata(run_id)
+        info = self.reader.run_info(run_id)
+        if info is None:
+            raise not_found(f"Run with id={run_id} not found")
+        return info
+
+    def _active_run(self, run_id: str) -> dict[str, Any]:
+        info = self._run_info(run_id)
+        if info["lifecycle_stage"] != ACTIVE:
+            raise invalid(
+                f"The run {run_id} must be in the 'active' state. Current state is {info['lifecycle_stage']}."
+            )
+        return info
+
+    def ensure_default_experiment(self) -> None:
+        self._sync_metadata()
+        if self.reader.experiment(DEFAULT_EXPERIMENT_ID) is None:
+            t = now_ms()
+            self._emit_experiment(
+                {"experiment_id": DEFAULT_EXPERIMENT_ID, "name": "Default",
+                 "artifact_location": f"mlflow-artifacts:/{DEFAULT_EXPERIMENT_ID}",
+                 "lifecycle_stage": ACTIVE, "creation_time": t, "last_update_time": t}
+            )  # fmt: skip
+
+    def _emit_experiment(self, state: dict[str, Any]) -> None:
+        self.writer.metadata(state["experiment_id"], "ExperimentState", state)
+
+    def _emit_run(self, info: dict[str, Any]) -> None:
+        state = {k: info.get(k) for k in (
+            "run_id", "experiment_id", "run_name", "user_id", "status", "start_time", "end_time",
+            "artifact_uri", "lifecycle_stage", "deleted_time")}  # fmt: skip
+        self.writer.metadata(info["run_id"], "RunState", state)
+
+    def _emit_run_data(self, run_id: str, params: list[dict[str, str]], tags: list[dict[str, Any]]) -> None:
+        if params or tags:
+            self.writer.metadata(run_id, "RunData", {"run_id": run_id, "params": params, "tags": tags})
+
+    # -- experiments --
+    def create_experiment(self, p: dict[str, Any]) -> dict[str, Any]:
+        name = v.experiment_name(p.get("name"))
+        tags = [_tag(t, v.MAX_EXPERIMENT_TAG_VAL_LENGTH) for t in p.get("tags") or []]
+        self._sync_metadata()
+        if self.reader.experiment_by_name(name) is not None:
+            raise MlflowError(f"Experiment(name={name}) already exists.", "RESOURCE_ALREADY_EXISTS")
+        experiment_id = str(random.randint(1, 2**53))
+        t = now_ms()
+        self._emit_experiment(
+            {"experiment_id": experiment_id, "name": name,
+             "artifact_location": p.get("artifact_location") or f"mlflow-artifacts:/{experiment_id}",
+             "lifecycle_stage": ACTIVE, "creation_time": t, "last_update_time": t}
+        )  # fmt: skip
+        if tags:
+            self.writer.metadata(experiment_id, "ExperimentTags", {"experiment_id": experiment_id, "tags": tags})
+        return {"experiment_id": experiment_id}
+
+    def get_experiment(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"experiment": self._experiment(str(v.required(p, "experiment_id")))}
+
+    def get_experiment_by_name(self, p: dict[str, Any]) -> dict[str, Any]:
+        name = v.required(p, "experiment_name")
+        self._sync_metadata()
+        exp = self.reader.experiment_by_name(name)
+        if exp is None:
+            raise not_found(f"Could not find experiment with name '{name}'")
+        return {"experiment": exp}
+
+    def search_experiments(self, p: dict[str, Any]) -> dict[str, Any]:
+        view = VIEW_TYPES.get(str(p.get("view_type") or "ACTIVE_ONLY"))
+        if view is None:
+            raise invalid(f"Invalid view_type '{p.get('view_type')}'")
+        limit = v.max_results(p.get("max_results"), 1000, v.MAX_RESULTS_SEARCH_EXPERIMENTS)
+        offset = page_offset(p.get("page_token"))
+        if p.get("filter"):
+            raise MlflowError("Experiment search filters are not supported yet.", "NOT_IMPLEMENTED")
+        self._sync_metadata()
+        found = self.reader.experiments(view)
+        found.sort(key=lambda e: (-e["creation_time"], int(e["experiment_id"])))
+        page = found[offset : offset + limit]
+        out: dict[str, Any] = {"experiments": page}
+        if offset + limit < len(found):
+            out["next_page_token"] = page_token(offset + limit)
+        return out
+
+    # -- runs --
+    def create_run(self, p: dict[str, Any]) -> dict[str, Any]:
+        experiment_id = str(p.get("experiment_id") or DEFAULT_EXPERIMENT_ID)
+        exp = self._experiment(experiment_id)
+        if exp["lifecycle_stage"] != ACTIVE:
+            raise invalid(
+                f"The experiment {experiment_id} must be in the 'active' state. "
+                f"Current state is {exp['lifecycle_stage']}."
+            )
+        tags = {t["key"]: t["value"] for t in (_tag(t, v.MAX_TAG_VAL_LENGTH) for t in p.get("tags") or [])}
+        run_name = p.get("run_name") or tags.get(RUN_NAME_TAG) or generate_run_name()
+        if p.get("run_name") and tags.get(RUN_NAME_TAG) and tags[RUN_NAME_TAG] != p["run_name"]:
+            raise invalid(
+                f"Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different values "
+                f"(run_name='{p['run_name']}', mlflow.runName='{tags[RUN_NAME_TAG]}')."
+            )
+        tags[RUN_NAME_TAG] = run_name
+        run_id = uuid.uuid4().hex
+        info = {
+            "run_id": run_id, "experiment_id": experiment_id, "run_name": run_name,
+            "user_id": str(p.get("user_id") or ""), "status": "RUNNING",
+            "start_time": _int_or(p.get("start_time"), now_ms()), "end_time": None,
+            "artifact_uri": f"{exp['artifact_location'].rstrip('/')}/{run_id}/artifacts",
+            "lifecycle_stage": ACTIVE, "deleted_time": None,
+        }  # fmt: skip
+        self._emit_run(info)
+        tag_list = [{"key": k, "value": val, "deleted": False} for k, val in tags.items()]
+        self._emit_run_data(run_id, [], tag_list)
+        info = {k: val for k, val in info.items() if val is not None}
+        info["run_uuid"] = run_id
+        return {
+            "run": {
+                "info": info,
+                "data": {"tags": [{"key": t["key"], "value": t["value"]} for t in sorted(tag_list, key=_by_key)]},
+                "inputs": {},
+            }
+        }
+
+    def update_run(self, p: dict[str, Any]) -> dict[str, Any]:
+        run_id = _run_id(p)
+        info = self._active_run(run_id)
+        if p.get("status") is not None:
+            if p["status"] not in RUN_STATUSES:
+                raise invalid(f"Invalid value {p['status']} for parameter 'status' supplied.")
+            info["status"] = p["status"]
+        if p.get("end_time") is not None:
+            info["end_time"] = _int_or(p["end_time"], None)
+        renamed = p.get("run_name")
+        if renamed:
+            info["run_name"] = renamed
+        self._emit_run(info)
+        if renamed:
+            self._emit_run_data(run_id, [], [{"key": RUN_NAME_TAG, "value": renamed, "deleted": False}])
+        info.pop("deleted_time", None)
+        return {"run_info": {k: val for k, val in info.items() if val is not None}}
+
+    def get_run(self, p: dict[str, Any]) -> dict[str, Any]:
+        run_id = _run_id(p)
+        self._sync_metadata(run_id)
+        self.barrier.wait(self.topics.metrics, [run_id])
+        run = self.reader.run(run_id)
+        if run is None:
+            raise not_found(f"Run with id={run_id} not found")
+        return {"run": run}
+
+    def search_runs(self, p: dict[str, Any]) -> dict[str, Any]:
+        experiment_ids = [str(e) for e in p.get("experiment_ids") or []]
+        view = VIEW_TYPES.get(str(p.get("run_view_type") or "ACTIVE_ONLY"))
+        if view is None:
+            raise invalid(f"Invalid run_view_type '{p.get('run_view_type')}'")
+        limit = v.max_results(p.get("max_results"), 1000, v.MAX_RESULTS_SEARCH_RUNS)
+        offset = page_offset(p.get("page_token"))
+        if p.get("filter") or p.get("order_by"):
+            raise MlflowError("Run search filters and ordering are not supported yet.", "NOT_IMPLEMENTED")
+        self._sync_metadata()
+        self.barrier.wait(self.topics.metrics)
+        infos = self.reader.run_ids(experiment_ids, view)
+        page = infos[offset : offset + limit]
+        data = self.reader.run_data([i["run_id"] for i in page])
+        out: dict[str, Any] = {"runs": [{"info": i, "data": data[i["run_id"]], "inputs": {}} for i in page]}
+        if offset + limit < len(infos):
+            out["next_page_token"] = page_token(offset + limit)
+        return out
+
+    # -- run data --
+    def log_metric(self, p: LogMetric) -> dict[str, Any]:
+        run_id = p.run_id or p.run_uuid
+        if not run_id:
+            v.required({}, "run_id")
+        assert run_id is not None
+        self._log(run_id, [p], [], [])
+        return {}
+
+    def log_batch(self, p: LogBatch) -> dict[str, Any]:
+        if not p.run_id:
+            v.required({}, "run_id")
+        assert p.run_id is not None
+        v.batch_limits(len(p.metrics), len(p.params), len(p.tags))
+        self._log(p.run_id, p.metrics, p.params, p.tags)
+        return {}
+
+    def log_param(self, p: dict[str, Any]) -> dict[str, Any]:
+        run_id = _run_id(p)
+        key = v.key_name("parameter", v.required(p, "key"))
+        self._log_params_tags(run_id, [{"key": key, "value": v.param_value(key, p.get("value"))}], [])
+        return {}
+
+    def set_tag(self, p: dict[str, Any]) -> dict[str, Any]:
+        run_id = _run_id(p)
+        tag = _tag(p, v.MAX_TAG_VAL_LENGTH)
+        self._log_params_tags(run_id, [], [tag])
+        if tag["key"] == RUN_NAME_TAG:
+            info = self._run_info(run_id)
+            info["run_name"] = tag["value"]
+            self._emit_run(info)
+        return {}
+
+    def delete_tag(self, p: dict[str, Any]) -> dict[str, Any]:
+        run_id = _run_id(p)
+        key = v.required(p, "key")
+        self._active_run(run_id)
+        self._sync_metadata(run_id)
+        if key not in {t["key"] for t in self.reader.run_data([run_id])[run_id]["tags"]}:
+            raise not_found(f"No tag with name: {key} in run with id {run_id}")
+        self._emit_run_data(run_id, [], [{"key": key, "value": "", "deleted": True}])
+        return {}
+
+    def _log(self, run_id: str, metrics: list[MetricIn] | list[LogMetric], params: list[Any], tags: list[Any]) -> None:
+        self._active_run(run_id)
+        if metrics:
+            keys: list[str] = []
+            values: list[float] = []
+            timestamps: list[int] = []
+            steps: list[int] = []
+            model_ids: list[str] = []
+            seen_keys: set[str] = set()
+            for m in metrics:
+                key = m.key if m.key in seen_keys else v.key_name("metric", m.key)
+                assert key is not None
+                seen_keys.add(key)
+                value, ts, step = v.metric_value(key, m.value, m.timestamp, m.step)
+                keys.append(key)
+                values.append(value)
+                timestamps.append(ts)
+                steps.append(step)
+                model_ids.append(m.model_id or "")
+            self.writer.metrics(
+                {"run_id": run_id, "keys": keys, "values": values, "timestamps": timestamps, "steps": steps,
+                 "model_ids": model_ids if any(model_ids) else [], "dataset_names": [], "dataset_digests": []}
+            )  # fmt: skip
+        param_rows = [
+            {"key": v.key_name("parameter", kv.key), "value": v.param_value(str(kv.key), kv.value)} for kv in params
+        ]
+        tag_rows = [_tag({"key": kv.key, "value": kv.value}, v.MAX_TAG_VAL_LENGTH) for kv in tags]
+        self._log_params_tags(run_id, param_rows, tag_rows, checked=True)
+
+    def _log_params_tags(
+        self, run_id: str, params: list[dict[str, str]], tags: list[dict[str, Any]], checked: bool = False
+    ) -> None:
+        if not params and not tags:
+            return
+        if not checked:
+            self._active_run(run_id)
+        if params:
+            existing = self.reader.params(run_id)
+            fresh: dict[str, str] = {}
+            for param in params:
+                old = existing.get(param["key"], fresh.get(param["key"]))
+                if old is not None and old != param["value"]:
+                    raise invalid(
+                        f"Changing param values is not allowed. Param with key='{param['key']}' was already "
+                        f"logged with value='{old}' for run ID='{run_id}'. Attempted logging new value "
+                        f"'{param['value']}'."
+                    )
+                if old is None:
+                    fresh[param["key"]] = param["value"]
+            params = [{"key": k, "value": val} for k, val in fresh.items()]
+        last_tags = {t["key"]: t for t in tags}  # a key given twice: the last value wins
+        self._emit_run_data(run_id, params, list(last_tags.values()))
+
+    def metric_history(self, p: dict[str, Any]) -> dict[str, Any]:
+        run_id = _run_id(p)
+        key = v.required(p, "metric_key")
+        limit = v.max_results(p.get("max_results"), 25000, 25000)
+        offset = page_offset(p.get("page_token"))
+        self._run_info(run_id)
+        self.barrier.wait(self.topics.metrics, [run_id])
+        rows = self.reader.metric_history(run_id, key, offset, limit + 1)
+        out: dict[str, Any] = {"metrics": rows[:limit]}
+        if len(rows) > limit:
+            out["next_page_token"] = page_token(offset + limit)
+        return out
+
+
+def _run_id(p: dict[str, Any]) -> str:
+    run_id = p.get("run_id") or p.get("run_uuid")
+    if not run_id:
+        v.required(p, "run_id")
+    return str(run_id)
+
+
+def _tag(t: dict[str, Any], max_value: int) -> dict[str, Any]:
+    key = v.key_name("tag", t.get("key"))
+    value = "" if t.get("value") is None else str(t["value"])
+    if len(value) > max_value:
+        raise invalid(
+            f"Tag value '{value[:100]}...' had length {len(value)}, which exceeded length limit of {max_value}"
+        )
+    return {"key": key, "value": value, "deleted": False}
+
+
+def _by_key(t: dict[str, Any]) -> str:
+    return str(t["key"])
+
+
+def _int_or(value: Any, default: int | None) -> Any:
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        raise invalid(f"Invalid value {value} for an int64 parameter") from None

@@ -1,0 +1,44 @@
+"""Events → the log. Mechanism only: encode, key, produce; the handlers decide what an event is.
+
+One message per request batch, keyed by run (experiment events by experiment id, artifact events by
+path), so all events of one entity land in one partition, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ingest.errors import unavailable
+from schemas import codec
+from trackstream.log import EventLog, LogUnavailable, Partition
+from trackstream.settings import Topics
+
+# Called after the log acknowledged a record; the embedded runtime uses it to hold the answer
+# until the sink applied the record (its in-process log is not durable on its own).
+AfterProduce = Callable[[Partition, int], None]
+
+
+class EventWriter:
+    def __init__(self, events: EventLog, topics: Topics, after_produce: AfterProduce | None = None) -> None:
+        self._log = events
+        self._topics = topics
+        self._after = after_produce
+
+    def _produce(self, topic: str, family: str, key: str, record: dict[str, Any]) -> None:
+        payload = codec.encode(family, record)
+        try:
+            partition, offset = self._log.produce(topic, key.encode(), payload, (codec.header(family),))
+        except LogUnavailable as exc:
+            raise unavailable(f"The event log did not acknowledge the write; nothing was recorded. {exc}") from exc
+        if self._after is not None:
+            self._after(Partition(topic, partition), offset)
+
+    def metrics(self, record: dict[str, Any]) -> None:
+        self._produce(self._topics.metrics, codec.METRICS, record["run_id"], record)
+
+    def metadata(self, key: str, kind: str, body: dict[str, Any]) -> None:
+        self._produce(self._topics.metadata, codec.METADATA, key, {"event": (f"trackstream.{kind}", body)})
+
+    def artifact(self, record: dict[str, Any]) -> None:
+        self._produce(self._topics.artifacts, codec.ARTIFACT, record["path"], record)

@@ -1,0 +1,80 @@
+"""The ``trackstream`` command: ``serve`` (gateway), ``consume <sink>`` (one sink worker), ``migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from pydantic import ValidationError
+
+from trackstream.settings import Mode, Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()]
+        sys.exit("trackstream: invalid configuration (TRACKSTREAM_* environment variables):\n" + "\n".join(lines))
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from ingest.app import create_app
+    from trackstream.runtime import build
+
+    runtime = build(settings)
+    if settings.mode is Mode.EMBEDDED:
+        runtime.start_consumers()
+    tracking = runtime.tracking()
+    tracking.ensure_default_experiment()
+    app = create_app(tracking, on_shutdown=runtime.close)
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"trackstream ({settings.mode.value}) serving on {url}\n  export MLFLOW_TRACKING_URI={url}", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+
+
+def consume(settings: Settings, sink: str) -> None:
+    from trackstream.runtime import SINKS, build
+
+    if settings.mode is not Mode.KAFKA:
+        sys.exit("trackstream consume: needs TRACKSTREAM_MODE=kafka (embedded mode consumes inside 'serve')")
+    if sink not in SINKS:
+        sys.exit(f"trackstream consume: unknown sink {sink!r}; expected one of {', '.join(SINKS)}")
+    runtime = build(settings)
+    pipe = runtime.pipeline(sink)
+    signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
+    signal.signal(signal.SIGINT, lambda *_: pipe.stop())
+    print(f"trackstream consume {sink}: group {runtime.group(sink)} on {runtime.topic(sink)}", flush=True)
+    try:
+        pipe.run()
+    finally:
+        runtime.events.close()
+        runtime.tables.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="trackstream", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the gateway (embedded mode: with its consumers, in one process)")
+    c = sub.add_parser("consume", help="run one sink worker (Kafka mode)")
+    c.add_argument("sink", choices=["metrics", "metadata", "artifacts"])
+    sub.add_parser("migrate", help="create topics and tables")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings()
+    if args.command == "serve":
+        serve(settings)
+    elif args.command == "consume":
+        consume(settings, args.sink)
+    elif args.command == "migrate":
+        from trackstream.runtime import build
+
+        build(settings).close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+"""The event log: Kafka in production, an in-process log in embedded mode (same interface)."""
+
+from trackstream.log.base import (
+    EventLog,
+    LogConsumer,
+    LogUnavailable,
+    Message,
+    Partition,
+    partition_for_key,
+)
+
+__all__ = ["EventLog", "LogConsumer", "LogUnavailable", "Message", "Partition", "partition_for_key"]

@@ -1,0 +1,97 @@
+"""Event log contract shared by the Kafka and the in-process implementations."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from kafka.partitioner.default import murmur2
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+class LogUnavailable(Exception):
+    """The log did not acknowledge a write or answer a query in time; nothing was acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    topic: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One record read from the log; ``offset + 1`` is what committing it makes durable."""
+
+    partition: Partition
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+
+    def header(self, name: str) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+def partition_for_key(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), so both implementations place a key alike."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+RevokeCallback = Callable[[Sequence[Partition]], None]
+
+
+class LogConsumer(abc.ABC):
+    """A member of one consumer group reading one topic."""
+
+    @abc.abstractmethod
+    def poll(self, timeout: float, max_records: int) -> list[Message]:
+        """Block up to ``timeout`` seconds; return what arrived (possibly nothing)."""
+
+    @abc.abstractmethod
+    def commit(self, offsets: dict[Partition, int]) -> None:
+        """Make ``offsets`` (next offset to read, per partition) the group's position. Synchronous."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class EventLog(abc.ABC):
+    """Produce, consume and observe positions.
+
+    ``produce`` returns only once the log acknowledged the record as durable (Kafka: acks=all);
+    it raises :class:`LogUnavailable` otherwise and the caller must not acknowledge anything.
+    """
+
+    @abc.abstractmethod
+    def ensure_topics(self, topics: Sequence[str], partitions: int) -> None: ...
+
+    @abc.abstractmethod
+    def partitions(self, topic: str) -> int: ...
+
+    @abc.abstractmethod
+    def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
+        """Append one record keyed by ``key``; returns ``(partition, offset)`` once durable."""
+
+    @abc.abstractmethod
+    def end_offsets(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        """Offset the next record of each partition will get."""
+
+    @abc.abstractmethod
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        """The group's committed offsets for ``topic`` (partitions never committed are absent)."""
+
+    @abc.abstractmethod
+    def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
+        """Join ``group``; ``on_revoke`` runs before partitions are taken away (flush and commit there)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def partition_for(self, topic: str, key: bytes) -> int:
+        return partition_for_key(key, self.partitions(topic))

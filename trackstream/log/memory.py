@@ -1,0 +1,142 @@
+"""In-process log for embedded mode and unit tests: partitions are lists, groups are dicts.
+
+It is not durable; the embedded gateway therefore acknowledges a write only after the sinks applied it.
+Records below every group's committed offset are dropped so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from trackstream.log.base import EventLog, Headers, LogConsumer, Message, Partition, RevokeCallback
+
+
+@dataclass
+class _Partition:
+    base: int = 0  # offset of records[0]
+    records: list[Message] = field(default_factory=list)
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.records)
+
+
+class MemoryLog(EventLog):
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._topics: dict[str, list[_Partition]] = {}
+        self._committed: dict[str, dict[Partition, int]] = {}
+        self._closed = False
+        # groups that read each topic: a record is dropped once all of them committed it
+        self._readers: dict[str, set[str]] = {}
+
+    def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
+        with self._cond:
+            for topic in topics:
+                self._topics.setdefault(topic, [_Partition() for _ in range(partitions)])
+
+    def partitions(self, topic: str) -> int:
+        return len(self._topic(topic))
+
+    def _topic(self, topic: str) -> list[_Partition]:
+        try:
+            return self._topics[topic]
+        except KeyError:
+            raise KeyError(f"unknown topic {topic!r}") from None
+
+    def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
+        with self._cond:
+            index = self.partition_for(topic, key)
+            part = self._topic(topic)[index]
+            offset = part.end
+            part.records.append(Message(Partition(topic, index), offset, key, value, headers))
+            self._cond.notify_all()
+            return index, offset
+
+    def end_offsets(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        with self._cond:
+            parts = self._topic(topic)
+            return {p: parts[p].end for p in partitions}
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        with self._cond:
+            return {p.index: o for p, o in self._committed.get(group, {}).items() if p.topic == topic}
+
+    def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
+        return _MemoryConsumer(self, group, topic)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def wait_committed(self, group: str, partition: Partition, offset: int, timeout: float) -> bool:
+        """Block until ``group`` committed past ``offset`` on ``partition``; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._committed.get(group, {}).get(partition, 0) <= offset:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    # -- used by _MemoryConsumer, under self._cond --
+    def _read(self, topic: str, positions: dict[int, int], max_records: int) -> list[Message]:
+        out: list[Message] = []
+        for index, part in enumerate(self._topic(topic)):
+            start = positions.get(index, 0)
+            if start < part.end:
+                chunk = part.records[max(0, start - part.base) : max(0, start - part.base) + max_records - len(out)]
+                out.extend(chunk)
+                positions[index] = start + len(chunk)
+            if len(out) >= max_records:
+                break
+        return out
+
+    def _commit(self, group: str, offsets: dict[Partition, int]) -> None:
+        committed = self._committed.setdefault(group, {})
+        for partition, offset in offsets.items():
+            committed[partition] = max(committed.get(partition, 0), offset)
+        self._trim(offsets)
+        self._cond.notify_all()
+
+    def _trim(self, offsets: dict[Partition, int]) -> None:
+        for partition in offsets:
+            readers = self._readers.get(partition.topic, set())
+            floor = min((self._committed.get(g, {}).get(partition, 0) for g in readers), default=0)
+            part = self._topics[partition.topic][partition.index]
+            drop = floor - part.base
+            if drop > 0:
+                del part.records[:drop]
+                part.base = floor
+
+
+class _MemoryConsumer(LogConsumer):
+    def __init__(self, log: MemoryLog, group: str, topic: str) -> None:
+        self._log = log
+        self._group = group
+        self._topic = topic
+        with log._cond:
+            log._readers.setdefault(topic, set()).add(group)
+            self._positions = {p.index: o for p, o in log._committed.get(group, {}).items() if p.topic == topic}
+
+    def poll(self, timeout: float, max_records: int) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        with self._log._cond:
+            while True:
+                out = self._log._read(self._topic, self._positions, max_records)
+                remaining = deadline - time.monotonic()
+                if out or remaining <= 0 or self._log._closed:
+                    return out
+                self._log._cond.wait(remaining)
+
+    def commit(self, offsets: dict[Partition, int]) -> None:
+        with self._log._cond:
+            self._log._commit(self._group, offsets)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,97 @@
+"""S3-compatible object store through the ``minio`` client (any S3 server: SeaweedFS, MinIO, AWS, Ceph)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+
+from trackstream.errors import StoreError, StoreRejected, StoreUnavailable
+from trackstream.objects.base import ObjectNotFound, ObjectStore
+
+PART_SIZE = 16 << 20  # multipart part size for streamed uploads
+RETRIABLE_S3_CODES = frozenset({"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"})
+
+
+def classify(exc: Exception) -> StoreError:
+    if isinstance(exc, S3Error):
+        if exc.code in RETRIABLE_S3_CODES or (exc.response is not None and exc.response.status >= 500):
+            return StoreUnavailable(f"S3 {exc.code}: {exc.message}")
+        return StoreRejected(f"S3 {exc.code}: {exc.message}")
+    return StoreUnavailable(f"S3 unreachable: {exc}")
+
+
+class S3ObjectStore(ObjectStore):
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, region: str) -> None:
+        url = urlparse(endpoint)
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=3, read=60),
+            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[502, 503, 504]),
+            maxsize=16,
+        )
+        self._client = Minio(
+            url.netloc,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=url.scheme == "https",
+            region=region,
+            http_client=http,
+        )
+        self._bucket = bucket
+
+    def ensure_bucket(self) -> None:
+        try:
+            if not self._client.bucket_exists(self._bucket):
+                self._client.make_bucket(self._bucket)
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        import io
+
+        self.put_stream(key, io.BytesIO(data), len(data))
+
+    def put_stream(self, key: str, stream: BinaryIO, size: int) -> None:
+        try:
+            self._client.put_object(self._bucket, key, stream, length=size, part_size=PART_SIZE)
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def get(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        try:
+            response = self._client.get_object(self._bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                raise ObjectNotFound(key) from None
+            raise classify(exc) from exc
+        except Exception as exc:
+            raise classify(exc) from exc
+        return _stream(response, chunk_size)
+
+    def size(self, key: str) -> int | None:
+        try:
+            return int(self._client.stat_object(self._bucket, key).size or 0)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                return None
+            raise classify(exc) from exc
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self._client.remove_object(self._bucket, key)
+        except Exception as exc:
+            raise classify(exc) from exc
+
+
+def _stream(response: urllib3.BaseHTTPResponse, chunk_size: int) -> Iterator[bytes]:
+    try:
+        yield from response.stream(chunk_size)
+    finally:
+        response.close()
+        response.release_conn()

@@ -1,0 +1,125 @@
+"""Assembles log, stores, sinks, consumers and gateway for one mode. The only place that knows both."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from consumers.artifacts import ArtifactSink
+from consumers.deadletter import DeadLetters
+from consumers.metadata import MetadataSink
+from consumers.metrics import MetricsSink
+from consumers.pipeline import FlushPolicy, Pipeline
+from consumers.sink import Sink
+from ingest.consistency import Barrier
+from ingest.errors import unavailable
+from ingest.tracking import Tracking
+from ingest.writer import EventWriter
+from trackstream.log import EventLog, Partition
+from trackstream.log.memory import MemoryLog
+from trackstream.objects import ObjectStore
+from trackstream.reads import TrackingReader
+from trackstream.settings import Mode, Settings
+from trackstream.tables import TableStore
+
+log = logging.getLogger(__name__)
+
+SINKS = ("metrics", "metadata", "artifacts")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    events: EventLog
+    tables: TableStore
+    objects: ObjectStore
+    threads: list[threading.Thread] = field(default_factory=list)
+    pipelines: list[Pipeline] = field(default_factory=list)
+
+    def topic(self, sink: str) -> str:
+        return str(getattr(self.settings.topics, sink))
+
+    def group(self, sink: str) -> str:
+        return f"{self.settings.consumer_group_prefix}-{sink}"
+
+    def groups(self) -> dict[str, str]:
+        return {self.topic(s): self.group(s) for s in SINKS}
+
+    def sink(self, name: str) -> Sink:
+        match name:
+            case "metrics":
+                return MetricsSink(self.tables)
+            case "metadata":
+                return MetadataSink(self.tables)
+            case "artifacts":
+                return ArtifactSink(self.tables, self.objects)
+        raise ValueError(f"unknown sink {name!r}; expected one of {', '.join(SINKS)}")
+
+    def pipeline(self, name: str) -> Pipeline:
+        s = self.settings
+        sink = self.sink(name)
+        holder: list[Pipeline] = []
+        source = self.events.consumer(self.group(name), self.topic(name), lambda parts: holder[0].on_revoke(parts))
+        dead = DeadLetters(self.events, s.topics.deadletter, s.deadletter_max_ratio, s.deadletter_min_messages)
+        pipe = Pipeline(source, sink, dead, FlushPolicy(s.batch_max_rows, s.batch_max_seconds))
+        holder.append(pipe)
+        return pipe
+
+    def start_consumers(self) -> None:
+        """Embedded mode: every sink's pipeline in a thread of this process."""
+        for name in SINKS:
+            pipe = self.pipeline(name)
+            thread = threading.Thread(target=pipe.run, name=f"consume-{name}", daemon=True)
+            thread.start()
+            self.pipelines.append(pipe)
+            self.threads.append(thread)
+
+    def tracking(self) -> Tracking:
+        after = self._wait_applied if isinstance(self.events, MemoryLog) else None
+        writer = EventWriter(self.events, self.settings.topics, after)
+        barrier = Barrier(self.events, self.groups(), self.settings.read_barrier_timeout)
+        return Tracking(writer, TrackingReader(self.tables), barrier, self.settings.topics)
+
+    def _wait_applied(self, partition: Partition, offset: int) -> None:
+        assert isinstance(self.events, MemoryLog)
+        group = self.groups()[partition.topic]
+        if not self.events.wait_committed(group, partition, offset, self.settings.read_barrier_timeout):
+            raise unavailable("The embedded consumers did not apply the write in time; it may be applied later.")
+
+    def close(self) -> None:
+        for pipe in self.pipelines:
+            pipe.stop()
+        for thread in self.threads:
+            thread.join(timeout=10)
+        self.events.close()
+        self.tables.close()
+
+
+def build(settings: Settings) -> Runtime:
+    topics = settings.topics
+    names = [topics.metrics, topics.metadata, topics.artifacts, topics.deadletter]
+    if settings.mode is Mode.EMBEDDED:
+        from trackstream.objects.local import LocalObjectStore
+        from trackstream.tables.chdb import ChdbStore
+
+        events: EventLog = MemoryLog()
+        tables: TableStore = ChdbStore(settings.data_dir / "chdb")
+        objects: ObjectStore = LocalObjectStore(settings.data_dir / "artifacts")
+    else:
+        from trackstream.log.kafka import KafkaLog
+        from trackstream.objects.s3 import S3ObjectStore
+        from trackstream.tables.clickhouse import ClickHouseStore
+
+        assert settings.kafka_bootstrap and settings.clickhouse_url and settings.s3_endpoint
+        assert settings.s3_access_key and settings.s3_secret_key
+        events = KafkaLog(settings.kafka_bootstrap)
+        tables = ClickHouseStore(settings.clickhouse_url)
+        s3 = S3ObjectStore(
+            settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, settings.s3_bucket, settings.s3_region
+        )
+        s3.ensure_bucket()
+        objects = s3
+    events.ensure_topics(names, topics.partitions)
+    tables.migrate()
+    return Runtime(settings, events, tables, objects)

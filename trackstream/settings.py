@@ -1,0 +1,69 @@
+"""Configuration, read once from ``TRACKSTREAM_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Mode(StrEnum):
+    EMBEDDED = "embedded"  # in-process log, chDB, local artifact directory
+    KAFKA = "kafka"  # Kafka, ClickHouse server, S3
+
+
+class Topics(BaseSettings):
+    """Topic names and partition counts, one topic per event family."""
+
+    model_config = SettingsConfigDict(env_prefix="TRACKSTREAM_TOPIC_")
+
+    metrics: str = "trackstream.metrics"
+    metadata: str = "trackstream.metadata"
+    artifacts: str = "trackstream.artifacts"
+    deadletter: str = "trackstream.deadletter"
+    partitions: int = Field(default=4, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRACKSTREAM_", extra="ignore")
+
+    mode: Mode = Mode.EMBEDDED
+    host: str = "127.0.0.1"
+    port: int = Field(default=5000, ge=1, le=65535)
+    data_dir: Path = Path("./data")
+
+    kafka_bootstrap: str | None = None
+    clickhouse_url: str | None = None
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_bucket: str = "trackstream"
+    s3_region: str = "us-east-1"
+
+    topics: Topics = Field(default_factory=Topics)
+    consumer_group_prefix: str = "trackstream"
+
+    # Batching: flush by size, by age, or at once when the log is drained.
+    batch_max_rows: int = Field(default=50_000, ge=1)
+    batch_max_seconds: float = Field(default=0.5, gt=0)
+    # How long a read waits for the sinks to apply what the log held when the read began.
+    read_barrier_timeout: float = Field(default=10.0, gt=0)
+    # Artifacts up to this size travel inside the event; larger ones go by claim check.
+    artifact_inline_max_bytes: int = Field(default=512 * 1024, ge=0)
+    # A consumer stops (instead of draining the log to the dead-letter topic) past this ratio.
+    deadletter_max_ratio: float = Field(default=0.5, gt=0, le=1)
+    deadletter_min_messages: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _services_given(self) -> Settings:
+        if self.mode is Mode.KAFKA:
+            missing = [
+                f"TRACKSTREAM_{name.upper()}"
+                for name in ("kafka_bootstrap", "clickhouse_url", "s3_endpoint", "s3_access_key", "s3_secret_key")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"mode=kafka needs {', '.join(missing)}")
+        return self

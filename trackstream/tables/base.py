@@ -1,0 +1,49 @@
+"""Table store contract shared by the ClickHouse server and the chDB implementations."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from clickhouse_driver.util.escape import escape_param
+
+from schemas import ddl
+
+Row = tuple[Any, ...]
+
+
+class _NoContext:
+    """escape_param only needs a context for datetimes, which trackstream never binds."""
+
+
+def bind(sql: str, params: Mapping[str, Any] | None) -> str:
+    """Substitute ``%(name)s`` placeholders with escaped ClickHouse literals (clickhouse-driver's escaping).
+
+    Values only ever enter SQL through here, so a filter string cannot change a query's structure.
+    """
+    if not params:
+        return sql
+    return sql % {k: escape_param(v, _NoContext()) for k, v in params.items()}
+
+
+class TableStore(abc.ABC):
+    """Columnar inserts and parameterized queries; raises :class:`trackstream.errors.StoreError`."""
+
+    def migrate(self) -> None:
+        """Create every table of ``schemas/clickhouse`` that does not exist yet."""
+        for statement in ddl.statements():
+            self.command(statement)
+
+    @abc.abstractmethod
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
+        """Insert one block given column by column (all columns of equal length)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

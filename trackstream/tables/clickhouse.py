@@ -1,0 +1,87 @@
+"""ClickHouse server table store (clickhouse-driver, native protocol, one connection per thread)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from clickhouse_driver import Client
+from clickhouse_driver.errors import ErrorCodes, NetworkError, ServerException, SocketTimeoutError
+
+from trackstream.errors import StoreError, StoreRejected, StoreUnavailable
+from trackstream.tables.base import Row, TableStore, bind
+
+# Server errors that mean "try again later"; every other server error rejects the data.
+RETRIABLE_CODES = frozenset(
+    {
+        ErrorCodes.TIMEOUT_EXCEEDED,
+        ErrorCodes.SOCKET_TIMEOUT,
+        ErrorCodes.NETWORK_ERROR,
+        ErrorCodes.TOO_MANY_SIMULTANEOUS_QUERIES,
+        ErrorCodes.MEMORY_LIMIT_EXCEEDED,
+        ErrorCodes.TOO_MANY_PARTS,
+        ErrorCodes.TABLE_IS_READ_ONLY,
+        ErrorCodes.READONLY,
+        ErrorCodes.ALL_CONNECTION_TRIES_FAILED,
+        ErrorCodes.NO_FREE_CONNECTION,
+        ErrorCodes.ABORTED,
+        ErrorCodes.QUERY_WAS_CANCELLED,
+        ErrorCodes.NOT_ENOUGH_SPACE,
+        ErrorCodes.UNKNOWN_TABLE,  # a table being re-created during a migration
+    }
+)
+
+
+def classify(exc: Exception) -> StoreError:
+    if isinstance(exc, (NetworkError, SocketTimeoutError, socket.timeout, ConnectionError, EOFError, OSError)):
+        return StoreUnavailable(f"ClickHouse unreachable: {exc}")
+    if isinstance(exc, ServerException) and exc.code not in RETRIABLE_CODES:
+        return StoreRejected(f"ClickHouse rejected the statement (code {exc.code}): {exc.message[:500]}")
+    return StoreUnavailable(f"ClickHouse failed: {exc}")
+
+
+class ClickHouseStore(TableStore):
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._local = threading.local()
+        self._clients: list[Client] = []
+        self._lock = threading.Lock()
+
+    def _client(self) -> Client:
+        client: Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = Client.from_url(self._url)
+            client.connection.connect_timeout = 3
+            client.connection.send_receive_timeout = 60
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    def _execute(self, sql: str, data: Any = None, columnar: bool = False) -> Any:
+        client = self._client()
+        try:
+            if data is None:
+                return client.execute(sql)
+            return client.execute(sql, data, columnar=columnar)
+        except Exception as exc:
+            client.disconnect()
+            raise classify(exc) from exc
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self._execute(bind(sql, params))
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        return [tuple(r) for r in self._execute(bind(sql, params))]
+
+    def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
+        names = ", ".join(columns)
+        self._execute(f"INSERT INTO {table} ({names}) VALUES", list(columns.values()), columnar=True)
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients:
+                client.disconnect()
+            self._clients.clear()
