@@ -1,0 +1,237 @@
+"""Shared fixtures.
+
+Real services come from ``TRACKSTREAM_*`` environment variables (``make services-up`` writes them to
+``.services/env``; ``make test`` sources it); else from testcontainers when a Docker engine answers;
+else a test that needs them FAILS naming the command that starts them. Nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from ingest.app import create_app
+from trackstream.runtime import Runtime, build
+from trackstream.settings import Mode, Settings, Topics
+
+START_SERVICES = "make services-up"
+SERVICE_VARS = (
+    "TRACKSTREAM_KAFKA_BOOTSTRAP",
+    "TRACKSTREAM_CLICKHOUSE_URL",
+    "TRACKSTREAM_S3_ENDPOINT",
+    "TRACKSTREAM_S3_ACCESS_KEY",
+    "TRACKSTREAM_S3_SECRET_KEY",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests that use the real services are marked so `make test-unit` can leave them out.
+    for item in items:
+        if {"services", "kafka_settings", "kafka_gateway", "clickhouse_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
+@dataclass(frozen=True)
+class Services:
+    kafka_bootstrap: str
+    clickhouse_url: str
+    s3_endpoint: str
+    s3_access_key: str
+    s3_secret_key: str
+    s3_bucket: str
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+
+
+def _from_testcontainers(stack: list[Any]) -> Services:
+    from testcontainers.clickhouse import ClickHouseContainer
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.minio import MinioContainer
+
+    kafka = KafkaContainer().with_kraft()
+    clickhouse = ClickHouseContainer()
+    minio = MinioContainer()
+    for c in (kafka, clickhouse, minio):
+        c.start()
+        stack.append(c)
+    ch_host, ch_port = clickhouse.get_container_host_ip(), clickhouse.get_exposed_port(9000)
+    cfg = minio.get_config()
+    return Services(
+        kafka_bootstrap=kafka.get_bootstrap_server(),
+        clickhouse_url=f"clickhouse://{clickhouse.username}:{clickhouse.password}@{ch_host}:{ch_port}/default",
+        s3_endpoint=f"http://{cfg['endpoint']}",
+        s3_access_key=cfg["access_key"],
+        s3_secret_key=cfg["secret_key"],
+        s3_bucket="trackstream",
+    )
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    if all(os.environ.get(v) for v in SERVICE_VARS):
+        yield Services(
+            kafka_bootstrap=os.environ["TRACKSTREAM_KAFKA_BOOTSTRAP"],
+            clickhouse_url=os.environ["TRACKSTREAM_CLICKHOUSE_URL"],
+            s3_endpoint=os.environ["TRACKSTREAM_S3_ENDPOINT"],
+            s3_access_key=os.environ["TRACKSTREAM_S3_ACCESS_KEY"],
+            s3_secret_key=os.environ["TRACKSTREAM_S3_SECRET_KEY"],
+            s3_bucket=os.environ.get("TRACKSTREAM_S3_BUCKET", "trackstream"),
+        )
+        return
+    if _docker_answers():
+        stack: list[Any] = []
+        try:
+            yield _from_testcontainers(stack)
+        finally:
+            for c in reversed(stack):
+                c.stop()
+        return
+    missing = ", ".join(v for v in SERVICE_VARS if not os.environ.get(v))
+    pytest.fail(
+        f"This test needs Kafka, ClickHouse and S3, but {missing} are not set and no Docker engine answers. "
+        f"Start them with `{START_SERVICES}` and run `source .services/env` (or use `make test`).",
+        pytrace=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def clickhouse_url(services: Services) -> str:
+    """A fresh ClickHouse database for this test session (so reruns never see old rows)."""
+    from clickhouse_driver import Client
+
+    base, _, _db = services.clickhouse_url.rpartition("/")
+    database = f"ts_test_{uuid.uuid4().hex[:10]}"
+    Client.from_url(services.clickhouse_url).execute(f"CREATE DATABASE {database}")
+    return f"{base}/{database}"
+
+
+def unique_topics() -> Topics:
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    return Topics(
+        metrics=f"{prefix}.metrics",
+        metadata=f"{prefix}.metadata",
+        artifacts=f"{prefix}.artifacts",
+        deadletter=f"{prefix}.deadletter",
+        partitions=2,
+    )
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def kafka_settings(services: Services, clickhouse_url: str, tmp_path: Path) -> SettingsFactory:
+    """Kafka-mode settings on the real services, with topics and consumer groups unique to the test."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "mode": Mode.KAFKA,
+            "data_dir": tmp_path,
+            "kafka_bootstrap": services.kafka_bootstrap,
+            "clickhouse_url": clickhouse_url,
+            "s3_endpoint": services.s3_endpoint,
+            "s3_access_key": services.s3_access_key,
+            "s3_secret_key": services.s3_secret_key,
+            "s3_bucket": services.s3_bucket,
+            "topics": unique_topics(),
+            "consumer_group_prefix": f"test-{uuid.uuid4().hex[:8]}",
+            "batch_max_seconds": 0.2,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def embedded_settings(tmp_path: Path) -> SettingsFactory:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"mode": Mode.EMBEDDED, "data_dir": tmp_path / "data", "batch_max_seconds": 0.2}
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Gateway:
+    url: str
+    runtime: Runtime
+
+
+@pytest.fixture
+def gateway_factory() -> Iterator[Callable[[Settings], Gateway]]:
+    """Start a gateway (with its sink pipelines as threads of the test process) on a free port."""
+    servers: list[tuple[uvicorn.Server, threading.Thread, Runtime]] = []
+
+    def start(settings: Settings, consumers: bool = True) -> Gateway:
+        runtime = build(settings)
+        if consumers:
+            runtime.start_consumers()
+        tracking = runtime.tracking()
+        tracking.ensure_default_experiment()
+        port = free_port()
+        config = uvicorn.Config(create_app(tracking), host="127.0.0.1", port=port, log_level="warning")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.02)
+        servers.append((server, thread, runtime))
+        return Gateway(f"http://127.0.0.1:{port}", runtime)
+
+    yield start
+    for server, thread, runtime in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+        runtime.close()
+
+
+@pytest.fixture(params=["embedded", "kafka"])
+def gateway(request: pytest.FixtureRequest, gateway_factory: Callable[[Settings], Gateway]) -> Gateway:
+    """The gateway in each mode: embedded (in-process log, chDB, local dir) and Kafka (real services)."""
+    if request.param == "embedded":
+        settings = request.getfixturevalue("embedded_settings")()
+    else:
+        settings = request.getfixturevalue("kafka_settings")()
+    return gateway_factory(settings)
+
+
+@pytest.fixture
+def mlflow_client(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The official MLflow client (pinned mlflow-skinny) pointed at the gateway."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", gateway.url)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    mlflow.set_tracking_uri(gateway.url)
+    yield MlflowClient(gateway.url)
+    if mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
