@@ -20,14 +20,31 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ingest.artifacts import Artifacts, server_info
 from ingest.errors import MlflowError, invalid
 from ingest.protocol import LogBatch, LogMetric
 from ingest.tracking import Tracking
 from trackstream.errors import StoreError
+from trackstream.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 
+# Endpoints of `mlflow server` 3.17 this gateway answers with 501 NOT_IMPLEMENTED (cited by the README).
+UNIMPLEMENTED: dict[str, str] = {
+    "/metrics/get-history-bulk-interval": "GET",
+    "/runs/log-inputs": "POST",
+    "/runs/outputs": "POST",
+    "/logged-models": "POST",
+    "/logged-models/{rest:path}": "GET, PATCH, POST, DELETE",
+    "/experiments/search-datasets": "POST",
+    "/registered-models/{rest:path}": "GET, POST, PATCH, DELETE",
+    "/model-versions/{rest:path}": "GET, POST, PATCH, DELETE",
+}
+# Also: POST /api/2.0/mlflow-artifacts/mpu/* (multipart upload; the client falls back to one PUT).
+
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+ARTIFACT_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
+SERVER_INFO_PATHS = ("/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info")
 _LIST_FIELDS = {"experiment_ids", "run_ids", "order_by"}
 
 
@@ -72,7 +89,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 def _guarded(call: Callable[[Request], Awaitable[Any]]) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         try:
-            return json_response(await call(request))
+            result = await call(request)
+            return result if isinstance(result, Response) else json_response(result)
         except MlflowError as exc:
             return error_response(exc)
         except StoreError as exc:
@@ -92,6 +110,32 @@ def dict_endpoint(handler: Callable[[dict[str, Any]], dict[str, Any]]) -> Endpoi
         return await run_in_threadpool(handler, fields)
 
     return _guarded(call)
+
+
+def request_endpoint(handler: Callable[[Request], Any]) -> Endpoint:
+    """Handlers that need the raw request (streamed bodies) or return their own Response."""
+
+    async def call(request: Request) -> Any:
+        result = handler(request)
+        if isinstance(result, Awaitable):
+            return await result
+        return result
+
+    return _guarded(call)
+
+
+def sync_request_endpoint(handler: Callable[[Request], Any]) -> Endpoint:
+    async def call(request: Request) -> Any:
+        return await run_in_threadpool(handler, request)
+
+    return _guarded(call)
+
+
+def _not_implemented(what: str) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        return error_response(MlflowError(f"{what} is not implemented by this gateway yet.", "NOT_IMPLEMENTED"))
+
+    return endpoint
 
 
 def model_endpoint(model: type[BaseModel], handler: Callable[[Any], dict[str, Any]]) -> Endpoint:
@@ -114,7 +158,14 @@ def tracking_routes(t: Tracking) -> list[tuple[str, list[str], Endpoint]]:
         ("/experiments/get", ["GET"], dict_endpoint(t.get_experiment)),
         ("/experiments/get-by-name", ["GET"], dict_endpoint(t.get_experiment_by_name)),
         ("/experiments/search", ["GET", "POST"], dict_endpoint(t.search_experiments)),
+        ("/experiments/update", ["POST"], dict_endpoint(t.update_experiment)),
+        ("/experiments/delete", ["POST"], dict_endpoint(t.delete_experiment)),
+        ("/experiments/restore", ["POST"], dict_endpoint(t.restore_experiment)),
+        ("/experiments/set-experiment-tag", ["POST"], dict_endpoint(t.set_experiment_tag)),
+        ("/experiments/delete-experiment-tag", ["POST"], dict_endpoint(t.delete_experiment_tag)),
         ("/runs/create", ["POST"], dict_endpoint(t.create_run)),
+        ("/runs/delete", ["POST"], dict_endpoint(t.delete_run)),
+        ("/runs/restore", ["POST"], dict_endpoint(t.restore_run)),
         ("/runs/update", ["POST"], dict_endpoint(t.update_run)),
         ("/runs/get", ["GET"], dict_endpoint(t.get_run)),
         ("/runs/search", ["POST"], dict_endpoint(t.search_runs)),
@@ -124,7 +175,29 @@ def tracking_routes(t: Tracking) -> list[tuple[str, list[str], Endpoint]]:
         ("/runs/set-tag", ["POST"], dict_endpoint(t.set_tag)),
         ("/runs/delete-tag", ["POST"], dict_endpoint(t.delete_tag)),
         ("/metrics/get-history", ["GET"], dict_endpoint(t.metric_history)),
+        # No logged models can exist (creating one is NOT_IMPLEMENTED), so the search is empty;
+        # the client searches them on every runs:/ artifact listing.
+        ("/logged-models/search", ["POST"], dict_endpoint(lambda p: {})),
     ]
+
+
+def artifact_routes(a: Artifacts) -> list[Route]:
+    routes = []
+    for prefix in ARTIFACT_PREFIXES:
+        routes += [
+            Route(prefix + "/artifacts", dict_endpoint(a.list), methods=["GET"]),
+            Route(prefix + "/artifacts/{path:path}", request_endpoint(a.upload), methods=["PUT"]),
+            Route(prefix + "/artifacts/{path:path}", sync_request_endpoint(a.download), methods=["GET"]),
+            Route(prefix + "/artifacts/{path:path}", sync_request_endpoint(a.delete), methods=["DELETE"]),
+            Route(prefix + "/mpu/{rest:path}", _not_implemented("Multipart artifact upload"), methods=["POST"]),
+        ]
+    for prefix in PREFIXES:
+        routes.append(Route(prefix + "/artifacts/list", dict_endpoint(a.list_run), methods=["GET"]))
+    for path in SERVER_INFO_PATHS:
+        routes.append(Route(path, dict_endpoint(lambda p: server_info()), methods=["GET"]))
+    for path in ("/get-artifact", "/ajax-api/2.0/mlflow/get-artifact"):
+        routes.append(Route(path, dict_endpoint(a.get_artifact), methods=["GET"]))  # type: ignore[arg-type]
+    return routes
 
 
 async def _health(request: Request) -> Response:
@@ -141,11 +214,21 @@ async def _bad_method(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(tracking: Tracking, on_shutdown: Callable[[], None] | None = None) -> Starlette:
+def create_app(
+    tracking: Tracking,
+    objects: ObjectStore,
+    artifact_inline_max_bytes: int,
+    on_shutdown: Callable[[], None] | None = None,
+) -> Starlette:
     routes = [Route("/health", _health), Route("/version", _version)]
     for path, methods, endpoint in tracking_routes(tracking):
         for prefix in PREFIXES:
             routes.append(Route(prefix + path, endpoint, methods=methods))
+    routes += artifact_routes(Artifacts(tracking, objects, artifact_inline_max_bytes))
+    for path, methods_text in UNIMPLEMENTED.items():
+        methods = methods_text.split(", ")
+        for prefix in PREFIXES:
+            routes.append(Route(prefix + path, _not_implemented(f"{path.split('{')[0].rstrip('/')}"), methods=methods))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -21,7 +21,7 @@ from ingest.consistency import Barrier
 from ingest.errors import MlflowError, invalid, not_found
 from ingest.protocol import LogBatch, LogMetric, MetricIn
 from ingest.writer import EventWriter
-from trackstream.reads import TrackingReader
+from trackstream.reads import TrackingReader, search
 from trackstream.settings import Topics
 
 ACTIVE, DELETED = "active", "deleted"
@@ -157,26 +157,109 @@ class Tracking:
             raise invalid(f"Invalid view_type '{p.get('view_type')}'")
         limit = v.max_results(p.get("max_results"), 1000, v.MAX_RESULTS_SEARCH_EXPERIMENTS)
         offset = page_offset(p.get("page_token"))
-        if p.get("filter"):
-            raise MlflowError("Experiment search filters are not supported yet.", "NOT_IMPLEMENTED")
+        try:
+            clauses = search.parse_experiment_filter(p.get("filter"))
+            order = search.parse_experiment_order_by(_str_list(p.get("order_by")))
+        except search.SearchError as exc:
+            raise invalid(str(exc)) from None
         self._sync_metadata()
-        found = self.reader.experiments(view)
-        found.sort(key=lambda e: (-e["creation_time"], int(e["experiment_id"])))
+        found = [e for e in self.reader.experiments(view) if search.experiment_matches(clauses, e)]
+        keys: list[tuple[Any, bool]] = [
+            (lambda e, k=o.key: int(e[k]) if k == "experiment_id" else e[k], o.ascending) for o in order
+        ]
+        if not any(o.key == "creation_time" for o in order):
+            keys.append((lambda e: e["creation_time"], False))
+        if not any(o.key == "experiment_id" for o in order):
+            keys.append((lambda e: int(e["experiment_id"]), True))
+        found = search.sort_rows(found, keys)
         page = found[offset : offset + limit]
         out: dict[str, Any] = {"experiments": page}
         if offset + limit < len(found):
             out["next_page_token"] = page_token(offset + limit)
         return out
 
-    # -- runs --
-    def create_run(self, p: dict[str, Any]) -> dict[str, Any]:
-        experiment_id = str(p.get("experiment_id") or DEFAULT_EXPERIMENT_ID)
+    def _active_experiment(self, experiment_id: str) -> dict[str, Any]:
         exp = self._experiment(experiment_id)
         if exp["lifecycle_stage"] != ACTIVE:
             raise invalid(
                 f"The experiment {experiment_id} must be in the 'active' state. "
                 f"Current state is {exp['lifecycle_stage']}."
             )
+        return exp
+
+    def _set_experiment_stage(self, experiment_id: str, old: str, new: str) -> None:
+        exp = self._experiment(experiment_id)
+        if exp["lifecycle_stage"] != old:
+            raise not_found(f"No Experiment with id={experiment_id} exists")
+        exp.pop("tags")
+        exp["lifecycle_stage"] = new
+        exp["last_update_time"] = now_ms()
+        self._emit_experiment(exp)
+        for info in self.reader.run_ids([experiment_id], (ACTIVE, DELETED)):
+            if info["lifecycle_stage"] != new:
+                self._set_run_stage(info, new)
+
+    def _set_run_stage(self, info: dict[str, Any], stage: str) -> None:
+        info = dict(info)
+        info["lifecycle_stage"] = stage
+        info["deleted_time"] = now_ms() if stage == DELETED else None
+        self._emit_run(info)
+
+    def delete_experiment(self, p: dict[str, Any]) -> dict[str, Any]:
+        self._set_experiment_stage(str(v.required(p, "experiment_id")), ACTIVE, DELETED)
+        return {}
+
+    def restore_experiment(self, p: dict[str, Any]) -> dict[str, Any]:
+        self._set_experiment_stage(str(v.required(p, "experiment_id")), DELETED, ACTIVE)
+        return {}
+
+    def update_experiment(self, p: dict[str, Any]) -> dict[str, Any]:
+        experiment_id = str(v.required(p, "experiment_id"))
+        new_name = v.experiment_name(v.required(p, "new_name"))
+        exp = self._experiment(experiment_id)
+        if exp["lifecycle_stage"] != ACTIVE:
+            raise MlflowError("Cannot rename a non-active experiment.", "INVALID_STATE")
+        if new_name == exp["name"]:
+            return {}
+        self._sync_metadata()
+        if self.reader.experiment_by_name(new_name) is not None:
+            raise MlflowError(f"Experiment(name={new_name}) already exists.", "RESOURCE_ALREADY_EXISTS")
+        exp.pop("tags")
+        exp["name"] = new_name
+        exp["last_update_time"] = now_ms()
+        self._emit_experiment(exp)
+        return {}
+
+    def set_experiment_tag(self, p: dict[str, Any]) -> dict[str, Any]:
+        experiment_id = str(v.required(p, "experiment_id"))
+        key = v.key_name("tag", v.required(p, "key"))
+        tag = _tag({"key": key, "value": p.get("value")}, v.MAX_EXPERIMENT_TAG_VAL_LENGTH)
+        self._active_experiment(experiment_id)
+        self.writer.metadata(experiment_id, "ExperimentTags", {"experiment_id": experiment_id, "tags": [tag]})
+        return {}
+
+    def delete_experiment_tag(self, p: dict[str, Any]) -> dict[str, Any]:
+        experiment_id = str(v.required(p, "experiment_id"))
+        key = str(v.required(p, "key"))
+        exp = self._active_experiment(experiment_id)
+        if key not in {t["key"] for t in exp["tags"]}:
+            raise not_found(f"No tag with name: {key} in experiment with id {experiment_id}")
+        tag = {"key": key, "value": "", "deleted": True}
+        self.writer.metadata(experiment_id, "ExperimentTags", {"experiment_id": experiment_id, "tags": [tag]})
+        return {}
+
+    # -- runs --
+    def delete_run(self, p: dict[str, Any]) -> dict[str, Any]:
+        self._set_run_stage(self._run_info(_run_id(p)), DELETED)
+        return {}
+
+    def restore_run(self, p: dict[str, Any]) -> dict[str, Any]:
+        self._set_run_stage(self._run_info(_run_id(p)), ACTIVE)
+        return {}
+
+    def create_run(self, p: dict[str, Any]) -> dict[str, Any]:
+        experiment_id = str(p.get("experiment_id") or DEFAULT_EXPERIMENT_ID)
+        exp = self._active_experiment(experiment_id)
         tags = {t["key"]: t["value"] for t in (_tag(t, v.MAX_TAG_VAL_LENGTH) for t in p.get("tags") or [])}
         run_name = p.get("run_name") or tags.get(RUN_NAME_TAG) or generate_run_name()
         if p.get("run_name") and tags.get(RUN_NAME_TAG) and tags[RUN_NAME_TAG] != p["run_name"]:
@@ -240,17 +323,35 @@ class Tracking:
             raise invalid(f"Invalid run_view_type '{p.get('run_view_type')}'")
         limit = v.max_results(p.get("max_results"), 1000, v.MAX_RESULTS_SEARCH_RUNS)
         offset = page_offset(p.get("page_token"))
-        if p.get("filter") or p.get("order_by"):
-            raise MlflowError("Run search filters and ordering are not supported yet.", "NOT_IMPLEMENTED")
+        try:
+            where, params = search.run_filter_sql(search.parse_run_filter(p.get("filter")))
+            order = search.parse_run_order_by(_str_list(p.get("order_by")))
+        except search.SearchError as exc:
+            raise invalid(str(exc)) from None
         self._sync_metadata()
         self.barrier.wait(self.topics.metrics)
-        infos = self.reader.run_ids(experiment_ids, view)
+        infos = self.reader.search_run_infos(experiment_ids, view, where, params)
+        infos = search.sort_rows(infos, self._run_sort_keys(order, experiment_ids))
         page = infos[offset : offset + limit]
         data = self.reader.run_data([i["run_id"] for i in page])
         out: dict[str, Any] = {"runs": [{"info": i, "data": data[i["run_id"]], "inputs": {}} for i in page]}
         if offset + limit < len(infos):
             out["next_page_token"] = page_token(offset + limit)
         return out
+
+    def _run_sort_keys(self, order: list[search.OrderKey], experiment_ids: list[str]) -> list[tuple[Any, bool]]:
+        keys: list[tuple[Any, bool]] = []
+        for o in order:
+            if o.entity == search.ATTR:
+                keys.append((lambda r, k=o.key: r.get(k), o.ascending))
+            else:
+                values = self.reader.order_values(o.entity, o.key, experiment_ids)
+                keys.append((lambda r, vals=values: vals.get(r["run_id"]), o.ascending))
+        if not any(o.entity == search.ATTR and o.key == "start_time" for o in order):
+            keys.append((lambda r: r["start_time"], False))
+        if not any(o.entity == search.ATTR and o.key == "run_id" for o in order):
+            keys.append((lambda r: r["run_id"], True))
+        return keys
 
     # -- run data --
     def log_metric(self, p: LogMetric) -> dict[str, Any]:
@@ -367,6 +468,12 @@ def _run_id(p: dict[str, Any]) -> str:
     if not run_id:
         v.required(p, "run_id")
     return str(run_id)
+
+
+def _str_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(x) for x in value] if isinstance(value, list) else [str(value)]
 
 
 def _tag(t: dict[str, Any], max_value: int) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def serve(settings: Settings) -> None:
         runtime.start_consumers()
     tracking = runtime.tracking()
     tracking.ensure_default_experiment()
-    app = create_app(tracking, on_shutdown=runtime.close)
+    app = create_app(tracking, runtime.objects, settings.artifact_inline_max_bytes, on_shutdown=runtime.close)
     url = f"http://{settings.host}:{settings.port}"
     print(f"trackstream ({settings.mode.value}) serving on {url}\n  export MLFLOW_TRACKING_URI={url}", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)

@@ -13,7 +13,8 @@ from trackstream.tables import TableStore
 
 EXPERIMENT_COLUMNS = "experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time"
 RUN_COLUMNS = (
-    "run_id, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage, deleted_time"
+    "run_id, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage, "
+    "deleted_time"
 )
 
 
@@ -76,6 +77,38 @@ class TrackingReader:
         )
         return [_run_info(r) for r in rows]
 
+    def search_run_infos(
+        self, experiment_ids: Sequence[str], stages: Sequence[str], where: str, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Runs matching ``where`` (a condition from ``search.run_filter_sql``), unordered.
+
+        Mutable columns are filtered outside FINAL: old servers may apply a WHERE before the merge.
+        """
+        rows = self._t.query(
+            f"SELECT {RUN_COLUMNS} FROM (SELECT {RUN_COLUMNS} FROM runs FINAL WHERE experiment_id IN %(_exps)s) "
+            f"WHERE lifecycle_stage IN %(_stages)s AND ({where})",
+            {**params, "_exps": tuple(experiment_ids), "_stages": tuple(stages)},
+        )
+        return [_run_info(r) for r in rows]
+
+    def order_values(self, entity: str, key: str, experiment_ids: Sequence[str]) -> dict[str, Any]:
+        """run_id → the metric's latest value (NaN omitted), the param's or the live tag's value."""
+        runs = "SELECT run_id FROM runs FINAL WHERE experiment_id IN %(exps)s"
+        if entity == "metric":
+            sql = (
+                "SELECT run_id, v FROM (SELECT run_id, argMax(value, (step, timestamp, value)) AS v, "
+                "argMax(is_nan, (step, timestamp, value)) AS latest_is_nan FROM latest_metrics "
+                f"WHERE key = %(key)s AND run_id IN ({runs}) GROUP BY run_id) WHERE latest_is_nan = 0"
+            )
+        elif entity == "parameter":
+            sql = f"SELECT run_id, value FROM params FINAL WHERE key = %(key)s AND run_id IN ({runs})"
+        else:
+            sql = (
+                "SELECT run_id, value FROM (SELECT run_id, value, deleted FROM run_tags FINAL "
+                f"WHERE key = %(key)s AND run_id IN ({runs})) WHERE deleted = 0"
+            )
+        return dict(self._t.query(sql, {"key": key, "exps": tuple(experiment_ids)}))
+
     def run_data(self, run_ids: Sequence[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
         data: dict[str, dict[str, list[dict[str, Any]]]] = {
             r: {"metrics": [], "params": [], "tags": []} for r in run_ids
@@ -109,12 +142,29 @@ class TrackingReader:
     def metric_history(self, run_id: str, key: str, offset: int, limit: int) -> list[dict[str, Any]]:
         rows = self._t.query(
             "SELECT DISTINCT step, timestamp, value, is_nan FROM metrics "
-            "WHERE run_id = %(run)s AND key = %(key)s ORDER BY timestamp, step, value LIMIT %(limit)s OFFSET %(offset)s",
+            "WHERE run_id = %(run)s AND key = %(key)s ORDER BY timestamp, step, value "
+            "LIMIT %(limit)s OFFSET %(offset)s",
             {"run": run_id, "key": key, "limit": limit, "offset": offset},
         )
-        return [
-            {"key": key, "value": metric_value(v, nan), "timestamp": ts, "step": step} for step, ts, v, nan in rows
-        ]
+        return [{"key": key, "value": metric_value(v, nan), "timestamp": ts, "step": step} for step, ts, v, nan in rows]
+
+    # -- artifacts --
+    def artifact_files(self, prefix: str) -> list[tuple[str, int]]:
+        """Live indexed files at ``prefix`` or under ``prefix/`` (every file when ``prefix`` is empty).
+
+        ``deleted`` is filtered outside FINAL: old servers may move a WHERE before the FINAL merge.
+        """
+        where = "1"
+        params: dict[str, Any] = {}
+        if prefix:
+            where = "path = %(p)s OR substring(path, 1, %(n)s) = %(dir)s"
+            params = {"p": prefix, "dir": prefix + "/", "n": len(prefix.encode()) + 1}
+        rows = self._t.query(
+            f"SELECT path, size FROM (SELECT path, size, deleted FROM artifacts FINAL WHERE {where}) "
+            "WHERE deleted = 0 ORDER BY path",
+            params,
+        )
+        return [(str(p), int(n)) for p, n in rows]
 
 
 def _run_info(row: Sequence[Any]) -> dict[str, Any]:

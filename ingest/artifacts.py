@@ -1,0 +1,177 @@
+"""Proxied artifacts (``/api/2.0/mlflow-artifacts/…``) and the run-relative artifact reads.
+
+Uploads up to ``inline_max_bytes`` travel inside the artifact event (the consumer stores them);
+larger ones are streamed to object storage first and the event only indexes them (claim check).
+Listing reads the ``artifacts`` index table; downloads stream from object storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import posixpath
+import tempfile
+import urllib.parse
+from typing import Any
+
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ingest import validation as v
+from ingest.errors import MlflowError, invalid, not_found
+from ingest.tracking import Tracking, now_ms
+from trackstream.objects import ObjectStore
+from trackstream.objects.base import ObjectNotFound
+
+PROXY_SCHEME = "mlflow-artifacts"
+_CHUNK = 1 << 20
+
+
+def safe_path(path: Any, allow_empty: bool = False) -> str:
+    """MLflow's ``validate_path_is_safe``, then normalized to the key form ('a/./b' → 'a/b')."""
+    path = "" if path is None else urllib.parse.unquote(str(path))
+    if not path:
+        if allow_empty:
+            return ""
+        raise invalid("Invalid path")
+    if "#" in path or "\\" in path or ".." in path.split("/") or path.startswith("/") or "\x00" in path:
+        raise invalid("Invalid path")
+    if len(path) >= 2 and path[1] == ":":
+        raise invalid("Invalid path")
+    norm = posixpath.normpath(path)
+    if norm == "." and not allow_empty:
+        raise invalid("Invalid path")
+    return "" if norm == "." else norm
+
+
+def proxied_root(artifact_uri: str) -> str | None:
+    """Key under the artifact root for a ``mlflow-artifacts:`` URI; None for any other scheme."""
+    parsed = urllib.parse.urlparse(artifact_uri)
+    if parsed.scheme != PROXY_SCHEME:
+        return None
+    return parsed.path.strip("/")
+
+
+def children(files: list[tuple[str, int]], prefix: str) -> list[dict[str, Any]]:
+    """Immediate children of directory ``prefix`` (names relative to it); [] if ``prefix`` is a file."""
+    if prefix and any(p == prefix for p, _ in files):
+        return []
+    start = len(prefix) + 1 if prefix else 0
+    out: dict[str, dict[str, Any]] = {}
+    for path, size in files:
+        name, sep, _ = path[start:].partition("/")
+        if sep:
+            out.setdefault(name, {"path": name, "is_dir": True})
+        else:
+            out[name] = {"path": name, "is_dir": False, "file_size": size}
+    return [out[k] for k in sorted(out)]
+
+
+class Artifacts:
+    def __init__(self, tracking: Tracking, objects: ObjectStore, inline_max_bytes: int) -> None:
+        self.tracking = tracking
+        self.objects = objects
+        self.inline_max = inline_max_bytes
+
+    def _sync(self, key: str | None = None) -> None:
+        self.tracking.barrier.wait(self.tracking.topics.artifacts, [key] if key else None)
+
+    # -- mlflow-artifacts --
+    async def upload(self, request: Request) -> dict[str, Any]:
+        key = safe_path(request.path_params.get("path"))
+        digest = hashlib.sha256()
+        size = 0
+        with tempfile.SpooledTemporaryFile(max_size=max(self.inline_max, 1)) as spool:
+            async for chunk in request.stream():
+                digest.update(chunk)
+                size += len(chunk)
+                spool.write(chunk)
+            spool.seek(0)
+            record: dict[str, Any] = {"path": key, "op": "PUT", "content": None, "stored": False, "size": size,
+                      "sha256": digest.hexdigest(), "time": now_ms()}  # fmt: skip
+            if size <= self.inline_max:
+                record["content"] = spool.read()
+            else:
+                await run_in_threadpool(self.objects.put_stream, key, spool, size)  # type: ignore[arg-type]
+                record["stored"] = True
+        await run_in_threadpool(self.tracking.writer.artifact, record)
+        return {}
+
+    def download(self, request: Request) -> Response:
+        key = safe_path(request.path_params.get("path"))
+        self._sync(key)
+        return self._send(key)
+
+    def _send(self, key: str) -> Response:
+        try:
+            chunks = self.objects.get(key, _CHUNK)
+        except (ObjectNotFound, ValueError):
+            raise not_found(f"Artifact '{key}' does not exist") from None
+        name = posixpath.basename(key)
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        quoted = urllib.parse.quote(name)
+        headers = {
+            "Content-Disposition": f"attachment; filename=\"{name}\"; filename*=UTF-8''{quoted}"
+            if name.isascii() and '"' not in name
+            else f"attachment; filename*=UTF-8''{quoted}",
+            "X-Content-Type-Options": "nosniff",
+        }
+        return StreamingResponse(iterate_in_threadpool(chunks), media_type=mime, headers=headers)
+
+    def delete(self, request: Request) -> dict[str, Any]:
+        key = safe_path(request.path_params.get("path"))
+        self._sync()
+        for path, _ in self.tracking.reader.artifact_files(key):
+            record = {"path": path, "op": "DELETE", "content": None, "stored": False, "size": 0, "sha256": ""}
+            self.tracking.writer.artifact({**record, "time": now_ms()})
+        return {}
+
+    def list(self, p: dict[str, Any]) -> dict[str, Any]:
+        prefix = safe_path(p.get("path"), allow_empty=True)
+        self._sync()
+        files = children(self.tracking.reader.artifact_files(prefix), prefix)
+        return {"files": files} if files else {}
+
+    # -- run-relative (tracking API and UI) --
+    def _run_root(self, run_id: Any) -> tuple[str, str | None]:
+        info = self.tracking._run_info(str(v.required({"run_id": run_id}, "run_id")))
+        uri = str(info["artifact_uri"])
+        return uri, proxied_root(uri)
+
+    def list_run(self, p: dict[str, Any]) -> dict[str, Any]:
+        rel = safe_path(p.get("path"), allow_empty=True)
+        uri, root = self._run_root(p.get("run_id") or p.get("run_uuid"))
+        out: dict[str, Any] = {"root_uri": uri}
+        if root is None:
+            return out
+        prefix = posixpath.join(root, rel) if rel else root
+        self._sync()
+        files = children(self.tracking.reader.artifact_files(prefix), prefix)
+        for f in files:
+            f["path"] = posixpath.join(rel, f["path"]) if rel else f["path"]
+        if files:
+            out["files"] = files
+        return out
+
+    def get_artifact(self, p: dict[str, Any]) -> Response:
+        rel = safe_path(v.required(p, "path"))
+        uri, root = self._run_root(p.get("run_id") or p.get("run_uuid"))
+        if root is None:
+            raise MlflowError(f"Artifacts of run root {uri} are not served by this gateway", "NOT_IMPLEMENTED")
+        key = posixpath.join(root, rel) if root else rel
+        self._sync(key)
+        return self._send(key)
+
+
+def server_info() -> dict[str, Any]:
+    return {
+        "store_type": "SqlStore",
+        "workspaces_enabled": False,
+        "trace_archival_enabled": False,
+        "multipart_uploads_enabled": False,
+        "multipart_downloads_enabled": False,
+        "presigned_upload_run_id_supported": False,
+        "presigned_upload_model_id_supported": False,
+        "features_enabled": {"gateway": False},
+    }

@@ -1,0 +1,360 @@
+"""MLflow's search grammar (``search_runs`` / ``search_experiments`` filters and ``order_by``).
+
+Filters parse into :class:`Clause` values; :func:`run_filter_sql` turns them into a ClickHouse
+WHERE fragment whose values are all ``%(name)s`` parameters, so a filter can never change the
+structure of a query. The SQL uses only functions ClickHouse 18.16 already had.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+
+class SearchError(ValueError):
+    """An invalid filter or order_by (MLflow answers INVALID_PARAMETER_VALUE)."""
+
+
+METRIC, PARAM, TAG, ATTR, DATASET = "metric", "parameter", "tag", "attribute", "dataset"
+ENTITIES = {
+    "metric": METRIC, "metrics": METRIC,
+    "param": PARAM, "params": PARAM, "parameter": PARAM, "parameters": PARAM,
+    "tag": TAG, "tags": TAG,
+    "attribute": ATTR, "attributes": ATTR, "attr": ATTR, "run": ATTR,
+    "dataset": DATASET, "datasets": DATASET,
+}  # fmt: skip
+RUN_STRING_ATTRS = {"run_id", "run_name", "status", "user_id", "artifact_uri"}
+RUN_NUMERIC_ATTRS = {"start_time": "start_time", "end_time": "end_time", "created": "start_time"}
+RUN_ORDER_ATTRS = {"artifact_uri", "end_time", "run_id", "run_name", "start_time", "status", "user_id", "created"}
+DATASET_ATTRS = {"name", "digest", "context"}
+EXPERIMENT_STRING_ATTRS = {"name"}
+EXPERIMENT_NUMERIC_ATTRS = {"creation_time", "last_update_time"}
+EXPERIMENT_ORDER_ATTRS = {"name", "experiment_id", "creation_time", "last_update_time"}
+
+NUMERIC_OPS = ("=", "!=", "<", "<=", ">", ">=")
+STRING_OPS = ("=", "!=", "LIKE", "ILIKE")
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+    (?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.)*")
+  | (?P<tick>`[^`]*`)
+  | (?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
+  | (?P<op>!=|<>|<=|>=|=|<|>)
+  | (?P<punct>[(),])
+  | (?P<word>[A-Za-z_][\w.:/\-]*)
+    )""",
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: str
+    text: str
+
+    @property
+    def upper(self) -> str:
+        return self.text.upper()
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    entity: str
+    key: str
+    op: str  # = != < <= > >= LIKE ILIKE IN NOT IN, IS NULL, IS NOT NULL
+    value: Any  # float, str, tuple[str, ...] or None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderKey:
+    entity: str
+    key: str
+    ascending: bool
+
+
+def _tokens(text: str) -> list[Token]:
+    out: list[Token] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise SearchError(f"Invalid filter '{text}': unexpected character at position {pos}")
+        kind = m.lastgroup or ""
+        out.append(Token(kind, m.group(kind)))
+        pos = m.end()
+    return out
+
+
+def _unquote(token: Token) -> str:
+    body = token.text[1:-1]
+    if token.text[0] == "'":
+        body = body.replace("''", "'")
+    return re.sub(r"\\(.)", r"\1", body)
+
+
+class _Parser:
+    def __init__(self, text: str, attrs: set[str], numeric: set[str], entities: set[str]) -> None:
+        self.text = text
+        self.toks = _tokens(text)
+        self.i = 0
+        self.attrs, self.numeric, self.entities = attrs, numeric, entities
+
+    def peek(self, ahead: int = 0) -> Token | None:
+        j = self.i + ahead
+        return self.toks[j] if j < len(self.toks) else None
+
+    def take(self) -> Token:
+        tok = self.peek()
+        if tok is None:
+            raise SearchError(f"Invalid clause(s) in filter string: '{self.text}'. Unexpected end of filter.")
+        self.i += 1
+        return tok
+
+    def identifier(self) -> tuple[str, str]:
+        tok = self.take()
+        if tok.kind == "tick":
+            entity, key = "attributes", _unquote(tok)
+        elif tok.kind == "word":
+            entity, dot, key = tok.text.partition(".")
+            if not dot:
+                entity, key = "attributes", tok.text
+            elif not key:
+                quoted = self.take()
+                if quoted.kind not in ("tick", "str") or quoted.text[0] == "'":
+                    raise SearchError(f"Invalid identifier '{tok.text}{quoted.text}' in filter '{self.text}'")
+                key = _unquote(quoted)
+        else:
+            raise SearchError(
+                f"Invalid clause(s) in filter string: '{self.text}'. Expected an identifier, got '{tok.text}'."
+            )
+        kind = ENTITIES.get(entity.lower())
+        if kind is None or kind not in self.entities:
+            raise SearchError(f"Invalid entity type '{entity}'. Valid values are {sorted(self.entities)}")
+        if kind == ATTR and key not in self.attrs:
+            raise SearchError(f"Invalid attribute key '{key}' specified. Valid keys are '{sorted(self.attrs)}'")
+        if kind == DATASET and key not in DATASET_ATTRS:
+            raise SearchError(f"Invalid dataset key '{key}' specified. Valid keys are '{sorted(DATASET_ATTRS)}'")
+        return kind, key
+
+    def clause(self) -> Clause:
+        entity, key = self.identifier()
+        tok = self.take()
+        op = tok.upper
+        if op == "<>":
+            op = "!="
+        if op == "NOT" and (nxt := self.peek()) is not None and nxt.upper == "IN":
+            self.take()
+            op = "NOT IN"
+        elif op == "IS":
+            negate = (nxt := self.peek()) is not None and nxt.upper == "NOT"
+            if negate:
+                self.take()
+            if self.take().upper != "NULL":
+                raise SearchError(f"Invalid clause(s) in filter string: '{self.text}'. Expected NULL after IS.")
+            if entity not in (PARAM, TAG):
+                raise SearchError(f"Invalid comparator 'IS {'NOT ' if negate else ''}NULL' for {entity} '{key}'")
+            return Clause(entity, key, "IS NOT NULL" if negate else "IS NULL", None)
+        numeric = entity == METRIC or (entity == ATTR and key in self.numeric)
+        if numeric:
+            allowed: tuple[str, ...] = NUMERIC_OPS
+        elif entity == DATASET or (entity == ATTR and key == "run_id"):
+            allowed = (*STRING_OPS, "IN", "NOT IN")
+        else:
+            allowed = STRING_OPS
+        if op not in allowed:
+            raise SearchError(f"Invalid comparator '{tok.text}' not one of '{list(allowed)}' for {entity} '{key}'")
+        if op in ("IN", "NOT IN"):
+            return Clause(entity, key, op, self.string_list())
+        value = self.take()
+        if numeric:
+            if value.kind != "num":
+                raise SearchError(f"Expected numeric value type for {entity} '{key}'. Found {value.text}")
+            return Clause(entity, key, op, float(value.text) if entity == METRIC else int(float(value.text)))
+        if value.kind != "str":
+            raise SearchError(
+                f"Value for {entity} '{key}' is either not quoted or unidentified quote types used for string "
+                f"value {value.text}. Use either single or double quotes."
+            )
+        return Clause(entity, key, op, _unquote(value))
+
+    def string_list(self) -> tuple[str, ...]:
+        if self.take().text != "(":
+            raise SearchError(f"Invalid clause(s) in filter string: '{self.text}'. IN expects a list '(...)'.")
+        values: list[str] = []
+        while True:
+            tok = self.take()
+            if tok.kind != "str":
+                raise SearchError(f"While parsing a list in the query, expected string value, got {tok.text}")
+            values.append(_unquote(tok))
+            sep = self.take().text
+            if sep == ")":
+                return tuple(values)
+            if sep != ",":
+                raise SearchError(f"Invalid clause(s) in filter string: '{self.text}'. Malformed list.")
+
+    def clauses(self) -> list[Clause]:
+        out = [self.clause()]
+        while (tok := self.peek()) is not None:
+            if tok.upper != "AND":
+                raise SearchError(
+                    f"Invalid clause(s) in filter string: '{self.text}'. Only AND joins clauses (got '{tok.text}')."
+                )
+            self.take()
+            out.append(self.clause())
+        return out
+
+
+def parse_run_filter(text: str | None) -> list[Clause]:
+    if not text or not text.strip():
+        return []
+    attrs = RUN_STRING_ATTRS | set(RUN_NUMERIC_ATTRS)
+    return _Parser(text, attrs, set(RUN_NUMERIC_ATTRS), {METRIC, PARAM, TAG, ATTR, DATASET}).clauses()
+
+
+def parse_experiment_filter(text: str | None) -> list[Clause]:
+    if not text or not text.strip():
+        return []
+    attrs = EXPERIMENT_STRING_ATTRS | EXPERIMENT_NUMERIC_ATTRS
+    return _Parser(text, attrs, EXPERIMENT_NUMERIC_ATTRS, {ATTR, TAG}).clauses()
+
+
+def parse_order_by(items: list[str] | None, order_attrs: set[str], entities: set[str]) -> list[OrderKey]:
+    out: list[OrderKey] = []
+    for item in items or []:
+        text = str(item).strip()
+        ascending = True
+        m = re.match(r"^(.*?)\s+(ASC|DESC)$", text, re.IGNORECASE)
+        if m:
+            text, ascending = m.group(1), m.group(2).upper() == "ASC"
+        p = _Parser(text, order_attrs, set(), entities)
+        try:
+            entity, key = p.identifier()
+        except SearchError as exc:
+            raise SearchError(f"Invalid order_by clause '{item}': {exc}") from None
+        if p.peek() is not None or entity == DATASET:
+            raise SearchError(f"Invalid order_by clause '{item}'. Could not be parsed.")
+        out.append(OrderKey(entity, key, ascending))
+    return out
+
+
+def parse_run_order_by(items: list[str] | None) -> list[OrderKey]:
+    keys = parse_order_by(items, RUN_ORDER_ATTRS, {METRIC, PARAM, TAG, ATTR})
+    return [OrderKey(k.entity, "start_time", k.ascending) if k.key == "created" else k for k in keys]
+
+
+def parse_experiment_order_by(items: list[str] | None) -> list[OrderKey]:
+    return parse_order_by(items, EXPERIMENT_ORDER_ATTRS, {ATTR})
+
+
+def _string_cond(column: str, op: str, name: str) -> str:
+    match op:
+        case "LIKE":
+            return f"{column} LIKE %({name})s"
+        case "ILIKE":
+            return f"lower({column}) LIKE lower(%({name})s)"
+        case "IN":
+            return f"{column} IN %({name})s"
+        case "NOT IN":
+            return f"{column} NOT IN %({name})s"
+    return f"{column} {op} %({name})s"
+
+
+LATEST_METRIC = (
+    "SELECT run_id, argMax(value, (step, timestamp, value)) AS v FROM latest_metrics "
+    "WHERE key = %({k})s GROUP BY run_id"
+)
+
+
+def run_filter_sql(clauses: list[Clause]) -> tuple[str, dict[str, Any]]:
+    """A condition over the columns of ``runs`` (applied after FINAL) and its parameters."""
+    conds: list[str] = []
+    params: dict[str, Any] = {}
+    for i, c in enumerate(clauses):
+        k, val = f"f{i}k", f"f{i}v"
+        params[k] = c.key
+        if c.value is not None:
+            params[val] = c.value
+        if c.entity == ATTR:
+            params.pop(k)
+            column = RUN_NUMERIC_ATTRS.get(c.key, c.key)
+            conds.append(_string_cond(column, c.op, val))
+        elif c.entity == METRIC:
+            # NaN is stored as value 0 (is_nan = 1) and compared as such, as MLflow's SQL store does.
+            conds.append(f"run_id IN (SELECT run_id FROM ({LATEST_METRIC.format(k=k)}) WHERE v {c.op} %({val})s)")
+        elif c.entity in (PARAM, TAG):
+            live = (
+                "SELECT run_id, value FROM params FINAL WHERE key = %({k})s"
+                if c.entity == PARAM
+                else (
+                    "SELECT run_id, value FROM (SELECT run_id, value, deleted FROM run_tags FINAL WHERE key = %({k})s) "
+                    "WHERE deleted = 0"
+                )
+            )
+            live = live.format(k=k)
+            if c.op == "IS NULL":
+                conds.append(f"run_id NOT IN (SELECT run_id FROM ({live}))")
+            elif c.op == "IS NOT NULL":
+                conds.append(f"run_id IN (SELECT run_id FROM ({live}))")
+            else:
+                conds.append(f"run_id IN (SELECT run_id FROM ({live}) WHERE {_string_cond('value', c.op, val)})")
+        else:  # datasets: none are recorded (log-inputs is not implemented), so nothing matches
+            params.pop(k)
+            params.pop(val, None)
+            conds.append("0")
+    return (" AND ".join(conds) or "1"), params
+
+
+def _like(pattern: str, value: str, ignore_case: bool) -> bool:
+    regex = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
+    return re.fullmatch(regex, value, re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL) is not None
+
+
+def compare(op: str, left: Any, right: Any) -> bool:
+    match op:
+        case "=":
+            return bool(left == right)
+        case "!=":
+            return bool(left != right)
+        case "<":
+            return bool(left < right)
+        case "<=":
+            return bool(left <= right)
+        case ">":
+            return bool(left > right)
+        case ">=":
+            return bool(left >= right)
+        case "LIKE" | "ILIKE":
+            return _like(str(right), str(left), op == "ILIKE")
+    raise SearchError(f"Unsupported comparator {op}")
+
+
+def experiment_matches(clauses: list[Clause], exp: dict[str, Any]) -> bool:
+    tags = {t["key"]: t["value"] for t in exp.get("tags", [])}
+    for c in clauses:
+        if c.entity == TAG:
+            present = c.key in tags
+            if c.op == "IS NULL":
+                ok = not present
+            elif c.op == "IS NOT NULL":
+                ok = present
+            else:
+                ok = present and compare(c.op, tags[c.key], c.value)
+        else:
+            ok = compare(c.op, exp[c.key], c.value)
+        if not ok:
+            return False
+    return True
+
+
+def sort_rows(rows: list[dict[str, Any]], keys: list[tuple[Any, bool]]) -> list[dict[str, Any]]:
+    """Stable multi-key sort; ``keys`` are (row → value or None, ascending), most significant first.
+    None sorts last in either direction, as MLflow's SQL store orders missing values."""
+    out = list(rows)
+    for get, ascending in reversed(keys):
+        present = [r for r in out if get(r) is not None]
+        missing = [r for r in out if get(r) is None]
+        present.sort(key=get, reverse=not ascending)
+        out = present + missing
+    return out
