@@ -25,7 +25,7 @@ class MetadataSink(Sink):
         self._tables = tables
 
     def rows(self, event: Event) -> int:
-        kind, body = event.decoded.record["event"]
+        _, body = event.decoded.record["event"]
         return 1 + len(body.get("params", ())) + len(body.get("tags", ()))
 
     def write(self, events: Sequence[Event]) -> None:

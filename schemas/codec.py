@@ -78,8 +78,20 @@ def latest(family: str) -> SchemaVersion:
     return registry()[family][-1]
 
 
-def encode(family: str, record: dict[str, Any]) -> bytes:
-    version = latest(family)
+def version_of(family: str, number: int) -> SchemaVersion:
+    for v in registry()[family]:
+        if v.version == number:
+            return v
+    raise KeyError(f"no schema {family}.v{number}")
+
+
+def encode(family: str, record: dict[str, Any], version: int | None = None) -> bytes:
+    """Encode with the newest schema of ``family`` (or an older ``version``, as an old producer would)."""
+    version_ = latest(family) if version is None else version_of(family, version)
+    return _encode(version_, record)
+
+
+def _encode(version: SchemaVersion, record: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     buf.write(MARKER)
     buf.write(version.fingerprint)

@@ -213,7 +213,7 @@ def gateway_factory() -> Iterator[Callable[[Settings], Gateway]]:
         runtime.close()
 
 
-@pytest.fixture(params=["embedded", "kafka"])
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.services)])
 def gateway(request: pytest.FixtureRequest, gateway_factory: Callable[[Settings], Gateway]) -> Gateway:
     """The gateway in each mode: embedded (in-process log, chDB, local dir) and Kafka (real services)."""
     if request.param == "embedded":

@@ -1,4 +1,5 @@
-"""The ``trackstream`` command: ``serve`` (gateway), ``consume <sink>`` (one sink worker), ``migrate``."""
+"""The ``trackstream`` command: ``serve`` (gateway), ``consume <sink>`` (one sink worker), ``migrate``,
+``replay`` (rebuild the tables from the log)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,22 @@ def consume(settings: Settings, sink: str) -> None:
         runtime.tables.close()
 
 
+def replay(settings: Settings, database: str | None) -> None:
+    from trackstream.replay import ReplayError, run_replay
+
+    if settings.mode is not Mode.KAFKA:
+        sys.exit(
+            "trackstream replay: needs TRACKSTREAM_MODE=kafka; embedded mode's in-process log keeps no history "
+            "to replay"
+        )
+    try:
+        result = run_replay(settings, database)
+    except ReplayError as exc:
+        sys.exit(f"trackstream replay: {exc}")
+    where = database or "the configured database"
+    print(f"trackstream replay: {result.events} events replayed into {where} in {result.seconds:.1f}s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="trackstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +80,12 @@ def main(argv: list[str] | None = None) -> None:
     c = sub.add_parser("consume", help="run one sink worker (Kafka mode)")
     c.add_argument("sink", choices=["metrics", "metadata", "artifacts"])
     sub.add_parser("migrate", help="create topics and tables")
+    r = sub.add_parser("replay", help="rebuild the ClickHouse tables from the topics (Kafka mode)")
+    r.add_argument(
+        "--database",
+        help="replay into this (new) database and leave the configured one intact; "
+        "default: truncate the configured database's tables and replay into them",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
@@ -74,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         from trackstream.runtime import build
 
         build(settings).close()
+    elif args.command == "replay":
+        replay(settings, args.database)
 
 
 if __name__ == "__main__":

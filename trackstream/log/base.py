@@ -40,7 +40,7 @@ class Message:
 
 def partition_for_key(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), so both implementations place a key alike."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
 
 
 RevokeCallback = Callable[[Sequence[Partition]], None]

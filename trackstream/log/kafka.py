@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -9,7 +10,14 @@ from collections.abc import Sequence
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    KafkaError,
+    RebalanceInProgressError,
+    TopicAlreadyExistsError,
+    UnknownMemberIdError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from trackstream.log.base import EventLog, Headers, LogConsumer, LogUnavailable, Message, Partition, RevokeCallback
@@ -55,18 +63,18 @@ class KafkaLog(EventLog):
             with self._lock:
                 if self._admin is None:
                     self._admin = KafkaAdminClient(
-                        bootstrap_servers=self._bootstrap, client_id=f"{self._client_id}-admin", request_timeout_ms=10_000
+                        bootstrap_servers=self._bootstrap,
+                        client_id=f"{self._client_id}-admin",
+                        request_timeout_ms=10_000,
                     )
         return self._admin
 
     def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
         admin = self._get_admin()
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(
                 {t: {"num_partitions": partitions, "replication_factor": -1} for t in topics}, raise_errors=False
             )
-        except TopicAlreadyExistsError:
-            pass
         admin.wait_for_topics(list(topics), timeout_ms=30_000)
         for topic in topics:
             self.partitions(topic)
@@ -105,7 +113,8 @@ class KafkaLog(EventLog):
             found = self._get_admin().list_group_offsets({group: None})
         except KafkaError as exc:
             raise LogUnavailable(f"Kafka did not answer for committed offsets: {exc}") from exc
-        offsets = found.get(group, {}) if isinstance(found, dict) and group in found else found
+        # kafka-python 3.x: {group: {TopicPartition: OffsetAndMetadata}}; -1 means "never committed"
+        offsets = found.get(group) or {}
         return {tp.partition: om.offset for tp, om in offsets.items() if tp.topic == topic and om.offset >= 0}
 
     def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
@@ -119,19 +128,42 @@ class KafkaLog(EventLog):
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_revoke: RevokeCallback | None) -> None:
+    """kafka-python 3.x runs rebalance listeners on its IO thread, where a blocking consumer call
+    (``commit``) raises. The pipeline is single-threaded, so ``on_revoke`` runs only while its thread is
+    parked in ``poll`` (rebalances are driven from there); its commit is then sent asynchronously.
+    A rebalance caught mid-write skips the flush: the later commit fails (see ``commit``) and the new
+    owner re-reads from the last commit, which the idempotent sinks absorb.
+    """
+
+    def __init__(self, owner: _KafkaConsumer, on_revoke: RevokeCallback | None) -> None:
+        self._owner = owner
         self._on_revoke = on_revoke
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        if self._on_revoke is not None and revoked:
+        if self._on_revoke is None or not revoked:
+            return
+        if not self._owner.polling.is_set():
+            log.warning("partitions %s revoked mid-write; they will be re-read by their next owner", revoked)
+            return
+        self._owner.in_listener.set()
+        try:
             self._on_revoke([Partition(tp.topic, tp.partition) for tp in revoked])
+        finally:
+            self._owner.in_listener.clear()
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
 
 
+# The group moved on: the commit's partitions may belong to another member now. Not an error for an
+# at-least-once pipeline: the new owner re-reads from the last commit and the sinks are idempotent.
+_STALE_COMMIT = (CommitFailedError, RebalanceInProgressError, IllegalGenerationError, UnknownMemberIdError)
+
+
 class _KafkaConsumer(LogConsumer):
     def __init__(self, bootstrap: str, group: str, topic: str, on_revoke: RevokeCallback | None) -> None:
+        self.polling = threading.Event()
+        self.in_listener = threading.Event()
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group,
@@ -144,10 +176,14 @@ class _KafkaConsumer(LogConsumer):
             heartbeat_interval_ms=2_000,
             max_poll_interval_ms=300_000,
         )
-        self._consumer.subscribe([topic], listener=_Listener(on_revoke))
+        self._consumer.subscribe([topic], listener=_Listener(self, on_revoke))
 
     def poll(self, timeout: float, max_records: int) -> list[Message]:
-        batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        self.polling.set()
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        finally:
+            self.polling.clear()
         out: list[Message] = []
         for tp, records in batches.items():
             partition = Partition(tp.topic, tp.partition)
@@ -156,9 +192,16 @@ class _KafkaConsumer(LogConsumer):
         return out
 
     def commit(self, offsets: dict[Partition, int]) -> None:
-        self._consumer.commit(
-            {TopicPartition(p.topic, p.index): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
-        )
+        kafka_offsets = {TopicPartition(p.topic, p.index): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
+        if self.in_listener.is_set():  # on the IO thread: it cannot block on itself
+            self._consumer.commit_async(kafka_offsets)
+            return
+        try:
+            self._consumer.commit(kafka_offsets)
+        except _STALE_COMMIT as exc:
+            log.warning("commit of %s refused after a rebalance (%s); the next owner re-reads it", offsets, exc)
+        except KafkaError as exc:
+            raise LogUnavailable(f"Kafka did not accept the commit: {exc}") from exc
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

@@ -13,7 +13,7 @@ from minio.error import S3Error
 from trackstream.errors import StoreError, StoreRejected, StoreUnavailable
 from trackstream.objects.base import ObjectNotFound, ObjectStore
 
-PART_SIZE = 16 << 20  # multipart part size for streamed uploads
+PART_SIZE = 8 << 20  # multipart part size; uploaded one at a time, so memory is O(part)
 RETRIABLE_S3_CODES = frozenset({"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"})
 
 
@@ -57,7 +57,9 @@ class S3ObjectStore(ObjectStore):
 
     def put_stream(self, key: str, stream: BinaryIO, size: int) -> None:
         try:
-            self._client.put_object(self._bucket, key, stream, length=size, part_size=PART_SIZE)
+            self._client.put_object(
+                self._bucket, key, stream, length=size, part_size=PART_SIZE, num_parallel_uploads=1
+            )
         except Exception as exc:
             raise classify(exc) from exc
 

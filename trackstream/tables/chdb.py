@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,13 @@ from trackstream.tables.base import Row, TableStore, bind
 class ChdbStore(TableStore):
     def __init__(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        self._session = session.Session(str(path))
+        self._session = session.Session(str(path))  # type: ignore[no-untyped-call]
         self._lock = threading.Lock()  # one query at a time per session
 
     def _run(self, sql: str, fmt: str = "Null") -> bytes:
         with self._lock:
             try:
-                result = self._session.query(sql, fmt)
+                result = self._session.query(sql, fmt)  # type: ignore[no-untyped-call]
             except Exception as exc:  # chDB raises RuntimeError carrying the server message
                 raise StoreRejected(f"chDB rejected the statement: {str(exc)[:500]}") from exc
         return bytes(result.bytes()) if result is not None else b""
@@ -32,10 +32,13 @@ class ChdbStore(TableStore):
         self._run(bind(sql, params))
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        out = self._run(bind(sql, params), "JSONCompact")
+        # NaN and +-inf come back as strings ("nan", "inf"): JSON has no literal for them.
+        out = self._run(bind(sql, params).rstrip().rstrip(";") + _JSON_SETTINGS, "JSONCompact")
         if not out:
             return []
-        return [tuple(r) for r in orjson.loads(out)["data"]]
+        result = orjson.loads(out)
+        convert = [_converter(c["type"]) for c in result["meta"]]
+        return [tuple(f(v) for f, v in zip(convert, r, strict=True)) for r in result["data"]]
 
     def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
         names = ", ".join(columns)
@@ -44,4 +47,42 @@ class ChdbStore(TableStore):
 
     def close(self) -> None:
         with self._lock:
-            self._session.close()
+            self._session.close()  # type: ignore[no-untyped-call]
+
+
+# Rows come back with the Python types clickhouse-driver gives for the same query (the contract tests
+# compare both stores): 64-bit integers as int, NaN/inf as float, tuples as tuple.
+# (On its own line, so a query ending in a "--" comment keeps it.) NaN inside a tuple stays "nan".
+_JSON_SETTINGS = (
+    "\nSETTINGS output_format_json_quote_64bit_integers = 0, output_format_json_quote_denormals = 1"
+)
+
+
+def _converter(type_name: str) -> Callable[[Any], Any]:
+    inner = type_name
+    for wrapper in ("Nullable(", "LowCardinality("):
+        if inner.startswith(wrapper):
+            inner = inner[len(wrapper) : -1]
+    if inner.startswith("Float"):
+        return _float
+    if inner.startswith(("Int", "UInt")):
+        return _int
+    if inner.startswith("Tuple("):
+        return _tuple
+    return _same
+
+
+def _same(v: Any) -> Any:
+    return v
+
+
+def _float(v: Any) -> Any:
+    return float(v) if v is not None else None
+
+
+def _int(v: Any) -> Any:
+    return int(v) if v is not None else None
+
+
+def _tuple(v: Any) -> Any:
+    return tuple(_tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v

@@ -1,0 +1,154 @@
+"""The event log contract, run on MemoryLog and KafkaLog."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+
+from trackstream.log import EventLog, LogConsumer, Message, Partition, partition_for_key
+
+PARTITIONS = 3
+
+
+def _topic(log: EventLog) -> str:
+    topic = f"contract-{uuid.uuid4().hex[:10]}"
+    log.ensure_topics([topic], PARTITIONS)
+    return topic
+
+
+def _poll(consumer: LogConsumer, count: int, timeout: float = 30.0) -> list[Message]:
+    """Poll until ``count`` messages arrived (Kafka needs a group join first), then a little more."""
+    out: list[Message] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < count and time.monotonic() < deadline:
+        out.extend(consumer.poll(0.5, 1000))
+    out.extend(consumer.poll(0.2, 1000))  # nothing beyond ``count`` may arrive
+    return out
+
+
+def _produce(log: EventLog, topic: str, keys: int, per_key: int) -> dict[bytes, list[bytes]]:
+    sent: dict[bytes, list[bytes]] = defaultdict(list)
+    for i in range(per_key):
+        for k in range(keys):
+            key = f"run-{k}".encode()
+            value = f"{key.decode()}:{i}".encode()
+            partition, _ = log.produce(topic, key, value, (("schema", b"test.v1"),))
+            assert partition == log.partition_for(topic, key)
+            sent[key].append(value)
+    return sent
+
+
+def test_ensure_topics_is_idempotent(event_log: EventLog) -> None:
+    topic = _topic(event_log)
+    event_log.ensure_topics([topic], PARTITIONS)
+    assert event_log.partitions(topic) == PARTITIONS
+
+
+def test_produce_assigns_increasing_offsets_in_the_key_partition(event_log: EventLog) -> None:
+    topic = _topic(event_log)
+    positions = [event_log.produce(topic, b"same-key", f"v{i}".encode()) for i in range(5)]
+    assert {p for p, _ in positions} == {event_log.partition_for(topic, b"same-key")}
+    offsets = [o for _, o in positions]
+    assert offsets == list(range(offsets[0], offsets[0] + 5))
+
+
+def test_consume_keeps_order_per_key_and_headers(event_log: EventLog) -> None:
+    topic = _topic(event_log)
+    sent = _produce(event_log, topic, keys=6, per_key=10)
+    consumer = event_log.consumer(f"g-{uuid.uuid4().hex[:8]}", topic)
+    try:
+        received = _poll(consumer, 60)
+    finally:
+        consumer.close()
+    assert len(received) == 60
+    by_key: dict[bytes, list[bytes]] = defaultdict(list)
+    for m in received:
+        assert m.key is not None
+        assert m.partition == Partition(topic, event_log.partition_for(topic, m.key))
+        assert m.header("schema") == b"test.v1"
+        by_key[m.key].append(m.value)
+    assert by_key == sent
+
+
+def test_end_offsets_and_committed(event_log: EventLog) -> None:
+    topic = _topic(event_log)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    assert event_log.end_offsets(topic, list(range(PARTITIONS))) == dict.fromkeys(range(PARTITIONS), 0)
+    assert event_log.committed(group, topic) == {}
+    _produce(event_log, topic, keys=5, per_key=4)
+    ends = event_log.end_offsets(topic, list(range(PARTITIONS)))
+    assert sum(ends.values()) == 20
+
+    consumer = event_log.consumer(group, topic)
+    try:
+        received = _poll(consumer, 20)
+        assert len(received) == 20
+        consumer.commit({m.partition: m.offset + 1 for m in received})
+    finally:
+        consumer.close()
+    assert event_log.committed(group, topic) == {p: e for p, e in ends.items() if e > 0}
+    assert event_log.committed(f"other-{group}", topic) == {}
+
+
+def test_group_resumes_from_committed_offset(event_log: EventLog) -> None:
+    topic = _topic(event_log)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    for i in range(10):
+        event_log.produce(topic, b"one-key", str(i).encode())
+
+    first = event_log.consumer(group, topic)
+    try:
+        received = _poll(first, 10)
+        assert [m.value for m in received] == [str(i).encode() for i in range(10)]
+        fourth = received[3]
+        first.commit({fourth.partition: fourth.offset + 1})  # processed 0..3 only
+    finally:
+        first.close()
+
+    second = event_log.consumer(group, topic)
+    try:
+        again = _poll(second, 6)
+    finally:
+        second.close()
+    assert [m.value for m in again] == [str(i).encode() for i in range(4, 10)]
+
+
+def test_commit_is_per_group(event_log: EventLog) -> None:
+    # Both groups join before the write: the in-process log retains a record only until every group
+    # that reads the topic committed it (Kafka: until retention), so a later group may start after it.
+    topic = _topic(event_log)
+    a = event_log.consumer(f"a-{uuid.uuid4().hex[:8]}", topic)
+    b = event_log.consumer(f"b-{uuid.uuid4().hex[:8]}", topic)
+    try:
+        event_log.produce(topic, b"k", b"v")
+        (message,) = _poll(a, 1)
+        a.commit({message.partition: message.offset + 1})
+        assert [m.value for m in _poll(b, 1)] == [b"v"]  # group b is unaffected by a's commit
+    finally:
+        a.close()
+        b.close()
+
+
+# Apache Kafka's UtilsTest.testMurmur2 (signed 32-bit, as the Java client computes them).
+JAVA_MURMUR2 = {
+    b"21": -973932308,
+    b"foobar": -790332482,
+    b"a-little-bit-long-string": -985981536,
+    b"a-little-bit-longer-string": -1486304829,
+    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    b"abc": 479470107,
+}
+
+
+def test_partition_for_matches_the_java_client() -> None:
+    for key, java_hash in JAVA_MURMUR2.items():
+        for n in (1, 2, 4, 7, 12):
+            assert partition_for_key(key, n) == (java_hash & 0x7FFFFFFF) % n
+
+
+def test_partition_for_is_the_same_in_every_implementation(event_log: EventLog) -> None:
+    topic = _topic(event_log)
+    for i in range(50):
+        key = uuid.UUID(int=i * 7919).hex.encode()
+        assert event_log.partition_for(topic, key) == partition_for_key(key, PARTITIONS)
