@@ -175,6 +175,9 @@ class _KafkaConsumer(LogConsumer):
             session_timeout_ms=10_000,
             heartbeat_interval_ms=2_000,
             max_poll_interval_ms=300_000,
+            # a member that joined before the topic's metadata reached it gets no partitions until the
+            # next metadata refresh; refresh often so that rebalance happens in seconds, not minutes
+            metadata_max_age_ms=2_000,
         )
         self._consumer.subscribe([topic], listener=_Listener(self, on_revoke))
 
