@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # functions are also called indirectly ("install_$c", "start_$svc", ...)
 # Install, start and stop the three real services trackstream's tests need, as plain local
 # processes on 127.0.0.1 (no Docker): Apache Kafka (KRaft, single node), ClickHouse server,
 # SeaweedFS (S3 API, signed requests).
@@ -70,8 +71,9 @@ apt_install() {  # apt_install pkg... : install the missing ones
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "apt-get install ${missing[*]}"
-  as_root apt-get update -q >/dev/null
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+  as_root apt-get update -q >/dev/null || log "apt-get update reported errors; trying the install anyway"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
 }
 
 install_clickhouse() {
@@ -107,7 +109,9 @@ install_weed() {
   mkdir -p "$CACHE/src" "$CACHE/bin"
   log "building SeaweedFS weed $WEED_VERSION (several minutes on 2 cores; cached afterwards; log: $wlog)"
   dir=$(go mod download -json "$WEED_MODULE@$WEED_VERSION" 2>"$wlog" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || true
-  [ -n "$dir" ] && [ -d "$dir" ] || { cat "$wlog" >&2; die "go mod download $WEED_MODULE@$WEED_VERSION failed"; }
+  if [ -z "$dir" ] || [ ! -d "$dir" ]; then
+    cat "$wlog" >&2; die "go mod download $WEED_MODULE@$WEED_VERSION failed"
+  fi
   src=$CACHE/src/seaweedfs-$WEED_VERSION
   rm -rf "$src"; cp -r "$dir" "$src"; chmod -R u+w "$src"
   if ! (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$WEED.tmp" ./weed) >>"$wlog" 2>&1; then
@@ -447,32 +451,40 @@ start_one() {
 }
 
 stop_one() {  # stop_one SERVICE [SIGNAL]
-  local svc=$1 sig=${2:-TERM} pid i
+  local svc=$1 sig=${2:-TERM} pid
   if ! pid=$(running_pid "$svc"); then
     rm -f "$(pidfile "$svc")"
     log "$svc not running"
     return 0
   fi
+  # Grace period before SIGKILL. `weed server` stops its volume server before its filer, whose
+  # shutdown then waits ~15 s trying to flush a metadata-change log to that stopped volume server
+  # (and drops it anyway). Objects and filer metadata survive SIGKILL (leveldb journal), so give
+  # SeaweedFS a short grace; Kafka and ClickHouse get a real one.
+  local grace=60 t0=$SECONDS t0f
+  t0f=$(now)
+  [ "$svc" = s3 ] && grace=${TRACKSTREAM_SVC_S3_STOP_GRACE:-5}
   kill "-$sig" "$pid" 2>/dev/null || true
-  for i in $(seq 1 120); do  # up to 60 s for a graceful stop
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.5
-  done
+  while kill -0 "$pid" 2>/dev/null && [ $((SECONDS - t0)) -lt "$grace" ]; do sleep 0.2; done
   if kill -0 "$pid" 2>/dev/null; then
-    log "$svc (pid $pid) did not stop after SIG$sig; sending SIGKILL"
+    [ "$sig" = KILL ] || log "$svc (pid $pid) still running ${grace}s after SIG$sig; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
+    while kill -0 "$pid" 2>/dev/null && [ $((SECONDS - t0)) -lt $((grace + 10)) ]; do sleep 0.2; done
   fi
   rm -f "$(pidfile "$svc")"
-  log "$svc stopped (pid $pid, SIG$sig)"
+  if [ "$svc" = s3 ]; then  # unix sockets weed server creates next to its gRPC/HTTP ports
+    local p
+    for p in $(svc_ports s3); do rm -f /tmp/seaweedfs-*-"$p".sock; done
+  fi
+  log "$svc stopped in $(elapsed "$t0f") s (pid $pid, SIG$sig)"
 }
 
 cmd_up() {
   local svcs=("$@")
   [ ${#svcs[@]} -gt 0 ] || svcs=("${ALL_SERVICES[@]}")
   valid_services "${svcs[@]}"
+  with_lock  # before installing too: concurrent first-time `up` calls must not build twice
   installed || cmd_install
-  with_lock
   printf '*\n' > "$SDIR/.gitignore"
   local s
   for s in "${svcs[@]}"; do start_one "$s"; done
@@ -515,7 +527,7 @@ cmd_status() {
   return $rc
 }
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '3,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 main() {
   local cmd=${1:-}; [ $# -gt 0 ] && shift
