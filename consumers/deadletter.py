@@ -29,8 +29,9 @@ class DeadLetters:
         self.dead = 0
 
     def send(self, message: Message, reason: str) -> None:
-        log.error("dead-lettering %s[%d]@%d: %s", message.partition.topic, message.partition.index,
-                  message.offset, reason)
+        log.error(
+            "dead-lettering %s[%d]@%d: %s", message.partition.topic, message.partition.index, message.offset, reason
+        )
         headers = (
             *message.headers,
             ("dlq.topic", message.partition.topic.encode()),

@@ -477,13 +477,7 @@ def _str_list(value: Any) -> list[str]:
 
 
 def _tag(t: dict[str, Any], max_value: int) -> dict[str, Any]:
-    key = v.key_name("tag", t.get("key"))
-    value = "" if t.get("value") is None else str(t["value"])
-    if len(value) > max_value:
-        raise invalid(
-            f"Tag value '{value[:100]}...' had length {len(value)}, which exceeded length limit of {max_value}"
-        )
-    return {"key": key, "value": value, "deleted": False}
+    return {"key": v.key_name("tag", t.get("key")), "value": v.tag_value(t.get("value"), max_value), "deleted": False}
 
 
 def _by_key(t: dict[str, Any]) -> str:

@@ -87,23 +87,19 @@ def _int(value: Any) -> int | None:
     return None
 
 
+def _limited(kind: str, value: Any, limit: int) -> str:
+    text = "" if value is None else str(value)
+    if len(text) > limit:
+        raise invalid(f"{kind} value '{text[:100]}...' had length {len(text)}, which exceeded length limit of {limit}")
+    return text
+
+
 def param_value(key: str, value: Any) -> str:
-    value = "" if value is None else str(value)
-    if len(value) > MAX_PARAM_VAL_LENGTH:
-        raise invalid(
-            f"Param value '{value[:100]}...' had length {len(value)}, which exceeded length limit of "
-            f"{MAX_PARAM_VAL_LENGTH}"
-        )
-    return value
+    return _limited("Param", value, MAX_PARAM_VAL_LENGTH)
 
 
-def tag_value(key: str, value: Any) -> str:
-    value = "" if value is None else str(value)
-    if len(value) > MAX_TAG_VAL_LENGTH:
-        raise invalid(
-            f"Tag value '{value[:100]}...' had length {len(value)}, which exceeded length limit of {MAX_TAG_VAL_LENGTH}"
-        )
-    return value
+def tag_value(value: Any, limit: int = MAX_TAG_VAL_LENGTH) -> str:
+    return _limited("Tag", value, limit)
 
 
 def batch_limits(metrics: int, params: int, tags: int) -> None:

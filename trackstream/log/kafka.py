@@ -91,9 +91,7 @@ class KafkaLog(EventLog):
     def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
         partition = self.partition_for(topic, key)
         try:
-            future = self._get_producer().send(
-                topic, value=value, key=key, headers=list(headers), partition=partition
-            )
+            future = self._get_producer().send(topic, value=value, key=key, headers=list(headers), partition=partition)
             meta = future.get(timeout=self._produce_timeout)
         except KafkaError as exc:
             raise LogUnavailable(f"Kafka did not acknowledge the write: {exc}") from exc

@@ -57,9 +57,7 @@ class S3ObjectStore(ObjectStore):
 
     def put_stream(self, key: str, stream: BinaryIO, size: int) -> None:
         try:
-            self._client.put_object(
-                self._bucket, key, stream, length=size, part_size=PART_SIZE, num_parallel_uploads=1
-            )
+            self._client.put_object(self._bucket, key, stream, length=size, part_size=PART_SIZE, num_parallel_uploads=1)
         except Exception as exc:
             raise classify(exc) from exc
 

@@ -44,7 +44,7 @@ class TrackingReader:
     def experiment_by_name(self, name: str) -> dict[str, Any] | None:
         found = self._experiments("name = %(name)s", {"name": name})
         active = [e for e in found if e["lifecycle_stage"] == "active"]
-        return (active or found or [None])[0]
+        return (active or found)[0] if found else None
 
     def experiment_tags(self, experiment_id: str) -> list[dict[str, str]]:
         rows = self._t.query(

@@ -53,9 +53,7 @@ class ChdbStore(TableStore):
 # Rows come back with the Python types clickhouse-driver gives for the same query (the contract tests
 # compare both stores): 64-bit integers as int, NaN/inf as float, tuples as tuple.
 # (On its own line, so a query ending in a "--" comment keeps it.) NaN inside a tuple stays "nan".
-_JSON_SETTINGS = (
-    "\nSETTINGS output_format_json_quote_64bit_integers = 0, output_format_json_quote_denormals = 1"
-)
+_JSON_SETTINGS = "\nSETTINGS output_format_json_quote_64bit_integers = 0, output_format_json_quote_denormals = 1"
 
 
 def _converter(type_name: str) -> Callable[[Any], Any]:
