@@ -37,9 +37,12 @@ SERVICE_VARS = (
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Tests that use the real services are marked so `make test-unit` can leave them out.
+    # Tests that use the real services are marked so `make test-unit` can leave them out: those asking
+    # for a service fixture, and the "kafka" case of every fixture parametrized by mode.
     for item in items:
-        if {"services", "kafka_settings", "kafka_gateway", "clickhouse_url"} & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if {"services", "kafka_settings", "kafka_gateway", "clickhouse_url"} & names or "kafka" in params.values():
             item.add_marker(pytest.mark.services)
 
 
