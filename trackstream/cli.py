@@ -10,7 +10,7 @@ import sys
 
 from pydantic import ValidationError
 
-from trackstream.settings import Mode, Settings
+from trackstream.settings import ConfigurationError, Mode, Settings
 
 
 def _settings() -> Settings:
@@ -89,16 +89,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
-    if args.command == "serve":
-        serve(settings)
-    elif args.command == "consume":
-        consume(settings, args.sink)
-    elif args.command == "migrate":
-        from trackstream.runtime import build
+    try:
+        if args.command == "serve":
+            serve(settings)
+        elif args.command == "consume":
+            consume(settings, args.sink)
+        elif args.command == "migrate":
+            from trackstream.runtime import build
 
-        build(settings).close()
-    elif args.command == "replay":
-        replay(settings, args.database)
+            build(settings).close()
+        elif args.command == "replay":
+            replay(settings, args.database)
+    except ConfigurationError as exc:
+        sys.exit(f"trackstream {args.command}: {exc}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from trackstream.log import EventLog, Partition
 from trackstream.log.memory import MemoryLog
 from trackstream.objects import ObjectStore
 from trackstream.reads import TrackingReader
-from trackstream.settings import Mode, Settings
+from trackstream.settings import ConfigurationError, Mode, Settings
 from trackstream.tables import TableStore
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,13 @@ def build(settings: Settings) -> Runtime:
         )
         s3.ensure_bucket()
         objects = s3
-    events.ensure_topics(names, topics.partitions)
+    if settings.create_topics:
+        events.ensure_topics(names, topics.partitions)
+    elif missing := events.missing_topics(names):
+        events.close()
+        raise ConfigurationError(
+            f"topics {', '.join(missing)} do not exist and TRACKSTREAM_CREATE_TOPICS is false; create them "
+            f"(one per event family, {topics.partitions} partitions) or let trackstream create them"
+        )
     tables.migrate()
     return Runtime(settings, events, tables, objects)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+
+
+class ConfigurationError(Exception):
+    """The configuration does not match the services (e.g. a topic is missing); start-up stops."""
 
 
 class Mode(StrEnum):
@@ -24,6 +31,17 @@ class Topics(BaseSettings):
     artifacts: str = "trackstream.artifacts"
     deadletter: str = "trackstream.deadletter"
     partitions: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Topics:
+        names = {"metrics": self.metrics, "metadata": self.metadata, "artifacts": self.artifacts,
+                 "deadletter": self.deadletter}  # fmt: skip
+        bad = [f"TRACKSTREAM_TOPIC_{k.upper()}={v!r}" for k, v in names.items() if not _TOPIC_NAME.match(v)]
+        if bad:
+            raise ValueError(f"invalid or empty topic names ({', '.join(bad)}); use 1-249 of [a-zA-Z0-9._-]")
+        if len(set(names.values())) != len(names):
+            raise ValueError(f"each event family needs its own topic, got {names}")
+        return self
 
 
 class Settings(BaseSettings):
@@ -43,6 +61,8 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
 
     topics: Topics = Field(default_factory=Topics)
+    # Create missing topics at start-up; with False (topics managed elsewhere) a missing one stops start-up.
+    create_topics: bool = True
     consumer_group_prefix: str = "trackstream"
 
     # Batching: flush by size, by age, or at once when the log is drained.

@@ -69,7 +69,12 @@ class EventLog(abc.ABC):
     """
 
     @abc.abstractmethod
-    def ensure_topics(self, topics: Sequence[str], partitions: int) -> None: ...
+    def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
+        """Create the topics that do not exist yet (idempotent)."""
+
+    @abc.abstractmethod
+    def missing_topics(self, topics: Sequence[str]) -> list[str]:
+        """The topics among ``topics`` that do not exist (never creates any)."""
 
     @abc.abstractmethod
     def partitions(self, topic: str) -> int: ...

@@ -79,6 +79,13 @@ class KafkaLog(EventLog):
         for topic in topics:
             self.partitions(topic)
 
+    def missing_topics(self, topics: Sequence[str]) -> list[str]:
+        try:
+            existing = set(self._get_admin().list_topics())
+        except KafkaError as exc:
+            raise LogUnavailable(f"Kafka did not list topics: {exc}") from exc
+        return [t for t in topics if t not in existing]
+
     def partitions(self, topic: str) -> int:
         count = self._partitions.get(topic)
         if count is None:

@@ -38,6 +38,10 @@ class MemoryLog(EventLog):
             for topic in topics:
                 self._topics.setdefault(topic, [_Partition() for _ in range(partitions)])
 
+    def missing_topics(self, topics: Sequence[str]) -> list[str]:
+        with self._cond:
+            return [t for t in topics if t not in self._topics]
+
     def partitions(self, topic: str) -> int:
         return len(self._topic(topic))
 
