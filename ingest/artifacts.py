@@ -95,7 +95,12 @@ class Artifacts:
             else:
                 await run_in_threadpool(self.objects.put_stream, key, spool, size)  # type: ignore[arg-type]
                 record["stored"] = True
-        await run_in_threadpool(self.tracking.writer.artifact, record)
+        try:
+            await run_in_threadpool(self.tracking.writer.artifact, record)
+        except MlflowError:
+            if record["stored"]:  # the claim check was never recorded: take the bytes back out of sight
+                await run_in_threadpool(self.objects.delete, key)
+            raise
         return {}
 
     def download(self, request: Request) -> Response:
