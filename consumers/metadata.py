@@ -1,5 +1,6 @@
-"""Metadata sink: experiment and run events → ``experiments``, ``experiment_tags``, ``runs``,
-``params``, ``run_tags``.
+"""Metadata sink: experiment, run and logged-model events → ``experiments``, ``experiment_tags``,
+``runs``, ``params``, ``run_tags``, ``logged_models``, ``logged_model_params``, ``logged_model_tags``,
+``run_dataset_inputs``, ``run_model_inputs``, ``run_model_outputs``.
 
 Guarantee: at-least-once writes, exactly-once as seen by readers (ReplacingMergeTree keyed by the
 entity's natural key and versioned by the event's log offset; readers use FINAL).
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from consumers.sink import Event, Sink
 from schemas.codec import METADATA
@@ -26,7 +29,7 @@ class MetadataSink(Sink):
 
     def rows(self, event: Event) -> int:
         _, body = event.decoded.record["event"]
-        return 1 + len(body.get("params", ())) + len(body.get("tags", ()))
+        return 1 + sum(len(body.get(k, ())) for k in ("params", "tags", "datasets", "model_ids", "models"))
 
     def write(self, events: Sequence[Event]) -> None:
         tables: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
@@ -53,6 +56,23 @@ class MetadataSink(Sink):
                         add("params", {"run_id": body["run_id"], **param}, version)
                     for tag in body["tags"]:
                         add("run_tags", {"run_id": body["run_id"], **_tag(tag)}, version)
+                case "LoggedModelState":
+                    add("logged_models", body, version)
+                case "LoggedModelData":
+                    for param in body["params"]:
+                        add("logged_model_params", {"model_id": body["model_id"], **param}, version)
+                    for tag in body["tags"]:
+                        add("logged_model_tags", {"model_id": body["model_id"], **_tag(tag)}, version)
+                case "RunInputs":
+                    for ds in body["datasets"]:
+                        row = {"run_id": body["run_id"], "experiment_id": body["experiment_id"], **ds}
+                        row["tags"] = orjson.dumps(ds["tags"]).decode()
+                        add("run_dataset_inputs", row, version)
+                    for model_id in body["model_ids"]:
+                        add("run_model_inputs", {"run_id": body["run_id"], "model_id": model_id}, version)
+                case "RunOutputs":
+                    for out in body["models"]:
+                        add("run_model_outputs", {"run_id": body["run_id"], **out}, version)
                 case other:
                     raise StoreRejected(f"metadata sink does not know event type {other}")
         for table, cols in tables.items():

@@ -1,4 +1,5 @@
-"""Metrics sink: metric batches → ``metrics`` and ``latest_metrics`` (one columnar insert each).
+"""Metrics sink: metric batches → ``metrics`` and ``latest_metrics`` (one columnar insert each), and
+the points logged with a model id → ``logged_model_metrics``.
 
 Guarantee: at-least-once writes, exactly-once as seen by readers (rows keyed by MLflow's natural
 key (run, key, step, timestamp, value); the table and the queries collapse duplicates).
@@ -33,6 +34,10 @@ class MetricsSink(Sink):
             )
         }  # fmt: skip
         latest: dict[tuple[str, str], tuple[int, int, float, int]] = {}
+        model_cols: dict[str, list[Any]] = {
+            c: [] for c in ("model_id", "key", "step", "timestamp", "run_id", "value", "is_nan",
+                            "dataset_name", "dataset_digest")
+        }  # fmt: skip
         for event in events:
             r = event.decoded.record
             n = len(r["keys"])
@@ -52,6 +57,17 @@ class MetricsSink(Sink):
                 ("dataset_digest", "dataset_digests"),
             ):
                 cols[name].extend(r[field] or [""] * n)
+            if any(r["model_ids"]):
+                names = r["dataset_names"] or [""] * n
+                digests = r["dataset_digests"] or [""] * n
+                for i, model_id in enumerate(r["model_ids"]):
+                    if model_id:
+                        for col, value in (
+                            ("model_id", model_id), ("key", r["keys"][i]), ("step", r["steps"][i]),
+                            ("timestamp", r["timestamps"][i]), ("run_id", run_id), ("value", stored[i]),
+                            ("is_nan", is_nan[i]), ("dataset_name", names[i]), ("dataset_digest", digests[i]),
+                        ):  # fmt: skip
+                            model_cols[col].append(value)
             for key, step, ts, value, nan in zip(r["keys"], r["steps"], r["timestamps"], stored, is_nan, strict=True):
                 candidate = (step, ts, value, nan)
                 current = latest.get((run_id, key))
@@ -60,6 +76,8 @@ class MetricsSink(Sink):
         if not cols["run_id"]:
             return
         self._tables.insert("metrics", cols)
+        if model_cols["model_id"]:
+            self._tables.insert("logged_model_metrics", model_cols)
         self._tables.insert(
             "latest_metrics",
             {

@@ -66,6 +66,7 @@ class Pipeline:
         self._backoff_cap = backoff_cap
         self._batch = _Batch()
         self._stop = threading.Event()
+        self.ready = threading.Event()  # set once the source holds partitions
         self.written_events = 0
 
     # -- the steps --
@@ -129,6 +130,8 @@ class Pipeline:
     # -- the loop --
     def run_once(self, timeout: float) -> None:
         messages = self._source.poll(timeout, self._policy.poll_records)
+        if not self.ready.is_set() and self._source.assigned():
+            self.ready.set()
         self._add(messages)
         if self._due(drained=len(messages) < self._policy.poll_records):
             self.flush()

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from ingest.artifacts import Artifacts, server_info
 from ingest.errors import MlflowError, invalid
+from ingest.logged_models import LoggedModels
 from ingest.protocol import LogBatch, LogMetric
 from ingest.tracking import Tracking
 from trackstream.errors import StoreError
@@ -31,12 +32,6 @@ log = logging.getLogger(__name__)
 
 # Endpoints of `mlflow server` 3.17 this gateway answers with 501 NOT_IMPLEMENTED (cited by the README).
 UNIMPLEMENTED: dict[str, str] = {
-    "/metrics/get-history-bulk-interval": "GET",
-    "/runs/log-inputs": "POST",
-    "/runs/outputs": "POST",
-    "/logged-models": "POST",
-    "/logged-models/{rest:path}": "GET, PATCH, POST, DELETE",
-    "/experiments/search-datasets": "POST",
     "/registered-models/{rest:path}": "GET, POST, PATCH, DELETE",
     "/model-versions/{rest:path}": "GET, POST, PATCH, DELETE",
 }
@@ -131,6 +126,16 @@ def sync_request_endpoint(handler: Callable[[Request], Any]) -> Endpoint:
     return _guarded(call)
 
 
+def path_endpoint(handler: Callable[..., dict[str, Any]]) -> Endpoint:
+    """Handlers of routes with path parameters: ``handler(*path_params, fields)``."""
+
+    async def call(request: Request) -> Any:
+        fields = await _fields(request)
+        return await run_in_threadpool(handler, *request.path_params.values(), fields)
+
+    return _guarded(call)
+
+
 def _not_implemented(what: str) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         return error_response(MlflowError(f"{what} is not implemented by this gateway yet.", "NOT_IMPLEMENTED"))
@@ -174,10 +179,25 @@ def tracking_routes(t: Tracking) -> list[tuple[str, list[str], Endpoint]]:
         ("/runs/log-parameter", ["POST"], dict_endpoint(t.log_param)),
         ("/runs/set-tag", ["POST"], dict_endpoint(t.set_tag)),
         ("/runs/delete-tag", ["POST"], dict_endpoint(t.delete_tag)),
+        ("/runs/log-inputs", ["POST"], dict_endpoint(t.log_inputs)),
+        ("/runs/outputs", ["POST"], dict_endpoint(t.log_outputs)),
         ("/metrics/get-history", ["GET"], dict_endpoint(t.metric_history)),
-        # No logged models can exist (creating one is NOT_IMPLEMENTED), so the search is empty;
-        # the client searches them on every runs:/ artifact listing.
-        ("/logged-models/search", ["POST"], dict_endpoint(lambda p: {})),
+        ("/metrics/get-history-bulk-interval", ["GET"], dict_endpoint(t.metric_history_bulk_interval)),
+        ("/experiments/search-datasets", ["POST"], dict_endpoint(t.search_datasets)),
+    ]
+
+
+def logged_model_routes(m: LoggedModels) -> list[tuple[str, list[str], Endpoint]]:
+    return [
+        ("/logged-models", ["POST"], dict_endpoint(m.create)),
+        ("/logged-models/search", ["POST"], dict_endpoint(m.search)),
+        ("/logged-models/{model_id}", ["GET"], path_endpoint(m.get)),
+        ("/logged-models/{model_id}", ["PATCH"], path_endpoint(m.finalize)),
+        ("/logged-models/{model_id}", ["DELETE"], path_endpoint(m.delete)),
+        ("/logged-models/{model_id}/tags", ["PATCH"], path_endpoint(m.set_tags)),
+        ("/logged-models/{model_id}/tags/{key:path}", ["DELETE"], path_endpoint(lambda i, k, p: m.delete_tag(i, k))),
+        ("/logged-models/{model_id}/params", ["POST"], path_endpoint(m.log_params)),
+        ("/logged-models/{model_id}/artifacts/directories", ["GET"], path_endpoint(m.list_artifacts)),
     ]
 
 
@@ -221,7 +241,7 @@ def create_app(
     on_shutdown: Callable[[], None] | None = None,
 ) -> Starlette:
     routes = [Route("/health", _health), Route("/version", _version)]
-    for path, methods, endpoint in tracking_routes(tracking):
+    for path, methods, endpoint in tracking_routes(tracking) + logged_model_routes(LoggedModels(tracking)):
         for prefix in PREFIXES:
             routes.append(Route(prefix + path, endpoint, methods=methods))
     routes += artifact_routes(Artifacts(tracking, objects, artifact_inline_max_bytes))

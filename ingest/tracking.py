@@ -286,6 +286,7 @@ class Tracking:
                 "info": info,
                 "data": {"tags": [{"key": t["key"], "value": t["value"]} for t in sorted(tag_list, key=_by_key)]},
                 "inputs": {},
+                "outputs": {},
             }
         }
 
@@ -333,8 +334,16 @@ class Tracking:
         infos = self.reader.search_run_infos(experiment_ids, view, where, params)
         infos = search.sort_rows(infos, self._run_sort_keys(order, experiment_ids))
         page = infos[offset : offset + limit]
-        data = self.reader.run_data([i["run_id"] for i in page])
-        out: dict[str, Any] = {"runs": [{"info": i, "data": data[i["run_id"]], "inputs": {}} for i in page]}
+        ids = [i["run_id"] for i in page]
+        data = self.reader.run_data(ids)
+        inputs = self.reader.run_inputs(ids, models=False)  # MLflow's search_runs leaves model inputs out
+        outputs = self.reader.run_outputs(ids)
+        out: dict[str, Any] = {
+            "runs": [
+                {"info": i, "data": data[i["run_id"]], "inputs": inputs[i["run_id"]], "outputs": outputs[i["run_id"]]}
+                for i in page
+            ]
+        }
         if offset + limit < len(infos):
             out["next_page_token"] = page_token(offset + limit)
         return out
@@ -404,6 +413,8 @@ class Tracking:
             timestamps: list[int] = []
             steps: list[int] = []
             model_ids: list[str] = []
+            dataset_names: list[str] = []
+            dataset_digests: list[str] = []
             seen_keys: set[str] = set()
             for m in metrics:
                 key = m.key if m.key in seen_keys else v.key_name("metric", m.key)
@@ -415,9 +426,13 @@ class Tracking:
                 timestamps.append(ts)
                 steps.append(step)
                 model_ids.append(m.model_id or "")
+                dataset_names.append(m.dataset_name or "")
+                dataset_digests.append(m.dataset_digest or "")
             self.writer.metrics(
                 {"run_id": run_id, "keys": keys, "values": values, "timestamps": timestamps, "steps": steps,
-                 "model_ids": model_ids if any(model_ids) else [], "dataset_names": [], "dataset_digests": []}
+                 "model_ids": model_ids if any(model_ids) else [],
+                 "dataset_names": dataset_names if any(dataset_names) else [],
+                 "dataset_digests": dataset_digests if any(dataset_digests) else []}
             )  # fmt: skip
         param_rows = [
             {"key": v.key_name("parameter", kv.key), "value": v.param_value(str(kv.key), kv.value)} for kv in params
@@ -461,6 +476,153 @@ class Tracking:
         if len(rows) > limit:
             out["next_page_token"] = page_token(offset + limit)
         return out
+
+    def metric_history_bulk_interval(self, p: dict[str, Any]) -> dict[str, Any]:
+        run_ids = _str_list(p.get("run_ids"))
+        if not run_ids:
+            v.required({}, "run_ids")
+        if len(run_ids) > MAX_RUNS_GET_METRIC_HISTORY_BULK:
+            raise invalid(
+                f"GetMetricHistoryBulkInterval request must specify at most {MAX_RUNS_GET_METRIC_HISTORY_BULK} "
+                f"run_ids. Received {len(run_ids)} run_ids."
+            )
+        key = str(v.required(p, "metric_key"))
+        max_results = MAX_RESULTS_PER_RUN
+        if p.get("max_results") is not None:
+            max_results = _int_or(p["max_results"], None)
+            if not 1 <= max_results <= MAX_RESULTS_PER_RUN:
+                raise invalid(f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}.")
+        start, end = p.get("start_step"), p.get("end_step")
+        if (start is None) != (end is None):
+            raise invalid("If either start step or end step are specified, both must be specified.")
+        if start is not None:
+            start, end = _int_or(start, None), _int_or(end, None)
+            if start > end:
+                raise invalid(f"end_step must be greater than start_step. Found start_step={start} and end_step={end}.")
+        self._sync_metadata(*run_ids)
+        self.barrier.wait(self.topics.metrics, run_ids)
+        metrics: list[dict[str, Any]] = []
+        for run_id in run_ids:
+            rows = sample_points(self.reader.metric_points(run_id, key, start, end), max_results)
+            metrics += [
+                {"key": key, "value": "NaN" if nan else value, "timestamp": ts, "step": step, "run_id": run_id}
+                for step, ts, value, nan in rows
+            ]
+        return {"metrics": metrics}
+
+    # -- run inputs and outputs --
+    def log_inputs(self, p: dict[str, Any]) -> dict[str, Any]:
+        run_id = str(v.required(p, "run_id"))
+        datasets = [_dataset_input(d) for d in _list(p, "datasets")]
+        model_ids = [str(v.required(m if isinstance(m, dict) else {}, "model_id")) for m in _list(p, "models")]
+        info = self._active_run(run_id)
+        logged = self.reader.run_inputs([run_id], models=False)[run_id].get("dataset_inputs", [])
+        existing = {(d["dataset"]["name"], d["dataset"]["digest"]) for d in logged}
+        fresh: dict[tuple[str, str], dict[str, Any]] = {}
+        for d in datasets:  # MLflow keeps the first input of a (name, digest) and ignores repeats
+            if (d["name"], d["digest"]) not in existing:
+                fresh.setdefault((d["name"], d["digest"]), d)
+        if fresh or model_ids:
+            self.writer.metadata(
+                run_id,
+                "RunInputs",
+                {"run_id": run_id, "experiment_id": info["experiment_id"], "datasets": list(fresh.values()),
+                 "model_ids": list(dict.fromkeys(model_ids))},
+            )  # fmt: skip
+        return {}
+
+    def log_outputs(self, p: dict[str, Any]) -> dict[str, Any]:
+        run_id = str(v.required(p, "run_id"))
+        models = p.get("models")
+        if not models:
+            v.required({}, "models")
+        outputs = [
+            {"model_id": str(v.required(m if isinstance(m, dict) else {}, "model_id")),
+             "step": _int_or(m.get("step"), 0) or 0}
+            for m in _list(p, "models")
+        ]  # fmt: skip
+        self._active_run(run_id)
+        self.writer.metadata(run_id, "RunOutputs", {"run_id": run_id, "models": outputs})
+        return {}
+
+    def search_datasets(self, p: dict[str, Any]) -> dict[str, Any]:
+        experiment_ids = _str_list(p.get("experiment_ids"))
+        if not experiment_ids:
+            raise invalid("SearchDatasets request must specify at least one experiment_id.")
+        if len(experiment_ids) > MAX_EXPERIMENT_IDS_PER_DATASET_SEARCH:
+            raise invalid(
+                f"SearchDatasets request cannot specify more than {MAX_EXPERIMENT_IDS_PER_DATASET_SEARCH} "
+                f"experiment_ids. Received {len(experiment_ids)} experiment_ids."
+            )
+        self._sync_metadata()
+        summaries = self.reader.dataset_summaries(experiment_ids, MAX_DATASET_SUMMARIES)
+        return {"dataset_summaries": summaries} if summaries else {}
+
+
+MAX_RUNS_GET_METRIC_HISTORY_BULK = 100
+MAX_RESULTS_PER_RUN = 2500
+MAX_EXPERIMENT_IDS_PER_DATASET_SEARCH = 20
+MAX_DATASET_SUMMARIES = 1000
+
+
+def sample_points(rows: list[tuple[Any, ...]], max_results: int) -> list[tuple[Any, ...]]:
+    """MLflow 3.17's SQL-store sampling of one run's metric history.
+
+    ``rows`` are the run's points ordered by (step, timestamp, value, is_nan). They are split into
+    ``max_results`` buckets as SQL ``NTILE`` does (the first ``len % n`` buckets one row larger) and the
+    first row of each bucket is kept; then the last point is kept too, replacing the last sample when
+    the answer is already full.
+    """
+    total = len(rows)
+    if total == 0:
+        return []
+    n = max(1, max_results)
+    out: list[tuple[Any, ...]] = []
+    if total <= n:
+        out = list(rows)
+    else:
+        size, extra = divmod(total, n)
+        index = 0
+        for bucket in range(n):
+            out.append(rows[index])
+            index += size + (1 if bucket < extra else 0)
+    last = rows[-1]
+    if out[-1] != last:
+        if len(out) >= n:
+            out[-1] = last
+        else:
+            out.append(last)
+    return out
+
+
+def _list(p: dict[str, Any], name: str) -> list[Any]:
+    value = p.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise invalid(f"Invalid value {value!r} for parameter '{name}' supplied: expected an array.")
+    return value
+
+
+def _dataset_input(d: Any) -> dict[str, Any]:
+    dataset = d.get("dataset") if isinstance(d, dict) else None
+    if not isinstance(dataset, dict):
+        raise invalid("Dataset input must have a dataset associated with it.")
+    out: dict[str, Any] = {}
+    for field in ("name", "digest", "source_type", "source"):
+        value = dataset.get(field)
+        if value is None or value == "":
+            raise invalid(f"Missing value for required parameter 'datasets.dataset.{field}'.")
+        out[field] = str(value)
+    for field in ("schema", "profile"):
+        out[field] = None if dataset.get(field) is None else str(dataset[field])
+    tags = []
+    for t in d.get("tags") or []:
+        if not isinstance(t, dict) or not t.get("key"):
+            raise invalid("Missing value for required parameter 'datasets.tags.key'.")
+        tags.append({"key": str(t["key"]), "value": str(t.get("value") or "")})
+    out["tags"] = tags
+    return out
 
 
 def _run_id(p: dict[str, Any]) -> str:

@@ -193,6 +193,7 @@ def gateway_factory() -> Iterator[Callable[[Settings], Gateway]]:
         runtime = build(settings)
         if consumers:
             runtime.start_consumers()
+            runtime.wait_consumers_ready(timeout=60)
         tracking = runtime.tracking()
         tracking.ensure_default_experiment()
         port = free_port()

@@ -9,6 +9,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelInput, LoggedModelOutput, Metric
 
 from tests.conftest import Gateway, SettingsFactory
 from tests.test_sql_docs import log_sweep
@@ -87,6 +88,14 @@ def test_replay_rebuilds_every_table(
     client.log_text(run_id, "hello", "notes/hello.txt")
     client.log_text(run_id, "bye", "notes/bye.txt")
     client.delete_tag(run_id, "team")
+    model = client.create_logged_model(
+        client.get_run(run_id).info.experiment_id, name="m", source_run_id=run_id, params={"a": "1"}, tags={"t": "v"}
+    )
+    client.log_batch(run_id, metrics=[Metric("acc", 0.5, 1_700_000_000_000, 0, model_id=model.model_id)])
+    dataset = Dataset(name="train", digest="d1", source_type="local", source="{}")
+    context = [InputTag("mlflow.data.context", "training")]
+    client.log_inputs(run_id, [DatasetInput(dataset, context)], [LoggedModelInput(model.model_id)])
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, 0)])
     client.delete_run(logged.runs["lr-0.5"])
     client.get_run(run_id)
     assert [f.path for f in client.list_artifacts(run_id, "notes")] == ["notes/bye.txt", "notes/hello.txt"]
@@ -160,6 +169,13 @@ def test_table_names_cover_the_schema() -> None:
         "params",
         "run_tags",
         "artifacts",
+        "logged_models",
+        "logged_model_params",
+        "logged_model_tags",
+        "logged_model_metrics",
+        "run_dataset_inputs",
+        "run_model_inputs",
+        "run_model_outputs",
     }
 
 

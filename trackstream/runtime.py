@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from consumers.artifacts import ArtifactSink
@@ -74,6 +75,13 @@ class Runtime:
             thread.start()
             self.pipelines.append(pipe)
             self.threads.append(thread)
+
+    def wait_consumers_ready(self, timeout: float) -> None:
+        """Block until every started pipeline holds its partitions (joined its consumer group)."""
+        deadline = time.monotonic() + timeout
+        for pipe in self.pipelines:
+            if not pipe.ready.wait(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"a consumer did not get partitions within {timeout}s")
 
     def tracking(self) -> Tracking:
         after = self._wait_applied if isinstance(self.events, MemoryLog) else None

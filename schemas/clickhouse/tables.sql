@@ -93,3 +93,84 @@ CREATE TABLE IF NOT EXISTS artifacts (
     _version UInt64
 ) ENGINE = ReplacingMergeTree(_version)
 ORDER BY path;
+
+-- Logged models (MLflow 3): one row per model, the whole row rewritten by every LoggedModelState
+-- event (keyed by model_id on the log). status is the LoggedModelStatus name.
+CREATE TABLE IF NOT EXISTS logged_models (
+    model_id String,
+    experiment_id String,
+    name String,
+    artifact_uri String,
+    creation_timestamp_ms Int64,
+    last_updated_timestamp_ms Int64,
+    status String,
+    status_message Nullable(String),
+    lifecycle_stage String,
+    model_type Nullable(String),
+    source_run_id Nullable(String),
+    _version UInt64
+) ENGINE = ReplacingMergeTree(_version)
+ORDER BY model_id;
+
+CREATE TABLE IF NOT EXISTS logged_model_params (
+    model_id String,
+    key String,
+    value String,
+    _version UInt64
+) ENGINE = ReplacingMergeTree(_version)
+ORDER BY (model_id, key);
+
+CREATE TABLE IF NOT EXISTS logged_model_tags (
+    model_id String,
+    key String,
+    value String,
+    deleted UInt8,
+    _version UInt64
+) ENGINE = ReplacingMergeTree(_version)
+ORDER BY (model_id, key);
+
+-- Metric points logged with a model_id (written by the metrics sink next to `metrics`), keyed like
+-- MLflow's logged_model_metrics table; one point linked to two models is two rows.
+CREATE TABLE IF NOT EXISTS logged_model_metrics (
+    model_id String,
+    key String,
+    step Int64,
+    timestamp Int64,
+    run_id String,
+    value Float64,
+    is_nan UInt8,
+    dataset_name String DEFAULT '',
+    dataset_digest String DEFAULT ''
+) ENGINE = ReplacingMergeTree()
+ORDER BY (model_id, key, step, timestamp, run_id, value, is_nan);
+
+-- Run inputs and outputs (runs/log-inputs, runs/outputs). Dataset input tags are a JSON array string
+-- ([{"key": "mlflow.data.context", "value": "training"}]), in the order they were logged.
+CREATE TABLE IF NOT EXISTS run_dataset_inputs (
+    run_id String,
+    experiment_id String,
+    name String,
+    digest String,
+    source_type String,
+    source String,
+    schema Nullable(String),
+    profile Nullable(String),
+    tags String,
+    _version UInt64
+) ENGINE = ReplacingMergeTree(_version)
+ORDER BY (run_id, name, digest);
+
+CREATE TABLE IF NOT EXISTS run_model_inputs (
+    run_id String,
+    model_id String,
+    _version UInt64
+) ENGINE = ReplacingMergeTree(_version)
+ORDER BY (run_id, model_id);
+
+CREATE TABLE IF NOT EXISTS run_model_outputs (
+    run_id String,
+    model_id String,
+    step Int64,
+    _version UInt64
+) ENGINE = ReplacingMergeTree(_version)
+ORDER BY (run_id, model_id, step);

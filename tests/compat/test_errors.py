@@ -54,6 +54,6 @@ def test_error_codes(gateway: Gateway, mlflow_client: Any) -> None:
         client.create_experiment("exists")
     assert dup.value.error_code == "RESOURCE_ALREADY_EXISTS"
 
-    for path, body in (("runs/log-inputs", {"run_id": run_id}), ("runs/outputs", {"run_id": run_id})):
+    for path, body in (("registered-models/create", {"name": "r"}), ("model-versions/create", {"name": "r"})):
         resp = requests.post(f"{gateway.url}/api/2.0/mlflow/{path}", json=body, timeout=10)
         assert resp.status_code == 501 and resp.json()["error_code"] == "NOT_IMPLEMENTED", path

@@ -57,6 +57,10 @@ class LogConsumer(abc.ABC):
     def commit(self, offsets: dict[Partition, int]) -> None:
         """Make ``offsets`` (next offset to read, per partition) the group's position. Synchronous."""
 
+    def assigned(self) -> bool:
+        """Whether this member holds partitions yet (a Kafka member has none until the group assigns some)."""
+        return True
+
     @abc.abstractmethod
     def close(self) -> None: ...
 

@@ -211,5 +211,8 @@ class _KafkaConsumer(LogConsumer):
         except KafkaError as exc:
             raise LogUnavailable(f"Kafka did not accept the commit: {exc}") from exc
 
+    def assigned(self) -> bool:
+        return bool(self._consumer.assignment())
+
     def close(self) -> None:
         self._consumer.close(autocommit=False)

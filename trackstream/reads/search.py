@@ -7,6 +7,7 @@ structure of a query. The SQL uses only functions ClickHouse 18.16 already had.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -235,6 +236,8 @@ def parse_order_by(items: list[str] | None, order_attrs: set[str], entities: set
             raise SearchError(f"Invalid order_by clause '{item}': {exc}") from None
         if p.peek() is not None or entity == DATASET:
             raise SearchError(f"Invalid order_by clause '{item}'. Could not be parsed.")
+        if any(o.entity == entity and o.key == key for o in out):
+            raise SearchError(f"`order_by` contains duplicate fields: {items}")
         out.append(OrderKey(entity, key, ascending))
     return out
 
@@ -262,8 +265,8 @@ def _string_cond(column: str, op: str, name: str) -> str:
 
 
 LATEST_METRIC = (
-    "SELECT run_id, argMax(value, (step, timestamp, value)) AS v FROM latest_metrics "
-    "WHERE key = %({k})s GROUP BY run_id"
+    "SELECT run_id, argMax(value, (step, timestamp, value)) AS v, argMax(is_nan, (step, timestamp, value)) AS n "
+    "FROM latest_metrics WHERE key = %({k})s GROUP BY run_id"
 )
 
 
@@ -281,8 +284,10 @@ def run_filter_sql(clauses: list[Clause]) -> tuple[str, dict[str, Any]]:
             column = RUN_NUMERIC_ATTRS.get(c.key, c.key)
             conds.append(_string_cond(column, c.op, val))
         elif c.entity == METRIC:
-            # NaN is stored as value 0 (is_nan = 1) and compared as such, as MLflow's SQL store does.
-            conds.append(f"run_id IN (SELECT run_id FROM ({LATEST_METRIC.format(k=k)}) WHERE v {c.op} %({val})s)")
+            # NaN is stored as value 0 (is_nan = 1). As in MLflow's SQL store, every comparison with a NaN
+            # latest value is false except "!=", which it always satisfies.
+            match = f"(v != %({val})s OR n = 1)" if c.op == "!=" else f"(v {c.op} %({val})s AND n = 0)"
+            conds.append(f"run_id IN (SELECT run_id FROM ({LATEST_METRIC.format(k=k)}) WHERE {match})")
         elif c.entity in (PARAM, TAG):
             live = (
                 "SELECT run_id, value FROM params FINAL WHERE key = %({k})s"
@@ -348,13 +353,19 @@ def experiment_matches(clauses: list[Clause], exp: dict[str, Any]) -> bool:
     return True
 
 
+def _is_nan(value: Any) -> bool:
+    return (isinstance(value, float) and math.isnan(value)) or value == "NaN"
+
+
 def sort_rows(rows: list[dict[str, Any]], keys: list[tuple[Any, bool]]) -> list[dict[str, Any]]:
     """Stable multi-key sort; ``keys`` are (row → value or None, ascending), most significant first.
-    None sorts last in either direction, as MLflow's SQL store orders missing values."""
+    In either direction NaN (float or "NaN") sorts after the values and None (missing) last, as MLflow's
+    SQL store orders them."""
     out = list(rows)
     for get, ascending in reversed(keys):
-        present = [r for r in out if get(r) is not None]
+        present = [r for r in out if get(r) is not None and not _is_nan(get(r))]
+        nans = [r for r in out if get(r) is not None and _is_nan(get(r))]
         missing = [r for r in out if get(r) is None]
         present.sort(key=get, reverse=not ascending)
-        out = present + missing
+        out = present + nans + missing
     return out

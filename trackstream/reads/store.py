@@ -6,12 +6,17 @@ Mutable tables are read with FINAL; metrics are de-duplicated on read with DISTI
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from trackstream.tables import TableStore
 
 EXPERIMENT_COLUMNS = "experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time"
+LOGGED_MODEL_COLUMNS = (
+    "model_id, experiment_id, name, artifact_uri, creation_timestamp_ms, last_updated_timestamp_ms, status, "
+    "status_message, lifecycle_stage, model_type, source_run_id"
+)
 RUN_COLUMNS = (
     "run_id, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage, "
     "deleted_time"
@@ -67,7 +72,117 @@ class TrackingReader:
         info = self.run_info(run_id)
         if info is None:
             return None
-        return {"info": info, "data": self.run_data([run_id])[run_id], "inputs": {}, "outputs": {}}
+        inputs = self.run_inputs([run_id])[run_id]
+        outputs = self.run_outputs([run_id])[run_id]
+        return {"info": info, "data": self.run_data([run_id])[run_id], "inputs": inputs, "outputs": outputs}
+
+    def run_inputs(self, run_ids: Sequence[str], models: bool = True) -> dict[str, dict[str, Any]]:
+        """run_id → ``{dataset_inputs: [...], model_inputs: [...]}`` (empty lists left out, as MLflow's JSON does)."""
+        out: dict[str, dict[str, Any]] = {r: {} for r in run_ids}
+        if not run_ids:
+            return out
+        ids = {"ids": tuple(run_ids)}
+        for run_id, name, digest, source_type, source, schema, profile, tags in self._t.query(
+            "SELECT run_id, name, digest, source_type, source, schema, profile, tags FROM run_dataset_inputs FINAL "
+            "WHERE run_id IN %(ids)s ORDER BY run_id, _version, name, digest",
+            ids,
+        ):
+            dataset = {"name": name, "digest": digest, "source_type": source_type, "source": source}
+            if schema is not None:
+                dataset["schema"] = schema
+            if profile is not None:
+                dataset["profile"] = profile
+            entry: dict[str, Any] = {"dataset": dataset}
+            if parsed := json.loads(tags):
+                entry["tags"] = parsed
+            out[run_id].setdefault("dataset_inputs", []).append(entry)
+        if models:
+            for run_id, model_id in self._t.query(
+                "SELECT run_id, model_id FROM run_model_inputs FINAL WHERE run_id IN %(ids)s ORDER BY run_id, _version",
+                ids,
+            ):
+                out[run_id].setdefault("model_inputs", []).append({"model_id": model_id})
+        return out
+
+    def run_outputs(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {r: {} for r in run_ids}
+        if not run_ids:
+            return out
+        for run_id, model_id, step in self._t.query(
+            "SELECT run_id, model_id, step FROM run_model_outputs FINAL WHERE run_id IN %(ids)s "
+            "ORDER BY run_id, _version, model_id, step",
+            {"ids": tuple(run_ids)},
+        ):
+            out[run_id].setdefault("model_outputs", []).append({"model_id": model_id, "step": step})
+        return out
+
+    def dataset_summaries(self, experiment_ids: Sequence[str], limit: int) -> list[dict[str, Any]]:
+        rows = self._t.query(
+            "SELECT DISTINCT experiment_id, name, digest, tags FROM run_dataset_inputs FINAL "
+            "WHERE experiment_id IN %(exps)s ORDER BY experiment_id, name, digest",
+            {"exps": tuple(experiment_ids)},
+        )
+        out: list[dict[str, Any]] = []
+        seen: set[tuple[str, str, str, str | None]] = set()
+        for experiment_id, name, digest, tags in rows:
+            context = next((t["value"] for t in json.loads(tags) if t["key"] == "mlflow.data.context"), None)
+            if (experiment_id, name, digest, context) in seen:
+                continue
+            seen.add((experiment_id, name, digest, context))
+            summary = {"experiment_id": experiment_id, "name": name, "digest": digest}
+            if context is not None:
+                summary["context"] = context
+            out.append(summary)
+        return out[:limit]
+
+    # -- logged models --
+    def logged_model_rows(self, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Logged-model rows (the state columns only) matching ``where``; mutable columns filtered outside FINAL."""
+        rows = self._t.query(
+            f"SELECT {LOGGED_MODEL_COLUMNS} FROM (SELECT {LOGGED_MODEL_COLUMNS} FROM logged_models FINAL) "
+            f"WHERE {where}",
+            params,
+        )
+        return [dict(zip(LOGGED_MODEL_COLUMNS.split(", "), r, strict=True)) for r in rows]
+
+    def logged_model_row(self, model_id: str) -> dict[str, Any] | None:
+        found = self.logged_model_rows("model_id = %(id)s", {"id": model_id})
+        return found[0] if found else None
+
+    def logged_model_data(self, model_ids: Sequence[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """model_id → ``{tags, params, metrics}``; metrics are every point linked to the model."""
+        data: dict[str, dict[str, list[dict[str, Any]]]] = {
+            m: {"tags": [], "params": [], "metrics": []} for m in model_ids
+        }
+        if not model_ids:
+            return data
+        ids = {"ids": tuple(model_ids)}
+        for model_id, key, value in self._t.query(
+            "SELECT model_id, key, value FROM (SELECT model_id, key, value, deleted FROM logged_model_tags FINAL "
+            "WHERE model_id IN %(ids)s) WHERE deleted = 0 ORDER BY model_id, key",
+            ids,
+        ):
+            data[model_id]["tags"].append({"key": key, "value": value})
+        for model_id, key, value in self._t.query(
+            "SELECT model_id, key, value FROM logged_model_params FINAL WHERE model_id IN %(ids)s "
+            "ORDER BY model_id, key",
+            ids,
+        ):
+            data[model_id]["params"].append({"key": key, "value": value})
+        for model_id, key, step, ts, run_id, value, nan, dname, ddigest in self._t.query(
+            "SELECT DISTINCT model_id, key, step, timestamp, run_id, value, is_nan, dataset_name, dataset_digest "
+            "FROM logged_model_metrics WHERE model_id IN %(ids)s ORDER BY model_id, key, timestamp, step, run_id",
+            ids,
+        ):
+            metric: dict[str, Any] = {"key": key, "value": metric_value(value, nan), "timestamp": ts, "step": step}
+            if dname:
+                metric["dataset_name"] = dname
+            if ddigest:
+                metric["dataset_digest"] = ddigest
+            metric["model_id"] = model_id
+            metric["run_id"] = run_id
+            data[model_id]["metrics"].append(metric)
+        return data
 
     def run_ids(self, experiment_ids: Sequence[str], stages: Sequence[str]) -> list[dict[str, Any]]:
         rows = self._t.query(
@@ -147,6 +262,24 @@ class TrackingReader:
             {"run": run_id, "key": key, "limit": limit, "offset": offset},
         )
         return [{"key": key, "value": metric_value(v, nan), "timestamp": ts, "step": step} for step, ts, v, nan in rows]
+
+    def metric_points(
+        self, run_id: str, key: str, start_step: int | None, end_step: int | None
+    ) -> list[tuple[Any, ...]]:
+        """Every distinct point of a run's metric as (step, timestamp, value, is_nan), in MLflow's sampling order."""
+        where = ""
+        params: dict[str, Any] = {"run": run_id, "key": key}
+        if start_step is not None and end_step is not None:
+            where = " AND step >= %(start)s AND step <= %(end)s"
+            params.update(start=start_step, end=end_step)
+        return [
+            tuple(r)
+            for r in self._t.query(
+                "SELECT DISTINCT step, timestamp, value, is_nan FROM metrics "
+                f"WHERE run_id = %(run)s AND key = %(key)s{where} ORDER BY step, timestamp, value, is_nan",
+                params,
+            )
+        ]
 
     # -- artifacts --
     def artifact_files(self, prefix: str) -> list[tuple[str, int]]:

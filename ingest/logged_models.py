@@ -1,0 +1,479 @@
+"""Handlers of the MLflow 3 logged-model endpoints (``/logged-models…``).
+
+Logged-model events (``LoggedModelState``, ``LoggedModelData``) are keyed by ``model_id``, so a
+model's events stay in order in one partition and reads of one model wait only for that partition
+(plus the metrics topic, whose points may carry the model id). Searches wait for every partition.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ingest import validation as v
+from ingest.artifacts import children, proxied_root, safe_path
+from ingest.errors import MlflowError, invalid, not_found
+from ingest.tracking import ACTIVE, DELETED, Tracking, _str_list, generate_run_name, now_ms, page_offset, page_token
+
+STATUSES = (
+    "LOGGED_MODEL_STATUS_UNSPECIFIED",
+    "LOGGED_MODEL_PENDING",
+    "LOGGED_MODEL_READY",
+    "LOGGED_MODEL_UPLOAD_FAILED",
+)
+SEARCH_DEFAULT_MAX_RESULTS = 50  # the SearchLoggedModels proto default the stock handler passes on
+_BAD_NAME_CHARS = ("/", ":", ".", "%", '"', "'")
+_STATE_FIELDS = (
+    "model_id", "experiment_id", "name", "artifact_uri", "creation_timestamp_ms", "last_updated_timestamp_ms",
+    "status", "status_message", "lifecycle_stage", "model_type", "source_run_id",
+)  # fmt: skip
+ALIASES = {
+    "creation_time": "creation_timestamp_ms",
+    "creation_timestamp": "creation_timestamp_ms",
+    "last_updated_timestamp": "last_updated_timestamp_ms",
+}
+ATTRIBUTES = {
+    "model_id", "experiment_id", "name", "artifact_location", "creation_timestamp_ms", "last_updated_timestamp_ms",
+    "status", "lifecycle_stage", "model_type", "source_run_id", "status_message",
+}  # fmt: skip
+NUMERIC_ATTRIBUTES = {"creation_timestamp_ms", "last_updated_timestamp_ms"}
+NUMERIC_OPS = ("<", "<=", ">", ">=", "=", "!=")
+STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
+
+
+def status_name(value: Any) -> str:
+    if isinstance(value, str) and value in STATUSES:
+        return value
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise invalid(f"Invalid value {value!r} for parameter 'status' supplied.") from None
+    if not 0 <= number < len(STATUSES):
+        raise invalid(f"Invalid value {value!r} for parameter 'status' supplied.")
+    return STATUSES[number]
+
+
+def validate_name(name: Any) -> str | None:
+    if name is None or name == "":
+        return None  # the stock handler turns "" into None: a random name
+    if not isinstance(name, str) or any(c in name for c in _BAD_NAME_CHARS):
+        raise invalid(
+            f"Invalid model name ({name!r}) provided. Model name must be a non-empty string "
+            f"and cannot contain the following characters: {_BAD_NAME_CHARS}"
+        )
+    return name
+
+
+# -- search filter (mlflow/utils/search_logged_model_utils.py grammar) --
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    entity: str  # attributes | metrics | params | tags
+    key: str
+    op: str
+    value: Any  # float, str or tuple[str, ...]
+
+
+_CLAUSE = re.compile(
+    r"""\s*(?P<ident>(?:[a-z]+\.)?(?:`[^`]+`|[\w.\-:/]+))\s*
+    (?P<op>NOT\s+IN|IN|ILIKE|LIKE|<=|>=|!=|<|>|=)\s*
+    (?P<value>\((?:[^()'"]|'[^']*'|"[^"]*")*\)|'[^']*'|"[^"]*"|[-+]?[\w.]+)\s*""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_AND = re.compile(r"\s*AND\s+", re.IGNORECASE)
+_LIST_ITEM = re.compile(r"""\s*('[^']*'|"[^"]*")\s*(,|$)""")
+
+
+def parse_filter(text: str | None) -> list[Comparison]:
+    if not text or not text.strip():
+        return []
+    out: list[Comparison] = []
+    pos = 0
+    while True:
+        m = _CLAUSE.match(text, pos)
+        if not m:
+            raise invalid(
+                f"Invalid filter string: {text!r}. Expected a list of comparisons separated by 'AND' "
+                "(e.g. 'metrics.loss > 0.1 AND params.lr = 0.01')."
+            )
+        out.append(_comparison(m["ident"], " ".join(m["op"].upper().split()), m["value"]))
+        pos = m.end()
+        if pos >= len(text):
+            return out
+        a = _AND.match(text, pos)
+        if not a:
+            raise invalid(
+                f"Invalid filter string: {text!r}. Expected a list of comparisons separated by 'AND' "
+                "(e.g. 'metrics.loss > 0.1 AND params.lr = 0.01')."
+            )
+        pos = a.end()
+
+
+def _comparison(ident: str, op: str, raw: str) -> Comparison:
+    m = re.match(r"^([a-z]+)\.(.+)$", ident)
+    if m and not ident.startswith("`"):
+        entity, key = m.group(1), m.group(2).strip("`")
+        if entity not in ("attributes", "metrics", "params", "tags"):
+            raise invalid(
+                f"Invalid entity type: {entity!r}. Expected one of ['attributes', 'metrics', 'params', 'tags']."
+            )
+    else:
+        entity, key = "attributes", ident.strip("`")
+    if entity == "attributes":
+        key = ALIASES.get(key, key)
+        if key not in ATTRIBUTES:
+            raise invalid(f"Invalid attribute key: {key!r}.")
+    numeric = entity == "metrics" or (entity == "attributes" and key in NUMERIC_ATTRIBUTES)
+    ops = NUMERIC_OPS if numeric else STRING_OPS
+    if op not in ops:
+        raise invalid(f"Invalid comparison operator for {entity}.{key}: {op!r}. Expected one of {ops}.")
+    value: Any
+    if numeric:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise invalid(f"Invalid numeric value {raw!r} for {entity}.{key}.") from None
+    elif raw.startswith("("):
+        items = []
+        inner = raw[1:-1]
+        pos = 0
+        while pos < len(inner):
+            item = _LIST_ITEM.match(inner, pos)
+            if not item:
+                raise invalid(f"Invalid value list {raw!r}.")
+            items.append(item.group(1)[1:-1])
+            pos = item.end()
+        value = tuple(items)
+    else:
+        value = raw.strip("'")
+    if op in ("IN", "NOT IN") and not isinstance(value, tuple):
+        raise invalid(f"Invalid value {raw!r} for {op}: expected a parenthesized list of strings.")
+    return Comparison(entity, key, op, value)
+
+
+def _like(pattern: str, value: str, ignore_case: bool) -> bool:
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) is not None
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    if left is None:
+        return False
+    match op:
+        case "=":
+            return bool(left == right)
+        case "!=":
+            return bool(left != right)
+        case "<":
+            return bool(left < right)
+        case "<=":
+            return bool(left <= right)
+        case ">":
+            return bool(left > right)
+        case ">=":
+            return bool(left >= right)
+        case "LIKE":
+            return _like(right, str(left), False)
+        case "ILIKE":
+            return _like(right, str(left), True)
+        case "IN":
+            return str(left) in right
+        case "NOT IN":
+            return str(left) not in right
+    raise invalid(f"Invalid comparison operator {op!r}")
+
+
+def _attribute(model: dict[str, Any], key: str) -> Any:
+    info = model["info"]
+    match key:
+        case "artifact_location":
+            return info["artifact_uri"]
+        case "status":
+            return str(STATUSES.index(info["status"]))  # the SQL store keeps the enum number
+        case "lifecycle_stage":
+            return model["_lifecycle_stage"]
+    return info.get(key)
+
+
+def matches(c: Comparison, model: dict[str, Any], datasets: list[dict[str, Any]]) -> bool:
+    if c.entity == "attributes":
+        return _compare(c.op, _attribute(model, c.key), c.value)
+    if c.entity == "params":
+        return any(p["key"] == c.key and _compare(c.op, p["value"], c.value) for p in model["data"].get("params", []))
+    if c.entity == "tags":
+        return any(t["key"] == c.key and _compare(c.op, t["value"], c.value) for t in model["info"].get("tags", []))
+    return any(
+        m["key"] == c.key and _on_datasets(m, datasets) and _compare(c.op, _metric_number(m), c.value)
+        for m in model["data"].get("metrics", [])
+    )
+
+
+def _metric_number(m: dict[str, Any]) -> float | None:
+    return None if m["value"] == "NaN" else float(m["value"])
+
+
+def _on_datasets(m: dict[str, Any], datasets: list[dict[str, Any]]) -> bool:
+    if not datasets:
+        return True
+    return any(
+        m.get("dataset_name") == d["dataset_name"]
+        and (not d.get("dataset_digest") or m.get("dataset_digest") == d["dataset_digest"])
+        for d in datasets
+    )
+
+
+class LoggedModels:
+    def __init__(self, tracking: Tracking) -> None:
+        self.t = tracking
+
+    # -- helpers --
+    def _sync(self, model_id: str | None) -> None:
+        self.t.barrier.wait(self.t.topics.metadata, [model_id] if model_id else None)
+        self.t.barrier.wait(self.t.topics.metrics)  # metric points linked to a model may come from any run
+
+    def _state(self, model_id: str) -> dict[str, Any]:
+        """The stored row of a model, deleted or not (MLflow's writes accept deleted models)."""
+        self.t.barrier.wait(self.t.topics.metadata, [model_id])
+        row = self.t.reader.logged_model_row(model_id)
+        if row is None:
+            raise not_found(f"Logged model with ID '{model_id}' not found.")
+        return row
+
+    def _emit_state(self, row: dict[str, Any]) -> None:
+        self.t.writer.metadata(row["model_id"], "LoggedModelState", {k: row.get(k) for k in _STATE_FIELDS})
+
+    def _emit_data(self, model_id: str, params: list[dict[str, str]], tags: list[dict[str, Any]]) -> None:
+        if params or tags:
+            self.t.writer.metadata(model_id, "LoggedModelData", {"model_id": model_id, "params": params, "tags": tags})
+
+    def _models(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        data = self.t.reader.logged_model_data([r["model_id"] for r in rows])
+        return [_to_json(r, data[r["model_id"]]) for r in rows]
+
+    def _model(self, model_id: str, allow_deleted: bool = False) -> dict[str, Any]:
+        self._sync(model_id)
+        row = self.t.reader.logged_model_row(model_id)
+        if row is None or (row["lifecycle_stage"] == DELETED and not allow_deleted):
+            raise not_found(f"Logged model with ID '{model_id}' not found.")
+        return self._models([row])[0]
+
+    # -- endpoints --
+    def create(self, p: dict[str, Any]) -> dict[str, Any]:
+        experiment_id = str(v.required(p, "experiment_id"))
+        name = validate_name(p.get("name"))
+        params = [_param(x) for x in _items(p, "params")]
+        tags = [_tag(x) for x in _items(p, "tags")]
+        exp = self.t._experiment(experiment_id)
+        if exp["lifecycle_stage"] != ACTIVE:
+            raise invalid(
+                f"The experiment {experiment_id} must be in the 'active' state. "
+                f"Current state is {exp['lifecycle_stage']}."
+            )
+        model_id = f"m-{uuid.uuid4().hex}"
+        created = now_ms()
+        row = {
+            "model_id": model_id, "experiment_id": experiment_id, "name": name or generate_run_name(),
+            "artifact_uri": f"{exp['artifact_location'].rstrip('/')}/models/{model_id}/artifacts",
+            "creation_timestamp_ms": created, "last_updated_timestamp_ms": created, "status": "LOGGED_MODEL_PENDING",
+            "status_message": None, "lifecycle_stage": ACTIVE, "model_type": _opt_str(p.get("model_type")),
+            "source_run_id": _opt_str(p.get("source_run_id")),
+        }  # fmt: skip
+        self._emit_state(row)
+        params = list({x["key"]: x for x in params}.values())
+        tags = list({x["key"]: x for x in tags}.values())
+        self._emit_data(model_id, params, tags)
+        data = {
+            "tags": sorted(({"key": x["key"], "value": x["value"]} for x in tags), key=lambda x: x["key"]),
+            "params": sorted(params, key=lambda x: x["key"]),
+            "metrics": [],
+        }
+        return {"model": _to_json(row, data)}
+
+    def get(self, model_id: str, p: dict[str, Any]) -> dict[str, Any]:
+        allow_deleted = str(p.get("allow_deleted", "false")).lower() == "true"
+        return {"model": self._model(model_id, allow_deleted)}
+
+    def finalize(self, model_id: str, p: dict[str, Any]) -> dict[str, Any]:
+        status = status_name(v.required(p, "status"))
+        row = self._state(model_id)
+        row["status"] = status
+        row["last_updated_timestamp_ms"] = now_ms()
+        self._emit_state(row)
+        data = self.t.reader.logged_model_data([model_id])[model_id]
+        return {"model": _to_json(row, data)}
+
+    def delete(self, model_id: str, p: dict[str, Any]) -> dict[str, Any]:
+        row = self._state(model_id)
+        row["lifecycle_stage"] = DELETED
+        row["last_updated_timestamp_ms"] = now_ms()
+        self._emit_state(row)
+        return {}
+
+    def set_tags(self, model_id: str, p: dict[str, Any]) -> dict[str, Any]:
+        tags = [_tag(x) for x in _items(p, "tags")]
+        self._state(model_id)
+        self._emit_data(model_id, [], list({x["key"]: x for x in tags}.values()))
+        return {}
+
+    def delete_tag(self, model_id: str, key: str) -> dict[str, Any]:
+        self._state(model_id)
+        live = {t["key"] for t in self.t.reader.logged_model_data([model_id])[model_id]["tags"]}
+        if key not in live:
+            raise not_found(f"No tag with key {key!r} found for model with ID {model_id!r}.")
+        self._emit_data(model_id, [], [{"key": key, "value": "", "deleted": True}])
+        return {}
+
+    def log_params(self, model_id: str, p: dict[str, Any]) -> dict[str, Any]:
+        params = [_param(x) for x in _items(p, "params")]
+        self._state(model_id)
+        self._emit_data(model_id, list({x["key"]: x for x in params}.values()), [])
+        return {}
+
+    def list_artifacts(self, model_id: str, p: dict[str, Any]) -> dict[str, Any]:
+        """``logged-models/{id}/artifacts/directories``: the model's files directly under a directory."""
+        rel = safe_path(p.get("artifact_directory_path"), allow_empty=True)
+        uri = self._model(model_id)["info"]["artifact_uri"]
+        out: dict[str, Any] = {"root_uri": uri}
+        root = proxied_root(uri)
+        if root is None:
+            return out
+        prefix = f"{root}/{rel}" if rel else root
+        self.t.barrier.wait(self.t.topics.artifacts)
+        files = children(self.t.reader.artifact_files(prefix), prefix)
+        for f in files:
+            f["path"] = f"{rel}/{f['path']}" if rel else f["path"]
+        if files:
+            out["files"] = files
+        return out
+
+    def search(self, p: dict[str, Any]) -> dict[str, Any]:
+        experiment_ids = _str_list(p.get("experiment_ids"))
+        if not experiment_ids:
+            v.required({}, "experiment_ids")
+        comparisons = parse_filter(p.get("filter"))
+        datasets = [d for d in _items(p, "datasets") if isinstance(d, dict)]
+        if any(not d.get("dataset_name") for d in datasets):
+            raise invalid("`dataset_name` in the `datasets` clause must be specified.")
+        order = [o for o in _items(p, "order_by") if isinstance(o, dict)]
+        limit = SEARCH_DEFAULT_MAX_RESULTS
+        if p.get("max_results"):
+            limit = v.max_results(p["max_results"], SEARCH_DEFAULT_MAX_RESULTS, 2**31 - 1)
+        offset = page_offset(p.get("page_token"))
+        self._sync(None)
+        rows = self.t.reader.logged_model_rows(
+            "experiment_id IN %(exps)s AND lifecycle_stage != %(deleted)s",
+            {"exps": tuple(experiment_ids), "deleted": DELETED},
+        )
+        models = self._models(rows)
+        for model, row in zip(models, rows, strict=True):
+            model["_lifecycle_stage"] = row["lifecycle_stage"]
+        found = [m for m in models if all(matches(c, m, datasets) for c in comparisons)]
+        if datasets and not any(c.entity == "metrics" for c in comparisons):
+            found = [m for m in found if any(_on_datasets(x, datasets) for x in m["data"].get("metrics", []))]
+        found = _sorted(found, order)
+        page = found[offset : offset + limit]
+        for m in page:
+            m.pop("_lifecycle_stage", None)
+        out: dict[str, Any] = {"models": page} if page else {}
+        if offset + limit < len(found):
+            out["next_page_token"] = page_token(offset + limit)
+        return out
+
+
+def _sorted(models: list[dict[str, Any]], order: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys: list[tuple[Any, bool]] = []
+    has_created = has_id = False
+    for ob in order:
+        field = str(ob.get("field_name") or "")
+        ascending = ob.get("ascending", True) is not False
+        if "." not in field:
+            name = ALIASES.get(field, field)
+            if name not in ATTRIBUTES:
+                raise invalid(f"Invalid order by field name: {field}")
+            has_created |= name == "creation_timestamp_ms"
+            has_id |= name == "model_id"
+            keys.append((lambda m, n=name: _attribute(m, n), ascending))
+            continue
+        entity, name = field.split(".", 1)
+        if entity != "metrics":
+            raise invalid(f"Invalid order by field name: {field}. Only metrics are supported.")
+        ds_name, ds_digest = ob.get("dataset_name"), ob.get("dataset_digest")
+
+        def latest(m: dict[str, Any], key: str = name, dn: Any = ds_name, dd: Any = ds_digest) -> Any:
+            points = [
+                x for x in m["data"].get("metrics", [])
+                if x["key"] == key and (not dn or x.get("dataset_name") == dn)
+                and (not dd or x.get("dataset_digest") == dd)
+            ]  # fmt: skip
+            if not points:
+                return None
+            # latest: highest timestamp, then step, then the smallest run id
+            best = min(points, key=lambda x: (-x["timestamp"], -x["step"], x["run_id"]))
+            return _metric_number(best)
+
+        keys.append((latest, ascending))
+    if not has_created:
+        keys.append((lambda m: m["info"]["creation_timestamp_ms"], False))
+    if not has_id:
+        keys.append((lambda m: m["info"]["model_id"], True))
+    out = list(models)
+    for key, ascending in reversed(keys):  # stable sorts, last key first; None sorts last either way
+        present = [m for m in out if key(m) is not None]
+        missing = [m for m in out if key(m) is None]
+        present.sort(key=key, reverse=not ascending)
+        out = present + missing
+    return out
+
+
+def _to_json(row: dict[str, Any], data: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """A LoggedModel in MLflow's protobuf JSON: unset optional fields and empty lists left out."""
+    info: dict[str, Any] = {
+        "model_id": row["model_id"],
+        "experiment_id": row["experiment_id"],
+        "name": row["name"],
+        "creation_timestamp_ms": row["creation_timestamp_ms"],
+        "last_updated_timestamp_ms": row["last_updated_timestamp_ms"],
+        "artifact_uri": row["artifact_uri"],
+        "status": row["status"],
+    }
+    for field in ("model_type", "source_run_id", "status_message"):
+        if row.get(field) is not None:
+            info[field] = row[field]
+    if data["tags"]:
+        info["tags"] = data["tags"]
+    body: dict[str, Any] = {}
+    if data["params"]:
+        body["params"] = data["params"]
+    if data["metrics"]:
+        body["metrics"] = data["metrics"]
+    return {"info": info, "data": body}
+
+
+def _items(p: dict[str, Any], name: str) -> list[Any]:
+    value = p.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise invalid(f"Invalid value {value!r} for parameter '{name}' supplied: expected an array.")
+    return value
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _param(x: Any) -> dict[str, str]:
+    if not isinstance(x, dict):
+        raise invalid(f"Invalid parameter {x!r}")
+    key = v.key_name("parameter", x.get("key"))
+    return {"key": key, "value": v.param_value(key, x.get("value"))}
+
+
+def _tag(x: Any) -> dict[str, Any]:
+    if not isinstance(x, dict):
+        raise invalid(f"Invalid tag {x!r}")
+    key = x.get("key")
+    if not isinstance(key, str) or not key:
+        raise MlflowError("Missing value for required parameter 'key'.", "INVALID_PARAMETER_VALUE")
+    return {"key": key, "value": "" if x.get("value") is None else str(x["value"]), "deleted": False}
