@@ -35,6 +35,7 @@ class FlushPolicy:
     max_rows: int = 50_000
     max_seconds: float = 0.5
     poll_records: int = 2_000
+    min_seconds: float = 0.0  # a drained log flushes a batch once it is this old
 
 
 @dataclass
@@ -88,13 +89,16 @@ class Pipeline:
             if event is not None:
                 self._batch.events.append(event)
                 self._batch.rows += self._sink.rows(event)
+                if self._batch.rows >= self._policy.max_rows:
+                    self.flush()
         self._dead.record(len(messages))
 
     def _due(self, drained: bool) -> bool:
         b = self._batch
         if not b.offsets:
             return False
-        return drained or b.rows >= self._policy.max_rows or time.monotonic() - b.started >= self._policy.max_seconds
+        age = time.monotonic() - b.started
+        return (drained and age >= self._policy.min_seconds) or age >= self._policy.max_seconds
 
     def flush(self) -> None:
         """Write the pending batch (retrying outages) and then commit its offsets."""
@@ -136,11 +140,17 @@ class Pipeline:
         if self._due(drained=len(messages) < self._policy.poll_records):
             self.flush()
 
+    def _poll_timeout(self) -> float:
+        if not self._batch.offsets:
+            return 0.1
+        age = time.monotonic() - self._batch.started
+        return max(0.0, min(0.1, self._policy.min_seconds - age if age < self._policy.min_seconds else 0.1))
+
     def run(self) -> None:
         """Consume until :meth:`stop`; then flush, commit and close."""
         try:
             while not self._stop.is_set():
-                self.run_once(timeout=min(0.1, self._policy.max_seconds))
+                self.run_once(timeout=self._poll_timeout())
             self.flush()
         finally:
             self._source.close()

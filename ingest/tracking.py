@@ -8,7 +8,9 @@ read-your-writes barrier of the partitions they depend on.
 from __future__ import annotations
 
 import base64
+import math
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +21,7 @@ import orjson
 from ingest import validation as v
 from ingest.consistency import Barrier
 from ingest.errors import MlflowError, invalid, not_found
-from ingest.protocol import LogBatch, LogMetric, MetricIn
+from ingest.protocol import LogBatch, LogMetric
 from ingest.writer import EventWriter
 from trackstream.reads import TrackingReader, search
 from trackstream.settings import Topics
@@ -66,12 +68,81 @@ def generate_run_name() -> str:
     return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(0, 999)}"
 
 
+class ActiveRuns:
+    """Runs this gateway saw active within the last ``ttl`` seconds, so a stream of log-batch requests
+    does not pay a barrier round trip and a ``runs FINAL`` query each. Only "active" is remembered and
+    this gateway's own delete/restore forgets it; a delete through another replica is seen after at
+    most ``ttl`` (docs/DESIGN.md, failure state 17). ``ttl = 0`` turns the cache off."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def fresh(self, run_id: str) -> bool:
+        return self._until.get(run_id, 0.0) > time.monotonic()
+
+    def remember(self, run_id: str) -> None:
+        if self._ttl <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if len(self._until) > 100_000:
+                self._until = {r: t for r, t in self._until.items() if t > now}
+            self._until[run_id] = now + self._ttl
+
+    def forget(self, run_id: str) -> None:
+        with self._lock:
+            self._until.pop(run_id, None)
+
+
+def metric_columns(metrics: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Validated metric points as the columns of a MetricBatch event.
+
+    The common case (numbers where numbers belong) is checked column by column; anything else goes
+    through the per-point rules, which raise MLflow's message for the first bad point.
+    """
+    keys: list[Any] = [m.get("key") for m in metrics]
+    for key in set(keys):
+        v.key_name("metric", key)  # raises unless a valid string
+    values: list[Any] = [m.get("value") for m in metrics]
+    timestamps = [m.get("timestamp") for m in metrics]
+    steps = [m.get("step") or 0 for m in metrics]
+    if (
+        all(type(x) is float or type(x) is int for x in values)
+        and all(type(t) is int and t >= 0 for t in timestamps)
+        and all(type(s) is int for s in steps)
+    ):
+        floats = [float(x) for x in values]
+        if any(math.isinf(x) for x in floats):
+            floats = [v.metric_value(k, x, t, s)[0] for k, x, t, s in zip(keys, floats, timestamps, steps, strict=True)]
+    else:
+        checked = [v.metric_value(k, x, t, s) for k, x, t, s in zip(keys, values, timestamps, steps, strict=True)]
+        floats = [c[0] for c in checked]
+        timestamps = [c[1] for c in checked]
+        steps = [c[2] for c in checked]
+    columns: dict[str, list[Any]] = {"keys": keys, "values": floats, "timestamps": timestamps, "steps": steps}
+    for column, field in (("model_ids", "model_id"), ("dataset_names", "dataset_name"),
+                          ("dataset_digests", "dataset_digest")):  # fmt: skip
+        given = [m.get(field) or "" for m in metrics]
+        columns[column] = given if any(given) else []
+    return columns
+
+
 class Tracking:
-    def __init__(self, writer: EventWriter, reader: TrackingReader, barrier: Barrier, topics: Topics) -> None:
+    def __init__(
+        self,
+        writer: EventWriter,
+        reader: TrackingReader,
+        barrier: Barrier,
+        topics: Topics,
+        active_run_ttl: float = 0.0,
+    ) -> None:
         self.writer = writer
         self.reader = reader
         self.barrier = barrier
         self.topics = topics
+        self._active_runs = ActiveRuns(active_run_ttl)
 
     # -- consistency helpers --
     def _sync_metadata(self, *keys: str) -> None:
@@ -90,6 +161,12 @@ class Tracking:
         if info is None:
             raise not_found(f"Run with id={run_id} not found")
         return info
+
+    def _check_active(self, run_id: str) -> None:
+        """The write paths' check that a run exists and is active, answered from a short-lived cache."""
+        if not self._active_runs.fresh(run_id):
+            self._active_run(run_id)
+            self._active_runs.remember(run_id)
 
     def _active_run(self, run_id: str) -> dict[str, Any]:
         info = self._run_info(run_id)
@@ -203,6 +280,7 @@ class Tracking:
         info = dict(info)
         info["lifecycle_stage"] = stage
         info["deleted_time"] = now_ms() if stage == DELETED else None
+        self._active_runs.forget(info["run_id"])
         self._emit_run(info)
 
     def delete_experiment(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -368,7 +446,7 @@ class Tracking:
         if not run_id:
             v.required({}, "run_id")
         assert run_id is not None
-        self._log(run_id, [p], [], [])
+        self._log(run_id, [p.model_dump(exclude={"run_id", "run_uuid"})], [], [])
         return {}
 
     def log_batch(self, p: LogBatch) -> dict[str, Any]:
@@ -405,35 +483,10 @@ class Tracking:
         self._emit_run_data(run_id, [], [{"key": key, "value": "", "deleted": True}])
         return {}
 
-    def _log(self, run_id: str, metrics: list[MetricIn] | list[LogMetric], params: list[Any], tags: list[Any]) -> None:
-        self._active_run(run_id)
+    def _log(self, run_id: str, metrics: list[dict[str, Any]], params: list[Any], tags: list[Any]) -> None:
+        self._check_active(run_id)
         if metrics:
-            keys: list[str] = []
-            values: list[float] = []
-            timestamps: list[int] = []
-            steps: list[int] = []
-            model_ids: list[str] = []
-            dataset_names: list[str] = []
-            dataset_digests: list[str] = []
-            seen_keys: set[str] = set()
-            for m in metrics:
-                key = m.key if m.key in seen_keys else v.key_name("metric", m.key)
-                assert key is not None
-                seen_keys.add(key)
-                value, ts, step = v.metric_value(key, m.value, m.timestamp, m.step)
-                keys.append(key)
-                values.append(value)
-                timestamps.append(ts)
-                steps.append(step)
-                model_ids.append(m.model_id or "")
-                dataset_names.append(m.dataset_name or "")
-                dataset_digests.append(m.dataset_digest or "")
-            self.writer.metrics(
-                {"run_id": run_id, "keys": keys, "values": values, "timestamps": timestamps, "steps": steps,
-                 "model_ids": model_ids if any(model_ids) else [],
-                 "dataset_names": dataset_names if any(dataset_names) else [],
-                 "dataset_digests": dataset_digests if any(dataset_digests) else []}
-            )  # fmt: skip
+            self.writer.metrics({"run_id": run_id, **metric_columns(metrics)})
         param_rows = [
             {"key": v.key_name("parameter", kv.key), "value": v.param_value(str(kv.key), kv.value)} for kv in params
         ]
@@ -446,8 +499,9 @@ class Tracking:
         if not params and not tags:
             return
         if not checked:
-            self._active_run(run_id)
+            self._check_active(run_id)
         if params:
+            self._sync_metadata(run_id)  # see every param logged before, whichever replica took it
             existing = self.reader.params(run_id)
             fresh: dict[str, str] = {}
             for param in params:

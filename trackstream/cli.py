@@ -9,6 +9,7 @@ import signal
 import sys
 
 from pydantic import ValidationError
+from starlette.applications import Starlette
 
 from trackstream.settings import ConfigurationError, Mode, Settings
 
@@ -21,21 +22,38 @@ def _settings() -> Settings:
         sys.exit("trackstream: invalid configuration (TRACKSTREAM_* environment variables):\n" + "\n".join(lines))
 
 
-def serve(settings: Settings) -> None:
-    import uvicorn
-
+def gateway_app() -> Starlette:
+    """uvicorn's app factory: each worker process builds its own runtime from the environment."""
     from ingest.app import create_app
     from trackstream.runtime import build
 
+    settings = _settings()
     runtime = build(settings)
     if settings.mode is Mode.EMBEDDED:
         runtime.start_consumers()
     tracking = runtime.tracking()
     tracking.ensure_default_experiment()
-    app = create_app(tracking, runtime.objects, settings.artifact_inline_max_bytes, on_shutdown=runtime.close)
+    return create_app(tracking, runtime.objects, settings.artifact_inline_max_bytes, on_shutdown=runtime.close)
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
     url = f"http://{settings.host}:{settings.port}"
-    print(f"trackstream ({settings.mode.value}) serving on {url}\n  export MLFLOW_TRACKING_URI={url}", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    print(
+        f"trackstream ({settings.mode.value}, {settings.workers} worker(s)) serving on {url}\n"
+        f"  export MLFLOW_TRACKING_URI={url}",
+        flush=True,
+    )
+    uvicorn.run(
+        "trackstream.cli:gateway_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 def consume(settings: Settings, sink: str) -> None:

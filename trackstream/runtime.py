@@ -63,7 +63,9 @@ class Runtime:
         holder: list[Pipeline] = []
         source = self.events.consumer(self.group(name), self.topic(name), lambda parts: holder[0].on_revoke(parts))
         dead = DeadLetters(self.events, s.topics.deadletter, s.deadletter_max_ratio, s.deadletter_min_messages)
-        pipe = Pipeline(source, sink, dead, FlushPolicy(s.batch_max_rows, s.batch_max_seconds))
+        pipe = Pipeline(
+            source, sink, dead, FlushPolicy(s.batch_max_rows, s.batch_max_seconds, min_seconds=s.batch_min_seconds)
+        )
         holder.append(pipe)
         return pipe
 
@@ -87,7 +89,9 @@ class Runtime:
         after = self._wait_applied if isinstance(self.events, MemoryLog) else None
         writer = EventWriter(self.events, self.settings.topics, after)
         barrier = Barrier(self.events, self.groups(), self.settings.read_barrier_timeout)
-        return Tracking(writer, TrackingReader(self.tables), barrier, self.settings.topics)
+        return Tracking(
+            writer, TrackingReader(self.tables), barrier, self.settings.topics, self.settings.active_run_cache_seconds
+        )
 
     def _wait_applied(self, partition: Partition, offset: int) -> None:
         assert isinstance(self.events, MemoryLog)

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     # Batching: flush by size, by age, or at once when the log is drained.
     batch_max_rows: int = Field(default=50_000, ge=1)
     batch_max_seconds: float = Field(default=0.5, gt=0)
+    # Gateway worker processes (Kafka mode only: the embedded log lives in one process).
+    workers: int = Field(default=1, ge=1)
+    # Write paths trust a run seen active this recently (0 disables; see docs/DESIGN.md state 17).
+    active_run_cache_seconds: float = Field(default=5.0, ge=0)
+    # A drained log flushes the batch once it is this old: under load that makes inserts of
+    # thousands of rows instead of one per request; an idle client waits at most this long.
+    batch_min_seconds: float = Field(default=0.05, ge=0)
     # How long a read waits for the sinks to apply what the log held when the read began.
     read_barrier_timeout: float = Field(default=10.0, gt=0)
     # Artifacts up to this size travel inside the event; larger ones go by claim check.
@@ -86,4 +93,6 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"mode=kafka needs {', '.join(missing)}")
+        elif self.workers > 1:
+            raise ValueError("TRACKSTREAM_WORKERS > 1 needs mode=kafka (the embedded log lives in one process)")
         return self

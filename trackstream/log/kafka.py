@@ -48,6 +48,9 @@ class KafkaLog(EventLog):
         self._admin: KafkaAdminClient | None = None
         self._partitions: dict[str, int] = {}
         self._lock = threading.Lock()
+        # kafka-python's admin client refuses concurrent requests to one node (max in-flight), so the
+        # gateway's threads take turns; each request is a millisecond on a healthy broker.
+        self._admin_lock = threading.Lock()
 
     def _get_producer(self) -> KafkaProducer:
         if self._producer is None:
@@ -81,7 +84,8 @@ class KafkaLog(EventLog):
 
     def missing_topics(self, topics: Sequence[str]) -> list[str]:
         try:
-            existing = set(self._get_admin().list_topics())
+            with self._admin_lock:
+                existing = set(self._get_admin().list_topics())
         except KafkaError as exc:
             raise LogUnavailable(f"Kafka did not list topics: {exc}") from exc
         return [t for t in topics if t not in existing]
@@ -106,16 +110,18 @@ class KafkaLog(EventLog):
 
     def end_offsets(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
         try:
-            found = self._get_admin().list_partition_offsets(
-                {TopicPartition(topic, p): OffsetSpec.LATEST for p in partitions}
-            )
+            with self._admin_lock:
+                found = self._get_admin().list_partition_offsets(
+                    {TopicPartition(topic, p): OffsetSpec.LATEST for p in partitions}
+                )
         except KafkaError as exc:
             raise LogUnavailable(f"Kafka did not answer for end offsets: {exc}") from exc
         return {tp.partition: info.offset for tp, info in found.items()}
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         try:
-            found = self._get_admin().list_group_offsets({group: None})
+            with self._admin_lock:
+                found = self._get_admin().list_group_offsets({group: None})
         except KafkaError as exc:
             raise LogUnavailable(f"Kafka did not answer for committed offsets: {exc}") from exc
         # kafka-python 3.x: {group: {TopicPartition: OffsetAndMetadata}}; -1 means "never committed"
