@@ -59,3 +59,9 @@ services-env:
 services-purge:
 	$(SERVICES_SH) down --purge
 # --- end services ---
+
+## Side-by-side benchmark, never a test (see bench/README.md), e.g.
+##   make bench BENCH_ARGS="--system trackstream-kafka --duration 60"
+bench: $(STAMP)
+	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m bench.run $(or $(BENCH_ARGS),--system trackstream-kafka)
