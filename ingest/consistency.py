@@ -51,6 +51,6 @@ class Barrier:
                         f"(waited {self._timeout:.1f}s); retry shortly."
                     )
                 time.sleep(delay)
-                delay = min(delay * 2, 0.05)
+                delay = min(delay * 2, 0.01)
         except LogUnavailable as exc:
             raise unavailable(f"The event log is unreachable: {exc}") from exc

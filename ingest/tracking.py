@@ -301,7 +301,8 @@ class Tracking:
             return {}
         self._sync_metadata()
         if self.reader.experiment_by_name(new_name) is not None:
-            raise MlflowError(f"Experiment(name={new_name}) already exists.", "RESOURCE_ALREADY_EXISTS")
+            # MLflow's SQL store answers a rename onto a taken name with its unique-constraint failure
+            raise MlflowError(f"Experiment(name={new_name}) already exists.", "BAD_REQUEST")
         exp.pop("tags")
         exp["name"] = new_name
         exp["last_update_time"] = now_ms()
@@ -523,8 +524,7 @@ class Tracking:
         key = v.required(p, "metric_key")
         limit = v.max_results(p.get("max_results"), 25000, 25000)
         offset = page_offset(p.get("page_token"))
-        self._run_info(run_id)
-        self.barrier.wait(self.topics.metrics, [run_id])
+        self.barrier.wait(self.topics.metrics, [run_id])  # an unknown run has an empty history, as in MLflow
         rows = self.reader.metric_history(run_id, key, offset, limit + 1)
         out: dict[str, Any] = {"metrics": rows[:limit]}
         if len(rows) > limit:

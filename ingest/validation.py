@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import posixpath
 import re
 from typing import Any
@@ -17,7 +18,7 @@ MAX_PARAM_VAL_LENGTH = 6000
 MAX_TAG_VAL_LENGTH = 8000
 MAX_EXPERIMENT_NAME_LENGTH = 500
 MAX_EXPERIMENT_TAG_KEY_LENGTH = 250
-MAX_EXPERIMENT_TAG_VAL_LENGTH = 5000
+MAX_EXPERIMENT_TAG_VAL_LENGTH = 20000
 MAX_RESULTS_SEARCH_RUNS = 50000
 MAX_RESULTS_SEARCH_EXPERIMENTS = 50000
 DOUBLE_MAX = 1.7976931348623157e308
@@ -87,19 +88,29 @@ def _int(value: Any) -> int | None:
     return None
 
 
-def _limited(kind: str, value: Any, limit: int) -> str:
+def truncate_long_values() -> bool:
+    """MLflow's ``MLFLOW_TRUNCATE_LONG_VALUES`` (default true): over-long param and run tag values are
+    cut to the limit (with a warning in MLflow's server log) instead of being rejected."""
+    return os.environ.get("MLFLOW_TRUNCATE_LONG_VALUES", "true").strip().lower() in ("true", "1")
+
+
+def _limited(name: str, value: Any, limit: int, truncate: bool) -> str:
     text = "" if value is None else str(value)
     if len(text) > limit:
-        raise invalid(f"{kind} value '{text[:100]}...' had length {len(text)}, which exceeded length limit of {limit}")
+        if truncate and truncate_long_values():
+            return text[:limit]
+        raise invalid(f"'{name}' exceeds the maximum length of {limit} characters")
     return text
 
 
 def param_value(key: str, value: Any) -> str:
-    return _limited("Param", value, MAX_PARAM_VAL_LENGTH)
+    return _limited("Param value", value, MAX_PARAM_VAL_LENGTH, truncate=True)
 
 
 def tag_value(value: Any, limit: int = MAX_TAG_VAL_LENGTH) -> str:
-    return _limited("Tag", value, limit)
+    """A run tag value (``limit`` MAX_TAG_VAL_LENGTH: truncated like MLflow) or an experiment tag value
+    (``limit`` MAX_EXPERIMENT_TAG_VAL_LENGTH: MLflow rejects it)."""
+    return _limited("value", value, limit, truncate=limit == MAX_TAG_VAL_LENGTH)
 
 
 def batch_limits(metrics: int, params: int, tags: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -186,10 +187,15 @@ class _KafkaConsumer(LogConsumer):
             session_timeout_ms=10_000,
             heartbeat_interval_ms=2_000,
             max_poll_interval_ms=300_000,
-            # a member that joined before the topic's metadata reached it gets no partitions until the
-            # next metadata refresh; refresh often so that rebalance happens in seconds, not minutes
-            metadata_max_age_ms=2_000,
         )
+        # Join the group only once this client's metadata has the topic's partitions: a member that
+        # joins without them is assigned nothing, and kafka-python does not reliably rejoin later.
+        deadline = time.monotonic() + 30
+        while not self._consumer.partitions_for_topic(topic):
+            if time.monotonic() > deadline:
+                self._consumer.close()
+                raise LogUnavailable(f"topic {topic!r} has no partitions in Kafka's metadata")
+            time.sleep(0.1)
         self._consumer.subscribe([topic], listener=_Listener(self, on_revoke))
 
     def poll(self, timeout: float, max_records: int) -> list[Message]:

@@ -7,6 +7,7 @@ Mutable tables are read with FINAL; metrics are de-duplicated on read with DISTI
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -207,14 +208,15 @@ class TrackingReader:
         return [_run_info(r) for r in rows]
 
     def order_values(self, entity: str, key: str, experiment_ids: Sequence[str]) -> dict[str, Any]:
-        """run_id → the metric's latest value (NaN omitted), the param's or the live tag's value."""
+        """run_id → the metric's latest value (NaN as NaN), the param's or the live tag's value."""
         runs = "SELECT run_id FROM runs FINAL WHERE experiment_id IN %(exps)s"
         if entity == "metric":
-            sql = (
-                "SELECT run_id, v FROM (SELECT run_id, argMax(value, (step, timestamp, value)) AS v, "
-                "argMax(is_nan, (step, timestamp, value)) AS latest_is_nan FROM latest_metrics "
-                f"WHERE key = %(key)s AND run_id IN ({runs}) GROUP BY run_id) WHERE latest_is_nan = 0"
+            rows = self._t.query(
+                "SELECT run_id, argMax((value, is_nan), (step, timestamp, value)) FROM latest_metrics "
+                f"WHERE key = %(key)s AND run_id IN ({runs}) GROUP BY run_id",
+                {"key": key, "exps": tuple(experiment_ids)},
             )
+            return {run_id: math.nan if latest[1] else latest[0] for run_id, latest in rows}
         elif entity == "parameter":
             sql = f"SELECT run_id, value FROM params FINAL WHERE key = %(key)s AND run_id IN ({runs})"
         else:
