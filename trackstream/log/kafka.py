@@ -25,6 +25,19 @@ from trackstream.log.base import EventLog, Headers, LogConsumer, LogUnavailable,
 
 log = logging.getLogger(__name__)
 
+def _native_crc32c() -> None:
+    """kafka-python checks every record batch's CRC-32C, on produce and on fetch, in pure Python
+    (~1.3 ms per 16 KiB batch: a tenth of a log-batch request's CPU) unless the LGPL ``crc32c``
+    module is importable. google-crc32c (Apache-2.0) computes the same checksum in C."""
+    import google_crc32c
+    from kafka.record import default_records
+
+    if google_crc32c.implementation == "c":
+        default_records.calc_crc32c = lambda view: google_crc32c.value(bytes(view))
+
+
+_native_crc32c()
+
 # Producer settings are policy of the log of record, so they are spelled out here, not defaulted.
 PRODUCER_CONFIG = {
     "acks": "all",  # acknowledged = replicated to every in-sync replica
