@@ -16,6 +16,7 @@ from ingest import validation as v
 from ingest.artifacts import children, proxied_root, safe_path
 from ingest.errors import MlflowError, invalid, not_found
 from ingest.tracking import ACTIVE, DELETED, Tracking, _str_list, generate_run_name, now_ms, page_offset, page_token
+from trackstream.reads import search
 
 STATUSES = (
     "LOGGED_MODEL_STATUS_UNSPECIFIED",
@@ -152,36 +153,11 @@ def _comparison(ident: str, op: str, raw: str) -> Comparison:
     return Comparison(entity, key, op, value)
 
 
-def _like(pattern: str, value: str, ignore_case: bool) -> bool:
-    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) is not None
-
-
 def _compare(op: str, left: Any, right: Any) -> bool:
-    if left is None:
-        return False
-    match op:
-        case "=":
-            return bool(left == right)
-        case "!=":
-            return bool(left != right)
-        case "<":
-            return bool(left < right)
-        case "<=":
-            return bool(left <= right)
-        case ">":
-            return bool(left > right)
-        case ">=":
-            return bool(left >= right)
-        case "LIKE":
-            return _like(right, str(left), False)
-        case "ILIKE":
-            return _like(right, str(left), True)
-        case "IN":
-            return str(left) in right
-        case "NOT IN":
-            return str(left) not in right
-    raise invalid(f"Invalid comparison operator {op!r}")
+    try:
+        return search.compare(op, left, right)
+    except search.SearchError as exc:
+        raise invalid(str(exc)) from None
 
 
 def _attribute(model: dict[str, Any], key: str) -> Any:
@@ -262,8 +238,8 @@ class LoggedModels:
     def create(self, p: dict[str, Any]) -> dict[str, Any]:
         experiment_id = str(v.required(p, "experiment_id"))
         name = validate_name(p.get("name"))
-        params = [_param(x) for x in _items(p, "params")]
-        tags = [_tag(x) for x in _items(p, "tags")]
+        params = [_param(x) for x in v.array_field(p, "params")]
+        tags = [_tag(x) for x in v.array_field(p, "tags")]
         exp = self.t._experiment(experiment_id)
         if exp["lifecycle_stage"] != ACTIVE:
             raise invalid(
@@ -311,7 +287,7 @@ class LoggedModels:
         return {}
 
     def set_tags(self, model_id: str, p: dict[str, Any]) -> dict[str, Any]:
-        tags = [_tag(x) for x in _items(p, "tags")]
+        tags = [_tag(x) for x in v.array_field(p, "tags")]
         self._state(model_id)
         self._emit_data(model_id, [], list({x["key"]: x for x in tags}.values()))
         return {}
@@ -325,7 +301,7 @@ class LoggedModels:
         return {}
 
     def log_params(self, model_id: str, p: dict[str, Any]) -> dict[str, Any]:
-        params = [_param(x) for x in _items(p, "params")]
+        params = [_param(x) for x in v.array_field(p, "params")]
         self._state(model_id)
         self._emit_data(model_id, list({x["key"]: x for x in params}.values()), [])
         return {}
@@ -352,10 +328,10 @@ class LoggedModels:
         if not experiment_ids:
             v.required({}, "experiment_ids")
         comparisons = parse_filter(p.get("filter"))
-        datasets = [d for d in _items(p, "datasets") if isinstance(d, dict)]
+        datasets = [d for d in v.array_field(p, "datasets") if isinstance(d, dict)]
         if any(not d.get("dataset_name") for d in datasets):
             raise invalid("`dataset_name` in the `datasets` clause must be specified.")
-        order = [o for o in _items(p, "order_by") if isinstance(o, dict)]
+        order = [o for o in v.array_field(p, "order_by") if isinstance(o, dict)]
         limit = SEARCH_DEFAULT_MAX_RESULTS
         if p.get("max_results"):
             limit = v.max_results(p["max_results"], SEARCH_DEFAULT_MAX_RESULTS, 2**31 - 1)
@@ -448,15 +424,6 @@ def _to_json(row: dict[str, Any], data: dict[str, list[dict[str, Any]]]) -> dict
     if data["metrics"]:
         body["metrics"] = data["metrics"]
     return {"info": info, "data": body}
-
-
-def _items(p: dict[str, Any], name: str) -> list[Any]:
-    value = p.get(name)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise invalid(f"Invalid value {value!r} for parameter '{name}' supplied: expected an array.")
-    return value
 
 
 def _opt_str(value: Any) -> str | None:

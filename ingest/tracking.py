@@ -567,8 +567,8 @@ class Tracking:
     # -- run inputs and outputs --
     def log_inputs(self, p: dict[str, Any]) -> dict[str, Any]:
         run_id = str(v.required(p, "run_id"))
-        datasets = [_dataset_input(d) for d in _list(p, "datasets")]
-        model_ids = [str(v.required(m if isinstance(m, dict) else {}, "model_id")) for m in _list(p, "models")]
+        datasets = [_dataset_input(d) for d in v.array_field(p, "datasets")]
+        model_ids = [str(v.required(m if isinstance(m, dict) else {}, "model_id")) for m in v.array_field(p, "models")]
         info = self._active_run(run_id)
         logged = self.reader.run_inputs([run_id], models=False)[run_id].get("dataset_inputs", [])
         existing = {(d["dataset"]["name"], d["dataset"]["digest"]) for d in logged}
@@ -593,7 +593,7 @@ class Tracking:
         outputs = [
             {"model_id": str(v.required(m if isinstance(m, dict) else {}, "model_id")),
              "step": _int_or(m.get("step"), 0) or 0}
-            for m in _list(p, "models")
+            for m in v.array_field(p, "models")
         ]  # fmt: skip
         self._active_run(run_id)
         self.writer.metadata(run_id, "RunOutputs", {"run_id": run_id, "models": outputs})
@@ -647,15 +647,6 @@ def sample_points(rows: list[tuple[Any, ...]], max_results: int) -> list[tuple[A
         else:
             out.append(last)
     return out
-
-
-def _list(p: dict[str, Any], name: str) -> list[Any]:
-    value = p.get(name)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise invalid(f"Invalid value {value!r} for parameter '{name}' supplied: expected an array.")
-    return value
 
 
 def _dataset_input(d: Any) -> dict[str, Any]:

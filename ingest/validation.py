@@ -164,3 +164,13 @@ def max_results(value: Any, default: int, limit: int) -> int:
     if n is None or n < 1 or n > limit:
         raise invalid(f"Invalid value {value} for parameter 'max_results' supplied. It must be at most {limit}.")
     return n
+
+
+def array_field(p: dict[str, Any], name: str) -> list[Any]:
+    """A JSON array field of a request body (absent → empty)."""
+    value = p.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise invalid(f"Invalid value {value!r} for parameter '{name}' supplied: expected an array.")
+    return value

@@ -25,6 +25,7 @@ from trackstream.log.base import EventLog, Headers, LogConsumer, LogUnavailable,
 
 log = logging.getLogger(__name__)
 
+
 def _native_crc32c() -> None:
     """kafka-python checks every record batch's CRC-32C, on produce and on fetch, in pure Python
     (~1.3 ms per 16 KiB batch: a tenth of a log-batch request's CPU) unless the LGPL ``crc32c``

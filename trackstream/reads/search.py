@@ -317,6 +317,9 @@ def _like(pattern: str, value: str, ignore_case: bool) -> bool:
 
 
 def compare(op: str, left: Any, right: Any) -> bool:
+    """Evaluate one clause in Python; a missing value (None) matches nothing, as an inner join would."""
+    if left is None:
+        return False
     match op:
         case "=":
             return bool(left == right)
@@ -332,6 +335,10 @@ def compare(op: str, left: Any, right: Any) -> bool:
             return bool(left >= right)
         case "LIKE" | "ILIKE":
             return _like(str(right), str(left), op == "ILIKE")
+        case "IN":
+            return str(left) in right
+        case "NOT IN":
+            return str(left) not in right
     raise SearchError(f"Unsupported comparator {op}")
 
 
