@@ -23,7 +23,7 @@ from consumers.deadletter import DeadLetters, TooManyDeadLetters
 from consumers.sink import Event, Sink
 from schemas import codec
 from trackstream.errors import StoreRejected, StoreUnavailable
-from trackstream.log import LogConsumer, Message, Partition
+from trackstream.log import LogConsumer, LogUnavailable, Message, Partition
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class Pipeline:
         self._batch = _Batch()
         self._stop = threading.Event()
         self.ready = threading.Event()  # set once the source holds partitions
+        self._uncommitted: dict[Partition, int] = {}  # written, commit not yet accepted
         self.written_events = 0
 
     # -- the steps --
@@ -107,9 +108,20 @@ class Pipeline:
             return
         if batch.events:
             self._write(batch.events)
-        self._source.commit(batch.offsets)
+        self._commit(batch.offsets)
         self.written_events += len(batch.events)
         self._batch = _Batch()
+
+    def _commit(self, offsets: dict[Partition, int]) -> None:
+        """Commit, or keep the offsets and retry on the next loop: the rows are written (and idempotent),
+        so a commit the log did not take only delays read-your-writes until a retry succeeds."""
+        self._uncommitted.update(offsets)
+        try:
+            self._source.commit(self._uncommitted)
+        except LogUnavailable as exc:
+            log.warning("%s: commit not accepted, retrying: %s", self._sink.name, exc)
+            return
+        self._uncommitted = {}
 
     def _write(self, events: Sequence[Event]) -> None:
         delay = 0.05
@@ -133,6 +145,8 @@ class Pipeline:
 
     # -- the loop --
     def run_once(self, timeout: float) -> None:
+        if self._uncommitted:
+            self._commit({})
         messages = self._source.poll(timeout, self._policy.poll_records)
         if not self.ready.is_set() and self._source.assigned():
             self.ready.set()

@@ -85,9 +85,33 @@ def _from_testcontainers(stack: list[Any]) -> Services:
     )
 
 
+def warm_up_kafka(bootstrap: str) -> None:
+    """Have a consumer group commit once before the tests start.
+
+    On a brand-new broker the first groups are created while the broker is still creating its
+    offsets topic; kafka-python 3.0 members of those groups then rebalance once more and can be left
+    without partitions (docs/DESIGN.md, failure state 18). Production brokers are past this point.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from trackstream.log.kafka import KafkaLog
+
+    topic = "trackstream.warmup"
+    log = KafkaLog(bootstrap)
+    log.ensure_topics([topic], 1)
+    log.close()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id="trackstream-warmup", enable_auto_commit=False)
+    try:
+        consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(0, "", -1)}, timeout_ms=60_000)
+    finally:
+        consumer.close()
+
+
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
     if all(os.environ.get(v) for v in SERVICE_VARS):
+        warm_up_kafka(os.environ["TRACKSTREAM_KAFKA_BOOTSTRAP"])
         yield Services(
             kafka_bootstrap=os.environ["TRACKSTREAM_KAFKA_BOOTSTRAP"],
             clickhouse_url=os.environ["TRACKSTREAM_CLICKHOUSE_URL"],
@@ -113,9 +137,9 @@ def services() -> Iterator[Services]:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def clickhouse_url(services: Services) -> str:
-    """A fresh ClickHouse database for this test session (so reruns never see old rows)."""
+    """A fresh ClickHouse database for each test, so no test sees another's experiments or rows."""
     from clickhouse_driver import Client
 
     base, _, _db = services.clickhouse_url.rpartition("/")

@@ -186,6 +186,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 _STALE_COMMIT = (CommitFailedError, RebalanceInProgressError, IllegalGenerationError, UnknownMemberIdError)
 
 
+UNASSIGNED_REJOIN_SECONDS = 5.0
+COMMIT_TIMEOUT_MS = 5_000  # a commit that hangs (coordinator moving) is retried by the pipeline
+
+
 class _KafkaConsumer(LogConsumer):
     def __init__(self, bootstrap: str, group: str, topic: str, on_revoke: RevokeCallback | None) -> None:
         self.polling = threading.Event()
@@ -210,7 +214,11 @@ class _KafkaConsumer(LogConsumer):
                 self._consumer.close()
                 raise LogUnavailable(f"topic {topic!r} has no partitions in Kafka's metadata")
             time.sleep(0.1)
-        self._consumer.subscribe([topic], listener=_Listener(self, on_revoke))
+        self._topic = topic
+        self._listener = _Listener(self, on_revoke)
+        self._unassigned_since: float | None = None
+        self._rejoin_after = UNASSIGNED_REJOIN_SECONDS
+        self._consumer.subscribe([topic], listener=self._listener)
 
     def poll(self, timeout: float, max_records: int) -> list[Message]:
         self.polling.set()
@@ -218,6 +226,7 @@ class _KafkaConsumer(LogConsumer):
             batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
         finally:
             self.polling.clear()
+        self._watch_assignment()
         out: list[Message] = []
         for tp, records in batches.items():
             partition = Partition(tp.topic, tp.partition)
@@ -231,7 +240,7 @@ class _KafkaConsumer(LogConsumer):
             self._consumer.commit_async(kafka_offsets)
             return
         try:
-            self._consumer.commit(kafka_offsets)
+            self._consumer.commit(kafka_offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except _STALE_COMMIT as exc:
             log.warning("commit of %s refused after a rebalance (%s); the next owner re-reads it", offsets, exc)
         except KafkaError as exc:
@@ -239,6 +248,31 @@ class _KafkaConsumer(LogConsumer):
 
     def assigned(self) -> bool:
         return bool(self._consumer.assignment())
+
+    def _watch_assignment(self) -> None:
+        """Rejoin when a rebalance left this member without partitions for too long.
+
+        Seen with kafka-python 3.0 on a fresh broker: a second-generation join elects this member
+        leader but never installs the assignment, and the member then idles forever while the
+        group's partitions go unconsumed. Subscribing again starts a clean join. A member that holds
+        nothing legitimately (more members than partitions) would cause a rebalance each time, so the
+        wait doubles after every rejoin (5 s up to 5 min) and resets once partitions arrive.
+        """
+        if self._consumer.assignment():
+            self._unassigned_since = None
+            self._rejoin_after = UNASSIGNED_REJOIN_SECONDS
+            return
+        now = time.monotonic()
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+        elif now - self._unassigned_since > self._rejoin_after:
+            log.warning(
+                "%s holds no partitions after %.0fs; rejoining the group", self._topic, now - self._unassigned_since
+            )
+            self._consumer.unsubscribe()
+            self._consumer.subscribe([self._topic], listener=self._listener)
+            self._unassigned_since = None
+            self._rejoin_after = min(self._rejoin_after * 2, 300.0)
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
