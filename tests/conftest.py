@@ -7,6 +7,7 @@ else a test that needs them FAILS naming the command that starts them. Nothing i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -251,16 +252,24 @@ def gateway(request: pytest.FixtureRequest, gateway_factory: Callable[[Settings]
     return gateway_factory(settings)
 
 
-@pytest.fixture
-def mlflow_client(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The official MLflow client (pinned mlflow-skinny) pointed at the gateway."""
+@contextlib.contextmanager
+def official_client(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The official MLflow client (pinned mlflow-skinny) and its fluent API pointed at ``url``."""
     import mlflow
     from mlflow import MlflowClient
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", gateway.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    mlflow.set_tracking_uri(gateway.url)
-    yield MlflowClient(gateway.url)
-    if mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)
+    mlflow.set_tracking_uri(url)
+    try:
+        yield MlflowClient(url)
+    finally:
+        if mlflow.active_run():
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def mlflow_client(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    with official_client(gateway.url, monkeypatch) as client:
+        yield client

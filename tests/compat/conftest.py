@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Gateway
+from tests.conftest import Gateway, official_client
 from trackstream.settings import Settings
 
 INLINE_MAX = 1024
@@ -22,13 +22,5 @@ def small_inline_gateway(request: pytest.FixtureRequest, gateway_factory: Callab
 
 @pytest.fixture
 def small_inline_client(small_inline_gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    import mlflow
-    from mlflow import MlflowClient
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", small_inline_gateway.url)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    mlflow.set_tracking_uri(small_inline_gateway.url)
-    yield MlflowClient(small_inline_gateway.url)
-    if mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    with official_client(small_inline_gateway.url, monkeypatch) as client:
+        yield client
