@@ -1,5 +1,5 @@
-"""KafkaLog: ``on_revoke`` runs on a rebalance and its commit reaches the broker (kafka-python 3.x
-runs listeners on its IO thread, where a blocking commit would raise)."""
+"""KafkaLog: ``on_revoke`` runs on a rebalance, on the polling thread (never on kafka-python's IO loop,
+which also sends the heartbeats), and its commit reaches the broker."""
 
 from __future__ import annotations
 

@@ -97,7 +97,8 @@ class EventLog(abc.ABC):
 
     @abc.abstractmethod
     def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
-        """Join ``group``; ``on_revoke`` runs before partitions are taken away (flush and commit there)."""
+        """Join ``group``; ``on_revoke`` runs on the polling thread when a rebalance took partitions away
+        (write what is held there; a commit for partitions that moved is refused, and they are re-read)."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

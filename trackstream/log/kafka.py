@@ -154,28 +154,18 @@ class KafkaLog(EventLog):
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """kafka-python 3.x runs rebalance listeners on its IO thread, where a blocking consumer call
-    (``commit``) raises. The pipeline is single-threaded, so ``on_revoke`` runs only while its thread is
-    parked in ``poll`` (rebalances are driven from there); its commit is then sent asynchronously.
-    A rebalance caught mid-write skips the flush: the later commit fails (see ``commit``) and the new
-    owner re-reads from the last commit, which the idempotent sinks absorb.
+    """kafka-python 3.x runs rebalance listeners on its IO loop, which also sends the heartbeats: a
+    sink write done there (seen: 21 s) gets the member expelled from its group. So the listener only
+    notes the revoked partitions; ``poll`` hands them to ``on_revoke`` on the consumer's own thread,
+    where the pipeline writes what it holds. Its commit for partitions that moved is refused (see
+    ``commit``) and the new owner re-reads them, which the idempotent sinks absorb.
     """
 
-    def __init__(self, owner: _KafkaConsumer, on_revoke: RevokeCallback | None) -> None:
-        self._owner = owner
-        self._on_revoke = on_revoke
+    def __init__(self) -> None:
+        self.revoked: list[Partition] = []
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        if self._on_revoke is None or not revoked:
-            return
-        if not self._owner.polling.is_set():
-            log.warning("partitions %s revoked mid-write; they will be re-read by their next owner", revoked)
-            return
-        self._owner.in_listener.set()
-        try:
-            self._on_revoke([Partition(tp.topic, tp.partition) for tp in revoked])
-        finally:
-            self._owner.in_listener.clear()
+        self.revoked.extend(Partition(tp.topic, tp.partition) for tp in revoked)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
@@ -192,8 +182,6 @@ COMMIT_TIMEOUT_MS = 5_000  # a commit that hangs (coordinator moving) is retried
 
 class _KafkaConsumer(LogConsumer):
     def __init__(self, bootstrap: str, group: str, topic: str, on_revoke: RevokeCallback | None) -> None:
-        self.polling = threading.Event()
-        self.in_listener = threading.Event()
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group,
@@ -215,17 +203,17 @@ class _KafkaConsumer(LogConsumer):
                 raise LogUnavailable(f"topic {topic!r} has no partitions in Kafka's metadata")
             time.sleep(0.1)
         self._topic = topic
-        self._listener = _Listener(self, on_revoke)
+        self._on_revoke = on_revoke
+        self._listener = _Listener()
         self._unassigned_since: float | None = None
         self._rejoin_after = UNASSIGNED_REJOIN_SECONDS
         self._consumer.subscribe([topic], listener=self._listener)
 
     def poll(self, timeout: float, max_records: int) -> list[Message]:
-        self.polling.set()
-        try:
-            batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
-        finally:
-            self.polling.clear()
+        batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        if self._listener.revoked and self._on_revoke is not None:
+            revoked, self._listener.revoked = self._listener.revoked, []
+            self._on_revoke(revoked)
         self._watch_assignment()
         out: list[Message] = []
         for tp, records in batches.items():
@@ -236,9 +224,6 @@ class _KafkaConsumer(LogConsumer):
 
     def commit(self, offsets: dict[Partition, int]) -> None:
         kafka_offsets = {TopicPartition(p.topic, p.index): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
-        if self.in_listener.is_set():  # on the IO thread: it cannot block on itself
-            self._consumer.commit_async(kafka_offsets)
-            return
         try:
             self._consumer.commit(kafka_offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except _STALE_COMMIT as exc:
