@@ -234,16 +234,21 @@ class _KafkaConsumer(LogConsumer):
     def assigned(self) -> bool:
         return bool(self._consumer.assignment())
 
-    def _watch_assignment(self) -> None:
-        """Rejoin when a rebalance left this member without partitions for too long.
+    def _serving(self) -> bool:
+        coordinator = getattr(self._consumer, "_coordinator", None)  # kafka-python internals, checked
+        stable = coordinator.stable() if coordinator is not None and hasattr(coordinator, "stable") else True
+        return bool(self._consumer.assignment()) and bool(stable)
 
-        Seen with kafka-python 3.0 on a fresh broker: a second-generation join elects this member
-        leader but never installs the assignment, and the member then idles forever while the
+    def _watch_assignment(self) -> None:
+        """Rejoin when a rebalance left this member without a stable assignment for too long.
+
+        Seen with kafka-python 3.0 on a fresh broker: after the group coordinator is re-discovered, a
+        second-generation join never completes its sync, and the member then idles forever while the
         group's partitions go unconsumed. Subscribing again starts a clean join. A member that holds
         nothing legitimately (more members than partitions) would cause a rebalance each time, so the
         wait doubles after every rejoin (5 s up to 5 min) and resets once partitions arrive.
         """
-        if self._consumer.assignment():
+        if self._serving():
             self._unassigned_since = None
             self._rejoin_after = UNASSIGNED_REJOIN_SECONDS
             return
@@ -252,7 +257,9 @@ class _KafkaConsumer(LogConsumer):
             self._unassigned_since = now
         elif now - self._unassigned_since > self._rejoin_after:
             log.warning(
-                "%s holds no partitions after %.0fs; rejoining the group", self._topic, now - self._unassigned_since
+                "%s not serving a stable assignment for %.0fs; rejoining the group",
+                self._topic,
+                now - self._unassigned_since,
             )
             self._consumer.unsubscribe()
             self._consumer.subscribe([self._topic], listener=self._listener)
