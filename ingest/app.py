@@ -35,7 +35,6 @@ UNIMPLEMENTED: dict[str, str] = {
     "/registered-models/{rest:path}": "GET, POST, PATCH, DELETE",
     "/model-versions/{rest:path}": "GET, POST, PATCH, DELETE",
 }
-# Also: POST /api/2.0/mlflow-artifacts/mpu/* (multipart upload; the client falls back to one PUT).
 
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 ARTIFACT_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
@@ -136,6 +135,16 @@ def path_endpoint(handler: Callable[..., dict[str, Any]]) -> Endpoint:
     return _guarded(call)
 
 
+def request_fields_endpoint(handler: Callable[[Request, dict[str, Any]], dict[str, Any]]) -> Endpoint:
+    """Handlers that need the request itself (its URL) as well as its fields: ``handler(request, fields)``."""
+
+    async def call(request: Request) -> Any:
+        fields = await _fields(request)
+        return await run_in_threadpool(handler, request, fields)
+
+    return _guarded(call)
+
+
 def _not_implemented(what: str) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         return error_response(MlflowError(f"{what} is not implemented by this gateway yet.", "NOT_IMPLEMENTED"))
@@ -209,7 +218,10 @@ def artifact_routes(a: Artifacts) -> list[Route]:
             Route(prefix + "/artifacts/{path:path}", request_endpoint(a.upload), methods=["PUT"]),
             Route(prefix + "/artifacts/{path:path}", sync_request_endpoint(a.download), methods=["GET"]),
             Route(prefix + "/artifacts/{path:path}", sync_request_endpoint(a.delete), methods=["DELETE"]),
-            Route(prefix + "/mpu/{rest:path}", _not_implemented("Multipart artifact upload"), methods=["POST"]),
+            Route(prefix + "/mpu/create/{path:path}", request_fields_endpoint(a.create_upload), methods=["POST"]),
+            Route(prefix + "/mpu/part/{path:path}", request_endpoint(a.upload_part), methods=["PUT"]),
+            Route(prefix + "/mpu/complete/{path:path}", path_endpoint(a.complete_upload), methods=["POST"]),
+            Route(prefix + "/mpu/abort/{path:path}", path_endpoint(a.abort_upload), methods=["POST"]),
         ]
     for prefix in PREFIXES:
         routes.append(Route(prefix + "/artifacts/list", dict_endpoint(a.list_run), methods=["GET"]))
@@ -238,13 +250,14 @@ def create_app(
     tracking: Tracking,
     objects: ObjectStore,
     artifact_inline_max_bytes: int,
+    artifact_part_max_bytes: int,
     on_shutdown: Callable[[], None] | None = None,
 ) -> Starlette:
     routes = [Route("/health", _health), Route("/version", _version)]
     for path, methods, endpoint in tracking_routes(tracking) + logged_model_routes(LoggedModels(tracking)):
         for prefix in PREFIXES:
             routes.append(Route(prefix + path, endpoint, methods=methods))
-    routes += artifact_routes(Artifacts(tracking, objects, artifact_inline_max_bytes))
+    routes += artifact_routes(Artifacts(tracking, objects, artifact_inline_max_bytes, artifact_part_max_bytes))
     for path, methods_text in UNIMPLEMENTED.items():
         methods = methods_text.split(", ")
         for prefix in PREFIXES:

@@ -2,16 +2,20 @@
 
 Uploads up to ``inline_max_bytes`` travel inside the artifact event (the consumer stores them);
 larger ones are streamed to object storage first and the event only indexes them (claim check).
-Listing reads the ``artifacts`` index table; downloads stream from object storage.
+Multipart uploads (``mpu/*``) hand the client part URLs on this gateway, so parts flow through it into
+the object store's own multipart upload; completion assembles the object there and indexes it the same
+way. Listing reads the ``artifacts`` index table; downloads stream from object storage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mimetypes
 import posixpath
 import tempfile
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
@@ -21,8 +25,7 @@ from starlette.responses import Response, StreamingResponse
 from ingest import validation as v
 from ingest.errors import MlflowError, invalid, not_found
 from ingest.tracking import Tracking, now_ms
-from trackstream.objects import ObjectStore
-from trackstream.objects.base import ObjectNotFound
+from trackstream.objects import MAX_PARTS, InvalidParts, ObjectNotFound, ObjectStore, UploadNotFound
 
 PROXY_SCHEME = "mlflow-artifacts"
 _CHUNK = 1 << 20
@@ -68,11 +71,22 @@ def children(files: list[tuple[str, int]], prefix: str) -> list[dict[str, Any]]:
     return [out[k] for k in sorted(out)]
 
 
+@contextlib.contextmanager
+def _upload_errors() -> Iterator[None]:
+    try:
+        yield
+    except UploadNotFound as exc:
+        raise not_found(f"Multipart upload not found: {exc}") from None
+    except InvalidParts as exc:
+        raise invalid(f"Invalid multipart upload: {exc}") from None
+
+
 class Artifacts:
-    def __init__(self, tracking: Tracking, objects: ObjectStore, inline_max_bytes: int) -> None:
+    def __init__(self, tracking: Tracking, objects: ObjectStore, inline_max_bytes: int, part_max_bytes: int) -> None:
         self.tracking = tracking
         self.objects = objects
         self.inline_max = inline_max_bytes
+        self.part_max = part_max_bytes
 
     def _sync(self, key: str | None = None) -> None:
         self.tracking.barrier.wait(self.tracking.topics.artifacts, [key] if key else None)
@@ -95,12 +109,73 @@ class Artifacts:
             else:
                 await run_in_threadpool(self.objects.put_stream, key, spool, size)  # type: ignore[arg-type]
                 record["stored"] = True
+        await run_in_threadpool(self._index, record)
+        return {}
+
+    def _index(self, record: dict[str, Any]) -> None:
         try:
-            await run_in_threadpool(self.tracking.writer.artifact, record)
+            self.tracking.writer.artifact(record)
         except MlflowError:
             if record["stored"]:  # the claim check was never recorded: take the bytes back out of sight
-                await run_in_threadpool(self.objects.delete, key)
+                self.objects.delete(record["path"])
             raise
+
+    # -- mlflow-artifacts multipart upload --
+    @staticmethod
+    def _upload_key(directory: Any, p: dict[str, Any]) -> str:
+        """MLflow's layout: the URL names the directory, the body's ``path`` the client's local file."""
+        name = posixpath.basename(str(v.required(p, "path")).replace("\\", "/"))
+        return safe_path(posixpath.join(safe_path(directory, allow_empty=True), name))
+
+    def create_upload(self, request: Request, p: dict[str, Any]) -> dict[str, Any]:
+        key = self._upload_key(request.path_params.get("path"), p)
+        num_parts = v.bounded_int(p, "num_parts", 0, MAX_PARTS, default=0)
+        upload_id = self.objects.create_upload(key)
+        prefix = request.url.path.split("/mpu/create/", 1)[0]
+        part_url = f"{request.url.scheme}://{request.url.netloc}{prefix}/mpu/part/{urllib.parse.quote(key)}"
+        credentials = []
+        for n in range(1, num_parts + 1):
+            query = urllib.parse.urlencode({"upload_id": upload_id, "part_number": n})
+            credentials.append({"url": f"{part_url}?{query}", "part_number": n, "headers": {}})
+        return {"upload_id": upload_id, "credentials": credentials}
+
+    async def upload_part(self, request: Request) -> Response:
+        key = safe_path(request.path_params.get("path"))
+        query = dict(request.query_params)
+        upload_id = str(v.required(query, "upload_id"))
+        part_number = v.bounded_int(query, "part_number", 1, MAX_PARTS)
+        too_big = invalid(f"A multipart upload part may hold at most {self.part_max} bytes")
+        if int(request.headers.get("content-length") or 0) > self.part_max:
+            raise too_big
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > self.part_max:
+                raise too_big
+        with _upload_errors():
+            etag = await run_in_threadpool(self.objects.put_part, key, upload_id, part_number, bytes(data))
+        return Response(b"{}", media_type="application/json", headers={"ETag": f'"{etag}"'})
+
+    def complete_upload(self, directory: str, p: dict[str, Any]) -> dict[str, Any]:
+        key = self._upload_key(directory, p)
+        upload_id = str(v.required(p, "upload_id"))
+        parts = []
+        for part in v.array_field(p, "parts"):
+            etag = part.get("etag") if isinstance(part, dict) else None
+            if not isinstance(etag, str) or not etag:
+                raise invalid(f"Invalid value {part!r} in parameter 'parts': expected part_number and etag.")
+            parts.append((v.bounded_int(part, "part_number", 1, MAX_PARTS), etag))
+        with _upload_errors():
+            self.objects.complete_upload(key, upload_id, parts)
+        # No whole-object digest: the store assembled the parts, and reading it back would cost a full pass.
+        record = {"path": key, "op": "PUT", "content": None, "stored": True, "size": self.objects.size(key) or 0,
+                  "sha256": "", "time": now_ms()}  # fmt: skip
+        self._index(record)
+        return {}
+
+    def abort_upload(self, directory: str, p: dict[str, Any]) -> dict[str, Any]:
+        key = self._upload_key(directory, p)
+        self.objects.abort_upload(key, str(v.required(p, "upload_id")))
         return {}
 
     def download(self, request: Request) -> Response:
@@ -174,7 +249,7 @@ def server_info() -> dict[str, Any]:
         "store_type": "SqlStore",
         "workspaces_enabled": False,
         "trace_archival_enabled": False,
-        "multipart_uploads_enabled": False,
+        "multipart_uploads_enabled": True,
         "multipart_downloads_enabled": False,
         "presigned_upload_run_id_supported": False,
         "presigned_upload_model_id_supported": False,

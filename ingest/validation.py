@@ -166,6 +166,16 @@ def max_results(value: Any, default: int, limit: int) -> int:
     return n
 
 
+def bounded_int(p: dict[str, Any], name: str, low: int, high: int, default: int | None = None) -> int:
+    value = p.get(name)
+    if value is None and default is not None:
+        return default
+    n = _int(value)
+    if n is None or not low <= n <= high:
+        raise invalid(f"Invalid value {value!r} for parameter '{name}' supplied: expected an integer in {low}..{high}.")
+    return n
+
+
 def array_field(p: dict[str, Any], name: str) -> list[Any]:
     """A JSON array field of a request body (absent → empty)."""
     value = p.get(name)

@@ -222,7 +222,9 @@ def gateway_factory() -> Iterator[Callable[[Settings], Gateway]]:
         tracking = runtime.tracking()
         tracking.ensure_default_experiment()
         port = free_port()
-        app = create_app(tracking, runtime.objects, settings.artifact_inline_max_bytes)
+        app = create_app(
+            tracking, runtime.objects, settings.artifact_inline_max_bytes, settings.artifact_part_max_bytes
+        )
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)

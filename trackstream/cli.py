@@ -33,7 +33,13 @@ def gateway_app() -> Starlette:
         runtime.start_consumers()
     tracking = runtime.tracking()
     tracking.ensure_default_experiment()
-    return create_app(tracking, runtime.objects, settings.artifact_inline_max_bytes, on_shutdown=runtime.close)
+    return create_app(
+        tracking,
+        runtime.objects,
+        settings.artifact_inline_max_bytes,
+        settings.artifact_part_max_bytes,
+        on_shutdown=runtime.close,
+    )
 
 
 def serve(settings: Settings) -> None:

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     read_barrier_timeout: float = Field(default=10.0, gt=0)
     # Artifacts up to this size travel inside the event; larger ones go by claim check.
     artifact_inline_max_bytes: int = Field(default=512 * 1024, ge=0)
+    # A multipart upload's part is held in memory while it is stored (MLflow's client sends 10 MiB).
+    artifact_part_max_bytes: int = Field(default=64 << 20, ge=5 << 20)
     # A consumer stops (instead of draining the log to the dead-letter topic) past this ratio.
     deadletter_max_ratio: float = Field(default=0.5, gt=0, le=1)
     deadletter_min_messages: int = Field(default=100, ge=1)

@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from trackstream.objects import ObjectNotFound, ObjectStore
+from trackstream.objects import InvalidParts, ObjectNotFound, ObjectStore, UploadNotFound
 
 LARGE = 20 << 20
 
@@ -101,3 +101,55 @@ def test_unknown_size_stream(object_store: ObjectStore, key_prefix: str) -> None
     object_store.put_stream(key, io.BufferedReader(source, 1 << 20), -1)
     assert object_store.size(key) == 3 << 20
     assert hashlib.sha256(_read(object_store, key)).hexdigest() == source.digest.hexdigest()
+
+
+# Multipart: every part but the last must be at least 5 MiB on S3, so the tests use that size.
+PART = 5 << 20
+
+
+def _etag(store: ObjectStore, key: str, upload_id: str, number: int, data: bytes) -> str:
+    return store.put_part(key, upload_id, number, data)
+
+
+def test_multipart_upload_assembles_parts_in_order(object_store: ObjectStore, key_prefix: str) -> None:
+    key = f"{key_prefix}/1/run/artifacts/model.bin"
+    first, second = b"a" * PART, b"tail"
+    upload_id = object_store.create_upload(key)
+    e2 = _etag(object_store, key, upload_id, 2, second)  # parts may arrive in any order
+    e1 = _etag(object_store, key, upload_id, 1, b"stale" * 10)
+    e1 = _etag(object_store, key, upload_id, 1, first)  # a re-sent part replaces the earlier one
+    assert object_store.size(key) is None  # nothing visible before completion
+    object_store.complete_upload(key, upload_id, [(1, e1), (2, f'"{e2}"')])  # quoted, as HTTP clients keep it
+    assert object_store.size(key) == PART + 4
+    assert _read(object_store, key) == first + second
+    with pytest.raises(UploadNotFound):  # a completed upload is gone
+        object_store.put_part(key, upload_id, 3, b"late")
+    object_store.abort_upload(key, upload_id)  # aborting a finished upload is not an error
+    assert _read(object_store, key) == first + second
+
+
+def test_multipart_completion_checks_parts(object_store: ObjectStore, key_prefix: str) -> None:
+    key = f"{key_prefix}/checked.bin"
+    upload_id = object_store.create_upload(key)
+    e1 = _etag(object_store, key, upload_id, 1, b"b" * PART)
+    e2 = _etag(object_store, key, upload_id, 2, b"end")
+    for parts in ([(1, e1), (2, "0" * 32)], [(1, e1), (3, e2)], [(2, e2), (1, e1)], []):
+        with pytest.raises(InvalidParts):
+            object_store.complete_upload(key, upload_id, parts)
+        assert object_store.size(key) is None, parts
+    object_store.abort_upload(key, upload_id)
+    object_store.abort_upload(key, upload_id)
+    with pytest.raises(UploadNotFound):
+        object_store.complete_upload(key, upload_id, [(1, e1), (2, e2)])
+    assert object_store.size(key) is None
+
+
+def test_multipart_unknown_upload(object_store: ObjectStore, key_prefix: str) -> None:
+    key = f"{key_prefix}/one.bin"
+    upload_id = object_store.create_upload(key)
+    for other_key, other_id in ((key, "0" * 32), (key, "../../etc"), (f"{key_prefix}/other.bin", upload_id)):
+        with pytest.raises(UploadNotFound):
+            object_store.put_part(other_key, other_id, 1, b"x")
+    with pytest.raises(InvalidParts):
+        object_store.put_part(key, upload_id, 0, b"x")
+    object_store.abort_upload(key, upload_id)

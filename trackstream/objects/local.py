@@ -1,21 +1,39 @@
-"""Local-directory object store: each key is a file; writes go to a temp file and are renamed in."""
+"""Local-directory object store: each key is a file; writes go to a temp file and are renamed in.
+
+Multipart uploads stage their parts in ``<root>.uploads/<upload_id>/`` (outside the key space, so no
+artifact path can collide with them) and are concatenated into the object on completion.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from trackstream.objects.base import ObjectNotFound, ObjectStore
+from trackstream.objects.base import (
+    InvalidParts,
+    ObjectNotFound,
+    ObjectStore,
+    UploadNotFound,
+    check_part_list,
+    check_part_number,
+)
+
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class LocalObjectStore(ObjectStore):
     def __init__(self, root: Path) -> None:
         self._root = root.resolve()
         self._root.mkdir(parents=True, exist_ok=True)
+        self._uploads = self._root.with_name(self._root.name + ".uploads")
 
     def _path(self, key: str) -> Path:
         path = (self._root / key).resolve()
@@ -23,20 +41,27 @@ class LocalObjectStore(ObjectStore):
             raise ValueError(f"invalid object key {key!r}")
         return path
 
-    def _write(self, key: str, fill: BinaryIO | bytes) -> None:
-        path = self._path(key)
+    @staticmethod
+    def _replace(path: Path, fill: BinaryIO | bytes | list[tuple[Path, str]]) -> None:
+        """Write ``path`` whole through a temp file in its directory: bytes, a stream, or checked parts."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
         try:
             with os.fdopen(fd, "wb") as out:
                 if isinstance(fill, bytes):
                     out.write(fill)
+                elif isinstance(fill, list):
+                    for part, etag in fill:
+                        _copy_checked(part, etag, out)
                 else:
                     shutil.copyfileobj(fill, out, 1 << 20)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _write(self, key: str, fill: BinaryIO | bytes | list[tuple[Path, str]]) -> None:
+        self._replace(self._path(key), fill)
 
     def put(self, key: str, data: bytes) -> None:
         self._write(key, data)
@@ -59,8 +84,51 @@ class LocalObjectStore(ObjectStore):
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def _upload(self, key: str, upload_id: str) -> Path:
+        staging = self._uploads / upload_id
+        try:
+            if _UPLOAD_ID.fullmatch(upload_id) and (staging / "key").read_text() == key:
+                return staging
+        except FileNotFoundError:
+            pass
+        raise UploadNotFound(f"no multipart upload {upload_id!r} of {key!r}")
+
+    def create_upload(self, key: str) -> str:
+        self._path(key)  # validates the key now rather than at completion
+        upload_id = uuid.uuid4().hex
+        self._replace(self._uploads / upload_id / "key", key.encode())
+        return upload_id
+
+    def put_part(self, key: str, upload_id: str, part_number: int, data: bytes) -> str:
+        check_part_number(part_number)
+        self._replace(self._upload(key, upload_id) / str(part_number), data)
+        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
+        staging = self._upload(key, upload_id)
+        check_part_list(parts)
+        missing = [n for n, _ in parts if not (staging / str(n)).is_file()]
+        if missing:
+            raise InvalidParts(f"parts {missing} were not uploaded")
+        self._write(key, [(staging / str(n), etag.strip('"')) for n, etag in parts])
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        with contextlib.suppress(UploadNotFound, FileNotFoundError):
+            shutil.rmtree(self._upload(key, upload_id))
+
 
 def _chunks(handle: BinaryIO, chunk_size: int) -> Iterator[bytes]:
     with handle:
         while chunk := handle.read(chunk_size):
             yield chunk
+
+
+def _copy_checked(part: Path, etag: str, out: BinaryIO) -> None:
+    digest = hashlib.md5(usedforsecurity=False)
+    with part.open("rb") as src:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    if digest.hexdigest() != etag:
+        raise InvalidParts(f"part {part.name}: ETag {etag!r} does not match the uploaded part")

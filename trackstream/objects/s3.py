@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 from urllib.parse import urlparse
 
 import urllib3
 from minio import Minio
+from minio.datatypes import Part
 from minio.error import S3Error
 
 from trackstream.errors import StoreError, StoreRejected, StoreUnavailable
-from trackstream.objects.base import ObjectNotFound, ObjectStore
+from trackstream.objects.base import (
+    InvalidParts,
+    ObjectNotFound,
+    ObjectStore,
+    UploadNotFound,
+    check_part_list,
+    check_part_number,
+)
 
 PART_SIZE = 8 << 20  # multipart part size; uploaded one at a time, so memory is O(part)
 RETRIABLE_S3_CODES = frozenset({"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"})
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9._~=+-]{1,1024}")  # S3 upload ids are URL-safe tokens
+INVALID_PARTS_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML"})
 
 
 def classify(exc: Exception) -> StoreError:
@@ -87,6 +99,39 @@ class S3ObjectStore(ObjectStore):
             self._client.remove_object(self._bucket, key)
         except Exception as exc:
             raise classify(exc) from exc
+
+    # minio's public API hides the multipart calls inside put_object; these use the S3 operations it
+    # wraps (CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload), which
+    # is why the minio version is pinned. The upload id is S3's own, so the state lives in S3.
+    def _multipart(self, key: str, upload_id: str, call: str, *args: object) -> object:
+        if call != "_create_multipart_upload" and not _UPLOAD_ID.fullmatch(upload_id):
+            raise UploadNotFound(f"no multipart upload {upload_id!r} of {key!r}")  # S3 would answer InvalidRequest
+        try:
+            return getattr(self._client, call)(self._bucket, key, *args)
+        except S3Error as exc:
+            if exc.code == "NoSuchUpload":
+                raise UploadNotFound(f"no multipart upload {upload_id!r} of {key!r}") from None
+            if exc.code in INVALID_PARTS_CODES:
+                raise InvalidParts(f"S3 {exc.code}: {exc.message}") from None
+            raise classify(exc) from exc
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def create_upload(self, key: str) -> str:
+        return str(self._multipart(key, "", "_create_multipart_upload", {}))
+
+    def put_part(self, key: str, upload_id: str, part_number: int, data: bytes) -> str:
+        check_part_number(part_number)
+        return str(self._multipart(key, upload_id, "_upload_part", data, None, upload_id, part_number))
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
+        check_part_list(parts)
+        listed = [Part(n, etag.strip('"')) for n, etag in parts]
+        self._multipart(key, upload_id, "_complete_multipart_upload", upload_id, listed)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        with contextlib.suppress(UploadNotFound):
+            self._multipart(key, upload_id, "_abort_multipart_upload", upload_id)
 
 
 def _stream(response: urllib3.BaseHTTPResponse, chunk_size: int) -> Iterator[bytes]:
