@@ -888,7 +888,7 @@ def main(argv: list[str] | None = None) -> None:
         "--variant",
         default="",
         help="trackstream: what-if gateway patches from bench/variants.py "
-        "(comma list, e.g. run-cache,fast-parse); never changes the code under ingest/ or trackstream/",
+        "(comma list, e.g. switch1ms,linger0); never changes the code under ingest/ or trackstream/",
     )
     p.add_argument("--profile", choices=["cpu", "wall"], help="py-spy the first gateway during the load")
     p.add_argument("--profile-rate", type=int, default=100)

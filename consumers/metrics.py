@@ -3,16 +3,33 @@ the points logged with a model id → ``logged_model_metrics``.
 
 Guarantee: at-least-once writes, exactly-once as seen by readers (rows keyed by MLflow's natural
 key (run, key, step, timestamp, value); the table and the queries collapse duplicates).
+
+This is the hottest loop of the pipeline (every point passes through it), so it works column by
+column and leaves out the optional columns when no point of the batch has them (their default is '').
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from consumers.sink import Event, Sink
 from schemas.codec import METRICS
 from trackstream.tables import TableStore
+
+OPTIONAL = (("model_id", "model_ids"), ("dataset_name", "dataset_names"), ("dataset_digest", "dataset_digests"))
+MODEL_COLUMNS = ("model_id", "key", "step", "timestamp", "run_id", "value", "is_nan", "dataset_name", "dataset_digest")
+
+Candidate = tuple[int, int, float]  # (step, timestamp, stored value): MLflow's order for the latest value
+
+
+def point_keys(record: dict[str, Any]) -> list[str]:
+    """Each point's metric name, from the plain ``keys`` column or the dictionary-encoded one (v2)."""
+    if record["keys"] or not record.get("key_index"):
+        return list(record["keys"])
+    names = record["key_names"]
+    return [names[i] for i in record["key_index"]]
 
 
 class MetricsSink(Sink):
@@ -23,58 +40,47 @@ class MetricsSink(Sink):
         self._tables = tables
 
     def rows(self, event: Event) -> int:
-        return len(event.decoded.record["keys"])
+        return len(event.decoded.record["values"])
 
     def write(self, events: Sequence[Event]) -> None:
-        cols: dict[str, list[Any]] = {
-            c: []
-            for c in (
-                "run_id", "key", "step", "timestamp", "value", "is_nan",
-                "model_id", "dataset_name", "dataset_digest",
-            )
-        }  # fmt: skip
-        latest: dict[tuple[str, str], tuple[int, int, float, int]] = {}
-        model_cols: dict[str, list[Any]] = {
-            c: [] for c in ("model_id", "key", "step", "timestamp", "run_id", "value", "is_nan",
-                            "dataset_name", "dataset_digest")
-        }  # fmt: skip
+        cols: dict[str, list[Any]] = {c: [] for c in ("run_id", "key", "step", "timestamp", "value", "is_nan")}
+        optional: dict[str, list[Any]] = {c: [] for c, _ in OPTIONAL}
+        has_optional = False
+        model_cols: dict[str, list[Any]] = {c: [] for c in MODEL_COLUMNS}
+        latest: dict[tuple[str, str], tuple[Candidate, int]] = {}  # (run, key) → (candidate, is_nan)
         for event in events:
             r = event.decoded.record
-            n = len(r["keys"])
+            keys = point_keys(r)
+            values, steps, timestamps = r["values"], r["steps"], r["timestamps"]
+            n = len(keys)
             run_id = r["run_id"]
-            values = r["values"]
-            is_nan = [1 if v != v else 0 for v in values]
-            stored = [0.0 if nan else v for v, nan in zip(values, is_nan, strict=True)]
+            nan_flags = list(map(math.isnan, values))
+            if True in nan_flags:
+                is_nan = [1 if nan else 0 for nan in nan_flags]
+                stored = [0.0 if nan else v for v, nan in zip(values, nan_flags, strict=True)]
+            else:
+                is_nan, stored = [0] * n, values
             cols["run_id"].extend([run_id] * n)
-            cols["key"].extend(r["keys"])
-            cols["step"].extend(r["steps"])
-            cols["timestamp"].extend(r["timestamps"])
+            cols["key"].extend(keys)
+            cols["step"].extend(steps)
+            cols["timestamp"].extend(timestamps)
             cols["value"].extend(stored)
             cols["is_nan"].extend(is_nan)
-            for name, field in (
-                ("model_id", "model_ids"),
-                ("dataset_name", "dataset_names"),
-                ("dataset_digest", "dataset_digests"),
-            ):
-                cols[name].extend(r[field] or [""] * n)
-            if any(r["model_ids"]):
-                names = r["dataset_names"] or [""] * n
-                digests = r["dataset_digests"] or [""] * n
-                for i, model_id in enumerate(r["model_ids"]):
-                    if model_id:
-                        for col, value in (
-                            ("model_id", model_id), ("key", r["keys"][i]), ("step", r["steps"][i]),
-                            ("timestamp", r["timestamps"][i]), ("run_id", run_id), ("value", stored[i]),
-                            ("is_nan", is_nan[i]), ("dataset_name", names[i]), ("dataset_digest", digests[i]),
-                        ):  # fmt: skip
-                            model_cols[col].append(value)
-            for key, step, ts, value, nan in zip(r["keys"], r["steps"], r["timestamps"], stored, is_nan, strict=True):
-                candidate = (step, ts, value, nan)
-                current = latest.get((run_id, key))
-                if current is None or candidate[:3] > current[:3]:
-                    latest[(run_id, key)] = candidate
-        if not cols["run_id"]:
+            given = [r[field] for _, field in OPTIONAL]
+            if any(given) and not has_optional:  # the first event with optional columns: backfill the rest
+                has_optional = True
+                for backfill in optional.values():
+                    backfill.extend([""] * (len(cols["key"]) - n))
+            if has_optional:
+                for (name, _), values_given in zip(OPTIONAL, given, strict=True):
+                    optional[name].extend(values_given or [""] * n)
+            if r["model_ids"]:
+                self._model_points(model_cols, r, keys, stored, is_nan)
+            self._latest(latest, run_id, keys, zip(steps, timestamps, stored, strict=False), is_nan)
+        if not cols["key"]:
             return
+        if has_optional:
+            cols.update(optional)
         self._tables.insert("metrics", cols)
         if model_cols["model_id"]:
             self._tables.insert("logged_model_metrics", model_cols)
@@ -83,9 +89,47 @@ class MetricsSink(Sink):
             {
                 "run_id": [k[0] for k in latest],
                 "key": [k[1] for k in latest],
-                "step": [v[0] for v in latest.values()],
-                "timestamp": [v[1] for v in latest.values()],
-                "value": [v[2] for v in latest.values()],
-                "is_nan": [v[3] for v in latest.values()],
+                "step": [c[0][0] for c in latest.values()],
+                "timestamp": [c[0][1] for c in latest.values()],
+                "value": [c[0][2] for c in latest.values()],
+                "is_nan": [c[1] for c in latest.values()],
             },
         )
+
+    @staticmethod
+    def _latest(
+        latest: dict[tuple[str, str], tuple[Candidate, int]],
+        run_id: str,
+        keys: list[str],
+        candidates: Any,
+        is_nan: list[int],
+    ) -> None:
+        """Fold one event's points into the batch's highest point per (run, key); ties keep the first."""
+        top: dict[str, Candidate] = {}
+        at: dict[str, int] = {}
+        for i, (key, cand) in enumerate(zip(keys, candidates, strict=False)):
+            current = top.get(key)
+            if current is None or cand > current:
+                top[key] = cand
+                at[key] = i
+        for key, cand in top.items():
+            held = latest.get((run_id, key))
+            if held is None or cand > held[0]:
+                latest[(run_id, key)] = (cand, is_nan[at[key]])
+
+    @staticmethod
+    def _model_points(
+        cols: dict[str, list[Any]], r: dict[str, Any], keys: list[str], stored: list[float], is_nan: list[int]
+    ) -> None:
+        n = len(keys)
+        names = r["dataset_names"] or [""] * n
+        digests = r["dataset_digests"] or [""] * n
+        for i, model_id in enumerate(r["model_ids"]):
+            if model_id:
+                for column, value in zip(
+                    MODEL_COLUMNS,
+                    (model_id, keys[i], r["steps"][i], r["timestamps"][i], r["run_id"], stored[i], is_nan[i],
+                     names[i], digests[i]),
+                    strict=True,
+                ):  # fmt: skip
+                    cols[column].append(value)

@@ -1,4 +1,4 @@
-"""Request bodies of the hot write endpoints, parsed by pydantic straight from JSON bytes.
+"""Request bodies of the hot write endpoints, checked by pydantic once orjson has parsed them.
 
 Types are permissive on purpose (MLflow clients send int64 as numbers or strings, NaN/±inf as
 strings): MLflow's own rules in ``validation`` then decide and word the errors.
@@ -38,10 +38,10 @@ class LogMetric(MetricIn):
 
 
 class LogBatch(_Body):
-    """Metric points stay plain dicts: building a model per point cost more than the rest of the request;
-    ``ingest.tracking`` checks them column by column."""
+    """Metric points stay as parsed: building a model per point, or even checking each is a dict, cost
+    more than the rest of the request; ``ingest.tracking.metric_columns`` checks them column by column."""
 
     run_id: str | None = None
-    metrics: list[dict[str, Any]] = []
+    metrics: list[Any] = []
     params: list[KeyValue] = []
     tags: list[KeyValue] = []

@@ -96,35 +96,51 @@ class ActiveRuns:
             self._until.pop(run_id, None)
 
 
-def metric_columns(metrics: list[dict[str, Any]]) -> dict[str, list[Any]]:
+def metric_columns(metrics: list[Any]) -> dict[str, list[Any]]:
     """Validated metric points as the columns of a MetricBatch event.
 
-    The common case (numbers where numbers belong) is checked column by column; anything else goes
-    through the per-point rules, which raise MLflow's message for the first bad point.
+    The common case (numbers where numbers belong) is checked column by column, with C-level
+    ``map``/``set`` passes rather than Python loops; anything else goes through the per-point rules,
+    which raise MLflow's message for the first bad point.
     """
+    if set(map(type, metrics)) - {dict}:
+        bad = next(m for m in metrics if type(m) is not dict)
+        raise invalid(f"Invalid value {bad!r} for parameter 'metrics' supplied: each metric must be an object.")
+    present: set[str] = set().union(*metrics)
     keys: list[Any] = [m.get("key") for m in metrics]
-    for key in set(keys):
-        v.key_name("metric", key)  # raises unless a valid string
+    if set(map(type, keys)) != {str}:
+        for key in keys:
+            v.key_name("metric", key)  # raises for the first key that is not a string
+    names = dict.fromkeys(keys)  # distinct keys, first appearance first
+    for key in names:
+        v.key_name("metric", key)
     values: list[Any] = [m.get("value") for m in metrics]
     timestamps = [m.get("timestamp") for m in metrics]
-    steps = [m.get("step") or 0 for m in metrics]
+    steps = [m.get("step") or 0 for m in metrics] if "step" in present else [0] * len(metrics)
     if (
-        all(type(x) is float or type(x) is int for x in values)
-        and all(type(t) is int and t >= 0 for t in timestamps)
-        and all(type(s) is int for s in steps)
+        not set(map(type, values)) - {float, int}
+        and set(map(type, timestamps)) == {int}
+        and min(timestamps, default=0) >= 0
+        and set(map(type, steps)) == {int}
     ):
-        floats = [float(x) for x in values]
-        if any(math.isinf(x) for x in floats):
+        floats = list(map(float, values))
+        if any(map(math.isinf, floats)):
             floats = [v.metric_value(k, x, t, s)[0] for k, x, t, s in zip(keys, floats, timestamps, steps, strict=True)]
     else:
         checked = [v.metric_value(k, x, t, s) for k, x, t, s in zip(keys, values, timestamps, steps, strict=True)]
         floats = [c[0] for c in checked]
         timestamps = [c[1] for c in checked]
         steps = [c[2] for c in checked]
-    columns: dict[str, list[Any]] = {"keys": keys, "values": floats, "timestamps": timestamps, "steps": steps}
+    index = {key: i for i, key in enumerate(names)}
+    columns: dict[str, list[Any]] = {
+        "keys": [], "key_names": list(names), "key_index": list(map(index.__getitem__, keys)),  # see metric_batch.v2
+        "values": floats, "timestamps": timestamps, "steps": steps,
+    }  # fmt: skip
     for column, field in (("model_ids", "model_id"), ("dataset_names", "dataset_name"),
                           ("dataset_digests", "dataset_digest")):  # fmt: skip
-        given = [m.get(field) or "" for m in metrics]
+        given = [m.get(field) or "" for m in metrics] if field in present else []
+        if set(map(type, given)) - {str}:
+            raise invalid(f"Invalid value for parameter '{field}' supplied: expected a string.")
         columns[column] = given if any(given) else []
     return columns
 

@@ -101,7 +101,7 @@ def test_every_example_goes_through_its_sink(version: codec.SchemaVersion, tmp_p
             (total,) = tables.query(f"SELECT count() FROM {table} FINAL")[0]
             assert total > 0, f"{version.family}.v{version.version} examples wrote nothing to {table}"
         if version.family == codec.METRICS:
-            points = sum(len(e.decoded.record["keys"]) for e in events)
+            points = sum(len(e.decoded.record["values"]) for e in events)
             assert tables.query("SELECT count() FROM metrics FINAL") == [(points,)]
     finally:
         tables.close()
