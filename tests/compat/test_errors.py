@@ -41,6 +41,18 @@ def test_error_codes(gateway: Gateway, mlflow_client: Any) -> None:
         f"{gateway.url}/api/2.0/mlflow/runs/log-batch", json={"run_id": run_id, "params": params}, timeout=10
     )
     assert resp.status_code == 400 and resp.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    ok = {"key": "fine", "value": 1.0, "timestamp": now, "step": 0}
+    for metrics in (
+        [ok, "not-an-object"],
+        [ok, {**ok, "key": ["unhashable"]}],
+        [ok, {**ok, "model_id": 7}],
+        [ok, {**ok, "timestamp": -1}],
+        [ok, {**ok, "value": "abc"}],
+    ):
+        resp = requests.post(
+            f"{gateway.url}/api/2.0/mlflow/runs/log-batch", json={"run_id": run_id, "metrics": metrics}, timeout=10
+        )
+        assert resp.status_code == 400 and resp.json()["error_code"] == "INVALID_PARAMETER_VALUE", metrics
     with pytest.raises(MlflowException) as bad_key:
         client.log_batch(run_id, metrics=[Metric("../up", 1.0, now, 0)], params=[Param("ok", "1")])
     assert bad_key.value.error_code == "INVALID_PARAMETER_VALUE"
