@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 
 from ingest import validation as v
 from ingest.consistency import Barrier
@@ -458,20 +459,22 @@ class Tracking:
         return keys
 
     # -- run data --
-    def log_metric(self, p: LogMetric) -> dict[str, Any]:
+    # log-metric and log-batch run on the event loop and await the log's acknowledgement there; only a
+    # cache miss of the active-run check and params/tags (which read the store) take a thread.
+    async def log_metric(self, p: LogMetric) -> dict[str, Any]:
         run_id = p.run_id or p.run_uuid
         if not run_id:
             v.required({}, "run_id")
         assert run_id is not None
-        self._log(run_id, [p.model_dump(exclude={"run_id", "run_uuid"})], [], [])
+        await self._log(run_id, [p.model_dump(exclude={"run_id", "run_uuid"})], [], [])
         return {}
 
-    def log_batch(self, p: LogBatch) -> dict[str, Any]:
+    async def log_batch(self, p: LogBatch) -> dict[str, Any]:
         if not p.run_id:
             v.required({}, "run_id")
         assert p.run_id is not None
         v.batch_limits(len(p.metrics), len(p.params), len(p.tags))
-        self._log(p.run_id, p.metrics, p.params, p.tags)
+        await self._log(p.run_id, p.metrics, p.params, p.tags)
         return {}
 
     def log_param(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -500,10 +503,15 @@ class Tracking:
         self._emit_run_data(run_id, [], [{"key": key, "value": "", "deleted": True}])
         return {}
 
-    def _log(self, run_id: str, metrics: list[dict[str, Any]], params: list[Any], tags: list[Any]) -> None:
-        self._check_active(run_id)
+    async def _log(self, run_id: str, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
+        if not self._active_runs.fresh(run_id):
+            await run_in_threadpool(self._check_active, run_id)
         if metrics:
-            self.writer.metrics({"run_id": run_id, **metric_columns(metrics)})
+            await self.writer.metrics_async({"run_id": run_id, **metric_columns(metrics)})
+        if params or tags:
+            await run_in_threadpool(self._log_key_values, run_id, params, tags)
+
+    def _log_key_values(self, run_id: str, params: list[Any], tags: list[Any]) -> None:
         param_rows = [
             {"key": v.key_name("parameter", kv.key), "value": v.param_value(str(kv.key), kv.value)} for kv in params
         ]

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ingest.errors import unavailable
+from starlette.concurrency import run_in_threadpool
+
+from ingest.errors import MlflowError, unavailable
 from schemas import codec
 from trackstream.log import EventLog, LogUnavailable, Partition
 from trackstream.settings import Topics
@@ -30,15 +32,29 @@ class EventWriter:
         try:
             partition, offset = self._log.produce(topic, key.encode(), payload, (codec.header(family),))
         except LogUnavailable as exc:
-            raise unavailable(f"The event log did not acknowledge the write; nothing was recorded. {exc}") from exc
+            raise _not_acknowledged(exc) from exc
         if self._after is not None:
             self._after(Partition(topic, partition), offset)
 
-    def metrics(self, record: dict[str, Any]) -> None:
-        self._produce(self._topics.metrics, codec.METRICS, record["run_id"], record)
+    async def metrics_async(self, record: dict[str, Any]) -> None:
+        """A metric batch, awaited on the event loop: the hot path holds no thread while the log acks."""
+        topic, family = self._topics.metrics, codec.METRICS
+        payload = codec.encode(family, record)
+        try:
+            partition, offset = await self._log.produce_async(
+                topic, record["run_id"].encode(), payload, (codec.header(family),)
+            )
+        except LogUnavailable as exc:
+            raise _not_acknowledged(exc) from exc
+        if self._after is not None:
+            await run_in_threadpool(self._after, Partition(topic, partition), offset)
 
     def metadata(self, key: str, kind: str, body: dict[str, Any]) -> None:
         self._produce(self._topics.metadata, codec.METADATA, key, {"event": (f"trackstream.{kind}", body)})
 
     def artifact(self, record: dict[str, Any]) -> None:
         self._produce(self._topics.artifacts, codec.ARTIFACT, record["path"], record)
+
+
+def _not_acknowledged(exc: LogUnavailable) -> MlflowError:
+    return unavailable(f"The event log did not acknowledge the write; nothing was recorded. {exc}")

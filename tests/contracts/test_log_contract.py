@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import defaultdict
@@ -51,6 +52,30 @@ def test_produce_assigns_increasing_offsets_in_the_key_partition(event_log: Even
     assert {p for p, _ in positions} == {event_log.partition_for(topic, b"same-key")}
     offsets = [o for _, o in positions]
     assert offsets == list(range(offsets[0], offsets[0] + 5))
+
+
+def test_produce_async_interleaves_with_produce(event_log: EventLog) -> None:
+    """Awaited writes (the gateway's hot path) land in the same partitions, in order, with their headers."""
+    topic = _topic(event_log)
+
+    async def write() -> list[tuple[int, int]]:
+        first = await event_log.produce_async(topic, b"k", b"a0", (("schema", b"test.v1"),))
+        middle = event_log.produce(topic, b"k", b"s1")
+        rest = await asyncio.gather(*(event_log.produce_async(topic, b"k", f"a{i}".encode()) for i in (2, 3, 4)))
+        return [first, middle, *rest]
+
+    positions = asyncio.run(write())
+    assert {p for p, _ in positions} == {event_log.partition_for(topic, b"k")}
+    offsets = sorted(o for _, o in positions)
+    assert offsets == list(range(offsets[0], offsets[0] + 5))
+    consumer = event_log.consumer(f"g-{uuid.uuid4().hex[:8]}", topic)
+    try:
+        got = _poll(consumer, 5)
+    finally:
+        consumer.close()
+    assert [m.value for m in got][:2] == [b"a0", b"s1"]
+    assert sorted(m.value for m in got) == [b"a0", b"a2", b"a3", b"a4", b"s1"]
+    assert got[0].headers == (("schema", b"test.v1"),)
 
 
 def test_consume_keeps_order_per_key_and_headers(event_log: EventLog) -> None:

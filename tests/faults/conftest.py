@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -121,8 +122,12 @@ def metric_batch(run: int, batch: int, points: int) -> dict[str, object]:
 
 def produce_metrics(writer: EventWriter, first: int, count: int, points: int, runs: int = 5) -> int:
     """Produce ``count`` batches; each returns only once Kafka acked it. Returns the points acked."""
-    for b in range(first, first + count):
-        writer.metrics(metric_batch(b % runs, b, points))
+
+    async def produce_all() -> None:
+        for b in range(first, first + count):
+            await writer.metrics_async(metric_batch(b % runs, b, points))
+
+    asyncio.run(produce_all())
     return count * points
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -86,6 +88,13 @@ class EventLog(abc.ABC):
     @abc.abstractmethod
     def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
         """Append one record keyed by ``key``; returns ``(partition, offset)`` once durable."""
+
+    async def produce_async(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
+        """:meth:`produce` for an event loop. The default holds an executor thread while it waits;
+        implementations override it to wait without one (a thread per in-flight write, and the GIL
+        hand-offs between it and the loop, cost the gateway more CPU than the rest of a log-batch)."""
+        call = functools.partial(self.produce, topic, key, value, headers)
+        return await asyncio.get_running_loop().run_in_executor(None, call)
 
     @abc.abstractmethod
     def end_offsets(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:

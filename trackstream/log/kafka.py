@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
@@ -122,6 +124,33 @@ class KafkaLog(EventLog):
         except KafkaError as exc:
             raise LogUnavailable(f"Kafka did not acknowledge the write: {exc}") from exc
         return meta.partition, meta.offset
+
+    async def produce_async(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
+        """Send from the event loop and await the acknowledgement there: kafka-python's IO thread settles
+        the future through ``call_soon_threadsafe``. ``send`` itself only appends to the producer's
+        buffer; it blocks (up to ``max_block_ms``) only when the buffer is full, which then holds back
+        the loop as backpressure. The first write, which connects and fetches metadata, takes a thread."""
+        if self._producer is None or topic not in self._partitions:
+            return await super().produce_async(topic, key, value, headers)
+        loop = asyncio.get_running_loop()
+        acked: asyncio.Future[tuple[int, int]] = loop.create_future()
+
+        def settle(result: Any) -> None:
+            if acked.done():
+                return
+            if isinstance(result, BaseException):
+                acked.set_exception(result)
+            else:
+                acked.set_result((result.partition, result.offset))
+
+        try:
+            future = self._producer.send(
+                topic, value=value, key=key, headers=list(headers), partition=self.partition_for(topic, key)
+            )
+            future.add_both(lambda result: loop.call_soon_threadsafe(settle, result))
+            return await asyncio.wait_for(acked, self._produce_timeout)
+        except Exception as exc:  # a Kafka error, the timeout, anything: the write was not acknowledged
+            raise LogUnavailable(f"Kafka did not acknowledge the write: {exc!r}") from exc
 
     def end_offsets(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
         try:
