@@ -11,40 +11,8 @@ the bench can put a measured number next to each proposal.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
-from typing import Any
-
-import orjson
-
-
-def parse_in_thread() -> None:
-    """Parse the log-batch body inside the thread-pool call instead of on the event loop."""
-    from pydantic import BaseModel, ValidationError
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-
-    from ingest import app
-    from ingest.errors import MlflowError
-
-    def model_endpoint(model: type[BaseModel], handler: Callable[[Any], dict[str, Any]]) -> app.Endpoint:
-        def work(body: bytes) -> dict[str, Any]:
-            try:
-                fields = orjson.loads(body or b"{}")
-                if not isinstance(fields, dict):
-                    raise MlflowError("Request body must be a JSON object", "BAD_REQUEST")
-                return handler(model.model_validate(fields))
-            except orjson.JSONDecodeError as exc:
-                raise MlflowError(f"Malformed JSON request body: {exc}", "BAD_REQUEST") from None
-            except ValidationError as exc:
-                raise app._model_error(exc) from None
-
-        async def call(request: Request) -> Any:
-            body = await request.body()
-            return await run_in_threadpool(work, body)
-
-        return app._guarded(call)
-
-    app.model_endpoint = model_endpoint
 
 
 def switch_interval(ms: float) -> Callable[[], None]:
@@ -66,12 +34,32 @@ def linger(ms: int) -> Callable[[], None]:
     return apply
 
 
+def gc_stats() -> None:
+    """Report the time the cyclic garbage collector took, per generation, when the gateway exits."""
+    import gc
+
+    spent = [0.0, 0.0, 0.0]
+    runs = [0, 0, 0]
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            spent[info["generation"]] += time.perf_counter() - started[0]
+            runs[info["generation"]] += 1
+            if info["generation"] == 2 or runs[0] % 2000 == 0:
+                print(f"bench.variants gc: runs {runs}, seconds {[round(x, 3) for x in spent]}", flush=True)
+
+    gc.callbacks.append(callback)
+
+
 VARIANTS: dict[str, Callable[[], None]] = {
-    "parse-in-thread": parse_in_thread,
     "switch1ms": switch_interval(1),
     "switch20ms": switch_interval(20),
     "linger0": linger(0),
     "linger10": linger(10),
+    "gc-stats": gc_stats,
 }
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -22,6 +23,20 @@ def _settings() -> Settings:
         sys.exit("trackstream: invalid configuration (TRACKSTREAM_* environment variables):\n" + "\n".join(lines))
 
 
+def _settle_heap() -> None:
+    """Keep the cyclic garbage collector off the hot paths of the long-running processes.
+
+    A log-batch allocates a thousand dicts, so the default thresholds ran a young collection every
+    request and a full one (about 50 ms, scanning every module, class and function loaded at start-up)
+    every second or so: 2.4 s of collection in a 30 s bench run, measured with ``gc.callbacks``. What
+    start-up built is frozen out of the collector's view, and young collections run less often; cyclic
+    garbage is still collected, later (memory stays bounded by the larger threshold).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def gateway_app() -> Starlette:
     """uvicorn's app factory: each worker process builds its own runtime from the environment."""
     from ingest.app import create_app
@@ -33,13 +48,15 @@ def gateway_app() -> Starlette:
         runtime.start_consumers()
     tracking = runtime.tracking()
     tracking.ensure_default_experiment()
-    return create_app(
+    app = create_app(
         tracking,
         runtime.objects,
         settings.artifact_inline_max_bytes,
         settings.artifact_part_max_bytes,
         on_shutdown=runtime.close,
     )
+    _settle_heap()
+    return app
 
 
 def serve(settings: Settings) -> None:
@@ -74,6 +91,7 @@ def consume(settings: Settings, sink: str) -> None:
     signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
     signal.signal(signal.SIGINT, lambda *_: pipe.stop())
     print(f"trackstream consume {sink}: group {runtime.group(sink)} on {runtime.topic(sink)}", flush=True)
+    _settle_heap()
     try:
         pipe.run()
     finally:
