@@ -19,7 +19,7 @@ from clickhouse_driver import Client
 
 from ingest.writer import EventWriter
 from tests.conftest import Services, SettingsFactory
-from trackstream.log import EventLog
+from trackstream.log import EventLog, LogUnavailable
 from trackstream.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,12 +132,22 @@ def produce_metrics(writer: EventWriter, first: int, count: int, points: int, ru
 
 
 def wait_applied(events: EventLog, group: str, topic: str, timeout: float) -> dict[int, int]:
-    """Wait until ``group`` committed everything ``topic`` holds now; returns the committed offsets."""
-    ends = {p: e for p, e in events.end_offsets(topic, list(range(events.partitions(topic)))).items() if e}
+    """Wait until ``group`` committed everything ``topic`` holds now; returns the committed offsets.
+
+    Kafka answering LogUnavailable meanwhile (a restarted broker still loading its group coordinator)
+    only means "not yet", as it does for the gateway's read barrier, which answers 503 then."""
     deadline = time.monotonic() + timeout
+    ends: dict[int, int] | None = None
     committed: dict[int, int] = {}
     while time.monotonic() < deadline:
-        committed = events.committed(group, topic)
+        try:
+            if ends is None:
+                found = events.end_offsets(topic, list(range(events.partitions(topic))))
+                ends = {p: e for p, e in found.items() if e}
+            committed = events.committed(group, topic)
+        except LogUnavailable:
+            time.sleep(0.5)
+            continue
         if all(committed.get(p, 0) >= e for p, e in ends.items()):
             return committed
         time.sleep(0.1)

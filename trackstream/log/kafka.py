@@ -7,8 +7,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
@@ -42,6 +42,8 @@ def _native_crc32c() -> None:
 _native_crc32c()
 
 # Producer settings are policy of the log of record, so they are spelled out here, not defaulted.
+T = TypeVar("T")
+
 PRODUCER_CONFIG = {
     "acks": "all",  # acknowledged = replicated to every in-sync replica
     "enable_idempotence": True,  # broker drops retried duplicates
@@ -89,6 +91,25 @@ class KafkaLog(EventLog):
                     )
         return self._admin
 
+    def _admin_request(self, what: str, call: Callable[[KafkaAdminClient], T]) -> T:
+        """One admin request at a time. After a broker restart kafka-python's admin client was seen left
+        with no node to ask ("No node_id provided") while producer and consumers had reconnected, so a
+        failed request drops the client and is tried once more on a fresh one before the caller gets
+        :class:`LogUnavailable`."""
+        with self._admin_lock:
+            for attempt in (1, 2):
+                try:
+                    return call(self._get_admin())
+                except KafkaError as exc:
+                    with self._lock:
+                        admin, self._admin = self._admin, None
+                    if admin is not None:
+                        with contextlib.suppress(Exception):
+                            admin.close()
+                    if attempt == 2:
+                        raise LogUnavailable(f"Kafka did not answer for {what}: {exc}") from exc
+        raise AssertionError("unreachable")
+
     def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
         admin = self._get_admin()
         with contextlib.suppress(TopicAlreadyExistsError):
@@ -100,11 +121,7 @@ class KafkaLog(EventLog):
             self.partitions(topic)
 
     def missing_topics(self, topics: Sequence[str]) -> list[str]:
-        try:
-            with self._admin_lock:
-                existing = set(self._get_admin().list_topics())
-        except KafkaError as exc:
-            raise LogUnavailable(f"Kafka did not list topics: {exc}") from exc
+        existing = set(self._admin_request("the topic list", lambda admin: admin.list_topics()))
         return [t for t in topics if t not in existing]
 
     def partitions(self, topic: str) -> int:
@@ -153,21 +170,12 @@ class KafkaLog(EventLog):
             raise LogUnavailable(f"Kafka did not acknowledge the write: {exc!r}") from exc
 
     def end_offsets(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
-        try:
-            with self._admin_lock:
-                found = self._get_admin().list_partition_offsets(
-                    {TopicPartition(topic, p): OffsetSpec.LATEST for p in partitions}
-                )
-        except KafkaError as exc:
-            raise LogUnavailable(f"Kafka did not answer for end offsets: {exc}") from exc
+        latest = {TopicPartition(topic, p): OffsetSpec.LATEST for p in partitions}
+        found = self._admin_request("end offsets", lambda admin: admin.list_partition_offsets(latest))
         return {tp.partition: info.offset for tp, info in found.items()}
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
-        try:
-            with self._admin_lock:
-                found = self._get_admin().list_group_offsets({group: None})
-        except KafkaError as exc:
-            raise LogUnavailable(f"Kafka did not answer for committed offsets: {exc}") from exc
+        found = self._admin_request("committed offsets", lambda admin: admin.list_group_offsets({group: None}))
         # kafka-python 3.x: {group: {TopicPartition: OffsetAndMetadata}}; -1 means "never committed"
         offsets = found.get(group) or {}
         return {tp.partition: om.offset for tp, om in offsets.items() if tp.topic == topic and om.offset >= 0}
@@ -206,6 +214,7 @@ _STALE_COMMIT = (CommitFailedError, RebalanceInProgressError, IllegalGenerationE
 
 
 UNASSIGNED_REJOIN_SECONDS = 5.0
+POLL_ERROR_PAUSE = 0.5
 COMMIT_TIMEOUT_MS = 5_000  # a commit that hangs (coordinator moving) is retried by the pipeline
 
 
@@ -239,7 +248,15 @@ class _KafkaConsumer(LogConsumer):
         self._consumer.subscribe([topic], listener=self._listener)
 
     def poll(self, timeout: float, max_records: int) -> list[Message]:
-        batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        """Messages, possibly none. A broker that went away surfaces here as a connection error from
+        kafka-python's group coordinator; that is an empty poll (after a short pause), not the end of
+        the consumer: kafka-python reconnects, and the watchdog rejoins the group if it must."""
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        except KafkaError as exc:
+            log.warning("%s: poll failed, the broker may be restarting; retrying: %r", self._topic, exc)
+            time.sleep(POLL_ERROR_PAUSE)
+            batches = {}
         if self._listener.revoked and self._on_revoke is not None:
             revoked, self._listener.revoked = self._listener.revoked, []
             self._on_revoke(revoked)
