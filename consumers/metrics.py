@@ -27,7 +27,8 @@ Candidate = tuple[int, int, float]  # (step, timestamp, stored value): MLflow's 
 def point_keys(record: dict[str, Any]) -> list[str]:
     """Each point's metric name, from the plain ``keys`` column or the dictionary-encoded one (v2)."""
     if record["keys"] or not record.get("key_index"):
-        return list(record["keys"])
+        keys: list[str] = record["keys"]
+        return keys
     names = record["key_names"]
     return [names[i] for i in record["key_index"]]
 

@@ -6,12 +6,13 @@ path), so all events of one entity land in one partition, in order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from ingest.errors import MlflowError, unavailable
+from ingest.errors import unavailable
 from schemas import codec
 from trackstream.log import EventLog, LogUnavailable, Partition
 from trackstream.settings import Topics
@@ -29,10 +30,8 @@ class EventWriter:
 
     def _produce(self, topic: str, family: str, key: str, record: dict[str, Any]) -> None:
         payload = codec.encode(family, record)
-        try:
+        with _acknowledged():
             partition, offset = self._log.produce(topic, key.encode(), payload, (codec.header(family),))
-        except LogUnavailable as exc:
-            raise _not_acknowledged(exc) from exc
         if self._after is not None:
             self._after(Partition(topic, partition), offset)
 
@@ -40,12 +39,10 @@ class EventWriter:
         """A metric batch, awaited on the event loop: the hot path holds no thread while the log acks."""
         topic, family = self._topics.metrics, codec.METRICS
         payload = codec.encode(family, record)
-        try:
+        with _acknowledged():
             partition, offset = await self._log.produce_async(
                 topic, record["run_id"].encode(), payload, (codec.header(family),)
             )
-        except LogUnavailable as exc:
-            raise _not_acknowledged(exc) from exc
         if self._after is not None:
             await run_in_threadpool(self._after, Partition(topic, partition), offset)
 
@@ -56,5 +53,9 @@ class EventWriter:
         self._produce(self._topics.artifacts, codec.ARTIFACT, record["path"], record)
 
 
-def _not_acknowledged(exc: LogUnavailable) -> MlflowError:
-    return unavailable(f"The event log did not acknowledge the write; nothing was recorded. {exc}")
+@contextlib.contextmanager
+def _acknowledged() -> Iterator[None]:
+    try:
+        yield
+    except LogUnavailable as exc:
+        raise unavailable(f"The event log did not acknowledge the write; nothing was recorded. {exc}") from exc

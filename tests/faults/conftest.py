@@ -25,6 +25,12 @@ from trackstream.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 
 
+def local_service(action: str, name: str) -> None:
+    """``deploy/local/services.sh <action> <name>``: stop or start one of the suite's services."""
+    command = ["bash", str(REPO / "deploy/local/services.sh"), action, name]
+    subprocess.run(command, check=True, timeout=120, capture_output=True)
+
+
 def worker_env(settings: Settings) -> dict[str, str]:
     """The TRACKSTREAM_* environment that makes ``trackstream consume`` use ``settings``' services."""
     t = settings.topics

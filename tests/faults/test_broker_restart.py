@@ -5,20 +5,13 @@ acknowledged is stored exactly once."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 
 from ingest.errors import MlflowError
 from ingest.writer import EventWriter
 from tests.conftest import SettingsFactory
-from tests.faults.conftest import REPO, WorkerFactory, metric_batch, produce_metrics, wait_applied
+from tests.faults.conftest import WorkerFactory, local_service, metric_batch, produce_metrics, wait_applied
 from trackstream.runtime import build
-
-SERVICES = ["bash", str(REPO / "deploy/local/services.sh")]
-
-
-def _kafka(action: str) -> None:
-    subprocess.run([*SERVICES, action, "kafka"], check=True, timeout=120, capture_output=True)
 
 
 def test_broker_restart_during_ingest_loses_no_acknowledged_point(
@@ -42,13 +35,13 @@ def test_broker_restart_during_ingest_loses_no_acknowledged_point(
                 return False
             return True
 
-        _kafka("stop")
+        local_service("stop", "kafka")
         stopped = time.monotonic()
         try:
             if asyncio.run(attempt(30)):  # waits up to the producer's delivery timeout, then 503
                 acked += points  # acknowledged after all (the broker came back within the timeout)
         finally:
-            _kafka("start")
+            local_service("start", "kafka")
         restarted = time.monotonic()
 
         # A client retries refused writes: keep writing new batches until the gateway acks again.

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 from ingest.writer import EventWriter
 from tests.conftest import SettingsFactory
-from tests.faults.conftest import REPO, WorkerFactory, produce_metrics, wait_applied
+from tests.faults.conftest import WorkerFactory, local_service, produce_metrics, wait_applied
 from trackstream.runtime import build
-
-SERVICES = ["bash", str(REPO / "deploy/local/services.sh")]
-
-
-def _clickhouse(action: str) -> None:
-    subprocess.run([*SERVICES, action, "clickhouse"], check=True, timeout=120, capture_output=True)
 
 
 def test_clickhouse_outage_during_ingest_loses_nothing(
@@ -30,7 +23,7 @@ def test_clickhouse_outage_during_ingest_loses_nothing(
         wait_applied(events, group, topic, timeout=30)
         committed_before = sum(events.committed(group, topic).values())
 
-        _clickhouse("stop")
+        local_service("stop", "clickhouse")
         stopped = time.monotonic()
         try:
             acked += produce_metrics(writer, 30, 60, 20)  # Kafka still acks while the store is down
@@ -39,7 +32,7 @@ def test_clickhouse_outage_during_ingest_loses_nothing(
             assert committed_during == committed_before, "committed while the store was down"
             assert worker.process.poll() is None, worker.output()
         finally:
-            _clickhouse("start")
+            local_service("start", "clickhouse")
         started = time.monotonic()
         wait_applied(events, group, topic, timeout=45)
         print(
