@@ -112,8 +112,8 @@ install_weed() {
   if [ -z "$dir" ] || [ ! -d "$dir" ]; then
     cat "$wlog" >&2; die "go mod download $WEED_MODULE@$WEED_VERSION failed"
   fi
-  src=$CACHE/src/seaweedfs-$WEED_VERSION
-  rm -rf "$src"; cp -r "$dir" "$src"; chmod -R u+w "$src"
+  src=$(mktemp -d "$CACHE/src/seaweedfs-$WEED_VERSION.XXXXXX")  # private: never shared with another build
+  cp -r "$dir/." "$src"; chmod -R u+w "$src"
   if ! (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$WEED.tmp" ./weed) >>"$wlog" 2>&1; then
     tail -n 30 "$wlog" >&2
     die "go build of SeaweedFS failed (source in $src, full log: $wlog)"
@@ -125,6 +125,11 @@ install_weed() {
 
 cmd_install() {
   local t c
+  # One install at a time per cache, whichever checkout (and so whichever services dir) asks: the
+  # per-checkout lock of `up` does not serialize two worktrees building SeaweedFS into one cache.
+  mkdir -p "$CACHE"
+  exec 8>"$CACHE/.install.lock"
+  flock -w 1200 8 || die "could not lock $CACHE/.install.lock (another install still running?)"
   command -v curl >/dev/null || apt_install curl
   for c in clickhouse kafka weed; do
     t=$(now)
@@ -189,8 +194,8 @@ check_ports_free() {
 
 spawn() {  # spawn SERVICE LOGFILE CMD... : start detached in its own session, record the pid
   local svc=$1 logf=$2; shift 2
-  # 9>&- : do not leak the lock fd (see with_lock) into the long-running service
-  (cd "$(svc_dir "$svc")" && exec setsid "$@" >>"$logf" 2>&1 </dev/null 9>&-) &
+  # 8>&- 9>&- : do not leak the lock fds (see cmd_install, with_lock) into the long-running service
+  (cd "$(svc_dir "$svc")" && exec setsid "$@" >>"$logf" 2>&1 </dev/null 8>&- 9>&-) &
   echo $! > "$(pidfile "$svc")"
 }
 
