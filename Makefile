@@ -20,14 +20,14 @@ run: $(STAMP)
 	$(VENV)/bin/trackstream serve
 
 ## Install and start Kafka, ClickHouse and SeaweedFS, then run the whole suite against them.
-test: $(STAMP) services-up
+test: $(STAMP) lint typecheck services-up
 	source .services/env && $(PY) -m pytest -q -ra
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q -ra -m "not services"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports --no-cache --no-logo
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
