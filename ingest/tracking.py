@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import math
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from ingest import validation as v
 from ingest.consistency import Barrier
 from ingest.errors import MlflowError, invalid, not_found
 from ingest.protocol import LogBatch, LogMetric
+from ingest.runstates import RunStates
 from ingest.writer import EventWriter
 from trackstream.reads import TrackingReader, search
 from trackstream.settings import Topics
@@ -70,31 +70,33 @@ def generate_run_name() -> str:
 
 
 class ActiveRuns:
-    """Runs this gateway saw active within the last ``ttl`` seconds, so a stream of log-batch requests
-    does not pay a barrier round trip and a ``runs FINAL`` query each. Only "active" is remembered and
-    this gateway's own delete/restore forgets it; a delete through another replica is seen after at
-    most ``ttl`` (docs/DESIGN.md, failure state 17). ``ttl = 0`` turns the cache off."""
+    """The write paths' question "is this run active?", answered from the gateway's run-state view
+    (:mod:`ingest.runstates`) so a stream of log-batch requests pays a dict lookup, not a barrier round
+    trip and a ``runs FINAL`` query, and keeps being answered while ClickHouse is down. A run the view
+    does not know is read from the store once (after the barrier) and remembered. Without a view (None)
+    every check reads the store."""
 
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._until: dict[str, float] = {}
-        self._lock = threading.Lock()
+    def __init__(self, states: RunStates | None) -> None:
+        self.states = states
 
     def fresh(self, run_id: str) -> bool:
-        return self._until.get(run_id, 0.0) > time.monotonic()
+        """Known active: the write needs no further check (the hot path: no thread, no store)."""
+        return self.states is not None and self.states.is_active(run_id)
 
-    def remember(self, run_id: str) -> None:
-        if self._ttl <= 0:
-            return
-        now = time.monotonic()
-        with self._lock:
-            if len(self._until) > 100_000:
-                self._until = {r: t for r, t in self._until.items() if t > now}
-            self._until[run_id] = now + self._ttl
+    def stage(self, run_id: str) -> str | None:
+        return None if self.states is None else self.states.stage(run_id)
+
+    def remember(self, info: dict[str, Any]) -> None:
+        if self.states is not None:
+            self.states.learn(info["run_id"], info.get("experiment_id"), info["lifecycle_stage"])
 
     def forget(self, run_id: str) -> None:
-        with self._lock:
-            self._until.pop(run_id, None)
+        if self.states is not None:
+            self.states.forget(run_id)
+
+
+def _not_active(run_id: str, stage: str) -> MlflowError:
+    return invalid(f"The run {run_id} must be in the 'active' state. Current state is {stage}.")
 
 
 def metric_columns(metrics: list[Any]) -> dict[str, list[Any]]:
@@ -153,13 +155,13 @@ class Tracking:
         reader: TrackingReader,
         barrier: Barrier,
         topics: Topics,
-        active_run_ttl: float = 0.0,
+        run_states: RunStates | None = None,
     ) -> None:
         self.writer = writer
         self.reader = reader
         self.barrier = barrier
         self.topics = topics
-        self._active_runs = ActiveRuns(active_run_ttl)
+        self._active_runs = ActiveRuns(run_states)
 
     # -- consistency helpers --
     def _sync_metadata(self, *keys: str) -> None:
@@ -180,17 +182,19 @@ class Tracking:
         return info
 
     def _check_active(self, run_id: str) -> None:
-        """The write paths' check that a run exists and is active, answered from a short-lived cache."""
-        if not self._active_runs.fresh(run_id):
+        """The write paths' check that a run exists and is active: from the run-state view when it knows
+        the run (a deleted run is refused without asking the store), else from the store."""
+        stage = self._active_runs.stage(run_id)
+        if stage is None:
             self._active_run(run_id)
-            self._active_runs.remember(run_id)
+        elif stage != ACTIVE:
+            raise _not_active(run_id, stage)
 
     def _active_run(self, run_id: str) -> dict[str, Any]:
         info = self._run_info(run_id)
+        self._active_runs.remember(info)
         if info["lifecycle_stage"] != ACTIVE:
-            raise invalid(
-                f"The run {run_id} must be in the 'active' state. Current state is {info['lifecycle_stage']}."
-            )
+            raise _not_active(run_id, info["lifecycle_stage"])
         return info
 
     def ensure_default_experiment(self) -> None:

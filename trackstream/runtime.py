@@ -15,6 +15,7 @@ from consumers.pipeline import FlushPolicy, Pipeline
 from consumers.sink import Sink
 from ingest.consistency import Barrier
 from ingest.errors import unavailable
+from ingest.runstates import RunStates
 from ingest.tracking import Tracking
 from ingest.writer import EventWriter
 from trackstream.log import EventLog, Partition
@@ -37,6 +38,8 @@ class Runtime:
     objects: ObjectStore
     threads: list[threading.Thread] = field(default_factory=list)
     pipelines: list[Pipeline] = field(default_factory=list)
+    # the gateway's run-state view, once tracking() built it; /health asks run_states.healthy()
+    run_states: RunStates | None = None
 
     def topic(self, sink: str) -> str:
         return str(getattr(self.settings.topics, sink))
@@ -87,11 +90,11 @@ class Runtime:
 
     def tracking(self) -> Tracking:
         after = self._wait_applied if isinstance(self.events, MemoryLog) else None
-        writer = EventWriter(self.events, self.settings.topics, after)
+        states = self.run_states = RunStates(self.events.tail(self.settings.topics.metadata))
+        states.start()
+        writer = EventWriter(self.events, self.settings.topics, after, on_metadata=states.observe)
         barrier = Barrier(self.events, self.groups(), self.settings.read_barrier_timeout)
-        return Tracking(
-            writer, TrackingReader(self.tables), barrier, self.settings.topics, self.settings.active_run_cache_seconds
-        )
+        return Tracking(writer, TrackingReader(self.tables), barrier, self.settings.topics, states)
 
     def _wait_applied(self, partition: Partition, offset: int) -> None:
         assert isinstance(self.events, MemoryLog)
@@ -100,6 +103,8 @@ class Runtime:
             raise unavailable("The embedded consumers did not apply the write in time; it may be applied later.")
 
     def close(self) -> None:
+        if self.run_states is not None:
+            self.run_states.close()
         for pipe in self.pipelines:
             pipe.stop()
         for thread in self.threads:

@@ -70,8 +70,6 @@ class Settings(BaseSettings):
     batch_max_seconds: float = Field(default=0.5, gt=0)
     # Gateway worker processes (Kafka mode only: the embedded log lives in one process).
     workers: int = Field(default=1, ge=1)
-    # Write paths trust a run seen active this recently (0 disables; see docs/DESIGN.md state 17).
-    active_run_cache_seconds: float = Field(default=5.0, ge=0)
     # A drained log flushes the batch once it is this old: under load that makes inserts of
     # thousands of rows instead of one per request; an idle client waits at most this long.
     batch_min_seconds: float = Field(default=0.05, ge=0)

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections import defaultdict
 
-from trackstream.log import EventLog, LogConsumer, Message, Partition, partition_for_key
+from trackstream.log import EventLog, LogConsumer, LogTail, Message, Partition, partition_for_key
 
 PARTITIONS = 3
 
@@ -177,3 +177,65 @@ def test_partition_for_is_the_same_in_every_implementation(event_log: EventLog) 
     for i in range(50):
         key = uuid.UUID(int=i * 7919).hex.encode()
         assert event_log.partition_for(topic, key) == partition_for_key(key, PARTITIONS)
+
+
+# -- tails: every partition from the end, no group, no commits (the gateway's run-state view reads one) --
+
+
+def _tail_poll(tail: LogTail, count: int, timeout: float = 30.0) -> list[Message]:
+    out: list[Message] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < count and time.monotonic() < deadline:
+        out.extend(tail.poll(0.5, 1000))
+    out.extend(tail.poll(0.2, 1000))  # nothing beyond ``count`` may arrive
+    return out
+
+
+def test_tail_starts_at_the_end_and_sees_every_later_record_in_order(event_log: EventLog) -> None:
+    topic = _topic(event_log)
+    _produce(event_log, topic, keys=4, per_key=3)  # before the tail: not seen
+    tail = event_log.tail(topic)
+    try:
+        sent = _produce(event_log, topic, keys=5, per_key=4)
+        got = _tail_poll(tail, 20)
+    finally:
+        tail.close()
+    assert len(got) == 20
+    by_key: dict[bytes, list[bytes]] = defaultdict(list)
+    for m in got:
+        assert m.key is not None
+        by_key[m.key].append(m.value)
+        assert m.headers == (("schema", b"test.v1"),)
+    assert by_key == sent  # in order per key, nothing from before the tail opened
+    for partition in {m.partition for m in got}:
+        offsets = [m.offset for m in got if m.partition == partition]
+        assert offsets == sorted(offsets)
+
+
+def test_tail_neither_joins_nor_holds_back_a_group(event_log: EventLog) -> None:
+    """A tail takes no partition away from a group's member and commits nothing."""
+    topic = _topic(event_log)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    tail = event_log.tail(topic)
+    consumer = event_log.consumer(group, topic)
+    try:
+        sent = _produce(event_log, topic, keys=6, per_key=2)
+        assert len(_tail_poll(tail, 12)) == 12
+        got = _poll(consumer, 12)
+        assert sorted(m.value for m in got) == sorted(v for vs in sent.values() for v in vs)
+        assert event_log.committed(group, topic) == {}
+    finally:
+        consumer.close()
+        tail.close()
+
+
+def test_two_tails_each_see_everything(event_log: EventLog) -> None:
+    topic = _topic(event_log)
+    first, second = event_log.tail(topic), event_log.tail(topic)
+    try:
+        _produce(event_log, topic, keys=3, per_key=3)
+        assert len(_tail_poll(first, 9)) == 9
+        assert len(_tail_poll(second, 9)) == 9
+    finally:
+        first.close()
+        second.close()

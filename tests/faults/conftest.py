@@ -158,3 +158,63 @@ def wait_applied(events: EventLog, group: str, topic: str, timeout: float) -> di
             return committed
         time.sleep(0.1)
     raise AssertionError(f"group {group} did not apply {topic} in {timeout}s: committed {committed}, ends {ends}")
+
+
+@dataclass
+class GatewayProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    url: str
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+GatewayProcessFactory = Callable[[Settings], GatewayProcess]
+
+
+@pytest.fixture
+def gateway_process_factory(tmp_path: Path) -> Iterator[GatewayProcessFactory]:
+    """``trackstream serve`` as a real process on a free port (Kafka mode), ready once /health answers."""
+    import httpx
+
+    from tests.conftest import free_port
+
+    started: list[GatewayProcess] = []
+
+    def start(settings: Settings) -> GatewayProcess:
+        port = free_port()
+        log_path = tmp_path / f"gateway-{len(started)}.log"
+        env = worker_env(settings)
+        env.update(TRACKSTREAM_HOST="127.0.0.1", TRACKSTREAM_PORT=str(port),
+                   TRACKSTREAM_READ_BARRIER_TIMEOUT=str(settings.read_barrier_timeout))  # fmt: skip
+        with log_path.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "trackstream.cli", "serve"],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        gateway = GatewayProcess(process, log_path, f"http://127.0.0.1:{port}")
+        started.append(gateway)
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"the gateway exited: {gateway.output()}"
+            assert time.monotonic() < deadline, f"the gateway did not answer /health in 60 s: {gateway.output()}"
+            try:
+                if httpx.get(f"{gateway.url}/health", timeout=2).status_code == 200:
+                    return gateway
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+
+    yield start
+    for gateway in started:
+        if gateway.process.poll() is None:
+            gateway.process.send_signal(signal.SIGTERM)
+            try:
+                gateway.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                gateway.process.kill()
+                gateway.process.wait(timeout=10)

@@ -3,10 +3,11 @@
 from trackstream.log.base import (
     EventLog,
     LogConsumer,
+    LogTail,
     LogUnavailable,
     Message,
     Partition,
     partition_for_key,
 )
 
-__all__ = ["EventLog", "LogConsumer", "LogUnavailable", "Message", "Partition", "partition_for_key"]
+__all__ = ["EventLog", "LogConsumer", "LogTail", "LogUnavailable", "Message", "Partition", "partition_for_key"]

@@ -67,6 +67,22 @@ class LogConsumer(abc.ABC):
     def close(self) -> None: ...
 
 
+class LogTail(abc.ABC):
+    """Every partition of one topic, read from where the log ended when the tail was opened, in offset
+    order per partition. No consumer group and no commits: a tail observes, it never takes a share of a
+    group's partitions nor holds back anyone's position. Records produced after :meth:`EventLog.tail`
+    returned are all seen (a tail that fell behind a Kafka topic's retention resumes at the oldest kept
+    record)."""
+
+    @abc.abstractmethod
+    def poll(self, timeout: float, max_records: int) -> list[Message]:
+        """Block up to ``timeout`` seconds; return what arrived (possibly nothing). A log that is briefly
+        unreachable is an empty poll, not an error."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
 class EventLog(abc.ABC):
     """Produce, consume and observe positions.
 
@@ -108,6 +124,10 @@ class EventLog(abc.ABC):
     def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
         """Join ``group``; ``on_revoke`` runs on the polling thread when a rebalance took partitions away
         (write what is held there; a commit for partitions that moved is refused, and they are re-read)."""
+
+    @abc.abstractmethod
+    def tail(self, topic: str) -> LogTail:
+        """Open a :class:`LogTail` of ``topic`` positioned at its current end (resolved before returning)."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

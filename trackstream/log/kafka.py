@@ -23,7 +23,16 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 
-from trackstream.log.base import EventLog, Headers, LogConsumer, LogUnavailable, Message, Partition, RevokeCallback
+from trackstream.log.base import (
+    EventLog,
+    Headers,
+    LogConsumer,
+    LogTail,
+    LogUnavailable,
+    Message,
+    Partition,
+    RevokeCallback,
+)
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +198,9 @@ class KafkaLog(EventLog):
     def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
         return _KafkaConsumer(self._bootstrap, group, topic, on_revoke)
 
+    def tail(self, topic: str) -> LogTail:
+        return _KafkaTail(self._bootstrap, topic, f"{self._client_id}-tail")
+
     def close(self) -> None:
         if self._producer is not None:
             self._producer.close(timeout=5)
@@ -318,6 +330,60 @@ class _KafkaConsumer(LogConsumer):
             self._consumer.subscribe([self._topic], listener=self._listener)
             self._unassigned_since = None
             self._rejoin_after = min(self._rejoin_after * 2, 300.0)
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+TAIL_START_TIMEOUT = 30.0
+
+
+class _KafkaTail(LogTail):
+    """A consumer without a group (``group_id=None``): partitions assigned by hand, positioned at their
+    end, nothing committed. kafka-python reconnects by itself after a broker restart; a poll that fails
+    meanwhile is an empty poll after a short pause."""
+
+    def __init__(self, bootstrap: str, topic: str, client_id: str) -> None:
+        self._topic = topic
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # only after falling behind retention: resume at the oldest kept
+            **RECONNECT,
+        )
+        try:
+            deadline = time.monotonic() + TAIL_START_TIMEOUT
+            while not (found := self._consumer.partitions_for_topic(topic)):
+                if time.monotonic() > deadline:
+                    raise LogUnavailable(f"topic {topic!r} has no partitions in Kafka's metadata")
+                time.sleep(0.1)
+            parts = [TopicPartition(topic, p) for p in sorted(found)]
+            self._consumer.assign(parts)
+            self._consumer.seek_to_end(*parts)
+            for tp in parts:  # seek_to_end is lazy: resolve the ends now, so later records are all seen
+                self._consumer.position(tp)
+        except KafkaError as exc:
+            self._consumer.close()
+            raise LogUnavailable(f"Kafka did not answer while opening a tail of {topic!r}: {exc}") from exc
+        except BaseException:
+            self._consumer.close()
+            raise
+
+    def poll(self, timeout: float, max_records: int) -> list[Message]:
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        except KafkaError as exc:
+            log.warning("tail of %s: poll failed, the broker may be restarting; retrying: %r", self._topic, exc)
+            time.sleep(POLL_ERROR_PAUSE)
+            return []
+        out: list[Message] = []
+        for tp, records in batches.items():
+            partition = Partition(tp.topic, tp.partition)
+            for r in records:
+                out.append(Message(partition, r.offset, r.key, r.value, tuple(r.headers or ())))
+        return out
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

@@ -1,7 +1,8 @@
 """In-process log for embedded mode and unit tests: partitions are lists, groups are dicts.
 
 It is not durable; the embedded gateway therefore acknowledges a write only after the sinks applied it.
-Records below every group's committed offset are dropped so memory stays bounded.
+Records below every group's committed offset and every open tail's position are dropped so memory stays
+bounded (an open tail that is never polled therefore holds its topic's records).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from trackstream.log.base import EventLog, Headers, LogConsumer, Message, Partition, RevokeCallback
+from trackstream.log.base import EventLog, Headers, LogConsumer, LogTail, Message, Partition, RevokeCallback
 
 
 @dataclass
@@ -32,6 +33,8 @@ class MemoryLog(EventLog):
         self._closed = False
         # groups that read each topic: a record is dropped once all of them committed it
         self._readers: dict[str, set[str]] = {}
+        # open tails by topic: they hold records too, until they read them
+        self._tails: dict[str, set[_MemoryTail]] = {}
 
     def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
         with self._cond:
@@ -75,6 +78,9 @@ class MemoryLog(EventLog):
     def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
         return _MemoryConsumer(self, group, topic)
 
+    def tail(self, topic: str) -> LogTail:
+        return _MemoryTail(self, topic)
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -115,6 +121,8 @@ class MemoryLog(EventLog):
         for partition in offsets:
             readers = self._readers.get(partition.topic, set())
             floor = min((self._committed.get(g, {}).get(partition, 0) for g in readers), default=0)
+            for tail in self._tails.get(partition.topic, ()):
+                floor = min(floor, tail.positions[partition.index])
             part = self._topics[partition.topic][partition.index]
             drop = floor - part.base
             if drop > 0:
@@ -147,3 +155,26 @@ class _MemoryConsumer(LogConsumer):
 
     def close(self) -> None:
         pass
+
+
+class _MemoryTail(LogTail):
+    def __init__(self, log: MemoryLog, topic: str) -> None:
+        self._log = log
+        self._topic = topic
+        with log._cond:
+            self.positions = {index: part.end for index, part in enumerate(log._topic(topic))}
+            log._tails.setdefault(topic, set()).add(self)
+
+    def poll(self, timeout: float, max_records: int) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        with self._log._cond:
+            while True:
+                out = self._log._read(self._topic, self.positions, max_records)
+                remaining = deadline - time.monotonic()
+                if out or remaining <= 0 or self._log._closed:
+                    return out
+                self._log._cond.wait(remaining)
+
+    def close(self) -> None:
+        with self._log._cond:
+            self._log._tails.get(self._topic, set()).discard(self)
