@@ -32,6 +32,12 @@ RUN_COLUMNS = ("run_id", "experiment_id", "run_name", "user_id", "status", "star
                "lifecycle_stage", "deleted_time")  # fmt: skip
 
 
+# Added to the `_version` of an experiment row written by a decided (v3) event. Those events all share
+# the partition of the key "experiments", while earlier producers keyed each experiment by its id, so
+# offsets of the two are not comparable; every decided change happened after any such earlier event.
+DECIDED_VERSION_BASE = 1 << 48
+
+
 def _kind(event: Event) -> tuple[str, dict[str, Any]]:
     kind, body = event.decoded.record["event"]
     return kind.rsplit(".", 1)[-1], body
@@ -256,7 +262,7 @@ class MetadataSink(Sink):
                     if decided(kind, body):
                         record(event, decision)
                     if row is not None:
-                        add("experiments", row, version)
+                        add("experiments", row, version + (DECIDED_VERSION_BASE if decided(kind, body) else 0))
                 case "ExperimentTags":
                     for tag in body["tags"]:
                         add("experiment_tags", {"experiment_id": body["experiment_id"], **_tag(tag)}, version)
