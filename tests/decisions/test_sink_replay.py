@@ -101,7 +101,8 @@ def test_an_outage_between_decisions_and_state_rows(tables: ChdbStore) -> None:
 
 def test_run_changes_merge_field_by_field_in_offset_order(tables: ChdbStore) -> None:
     run = {"run_id": "r", "experiment_id": "1", "run_name": "n", "user_id": "u", "status": "RUNNING",
-           "start_time": 1, "end_time": None, "artifact_uri": "a", "lifecycle_stage": "active", "deleted_time": None}  # fmt: skip
+           "start_time": 1, "end_time": None, "artifact_uri": "a", "lifecycle_stage": "active",
+           "deleted_time": None}  # fmt: skip
     sink = MetadataSink(tables)
     sink.write(events(("RunState", {**run, "changed": None})))
     # two replicas read the same row; one finishes the run, the other deletes it
