@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from ingest.errors import unavailable
+from ingest.errors import MlflowError, unavailable
 from schemas.decisions import Decision
 from trackstream.log import EventLog, LogUnavailable, Partition
 
@@ -84,7 +84,13 @@ class Outcomes:
 
     def __call__(self, partition: Partition, offset: int) -> Decision:
         if self._wait is not None:
-            self._wait(partition, offset)
+            try:
+                self._wait(partition, offset)
+            except MlflowError as exc:
+                raise unavailable(
+                    "The write is in the log but its outcome is not known yet (the metadata consumers are "
+                    f"behind); it may still be applied. Retry shortly. {exc.message}"
+                ) from exc
         decision = self._lookup(partition, offset)
         if decision is None:
             raise unavailable(

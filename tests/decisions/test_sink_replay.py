@@ -117,3 +117,18 @@ def test_run_changes_merge_field_by_field_in_offset_order(tables: ChdbStore) -> 
     assert tables.query("SELECT status, end_time, lifecycle_stage, deleted_time FROM runs FINAL") == [
         ("FINISHED", 9, "deleted", 7)
     ]
+
+
+def test_a_runs_first_dataset_input_of_a_name_and_digest_is_kept(tables: ChdbStore) -> None:
+    """MLflow keeps the first input of a (name, digest) in a run and ignores repeats: first by offset,
+    whichever gateway produced it, in one batch or across batches."""
+
+    def inputs(source: str) -> tuple[str, dict[str, Any]]:
+        dataset = {"name": "d", "digest": "1", "source_type": "local", "source": source, "schema": None,
+                   "profile": None, "tags": []}  # fmt: skip
+        return "RunInputs", {"run_id": "r", "experiment_id": "1", "datasets": [dataset], "model_ids": []}
+
+    sink = MetadataSink(tables)
+    sink.write(events(inputs("first"), inputs("second")))
+    sink.write(events(inputs("third"), first=2))
+    assert tables.query("SELECT source FROM run_dataset_inputs FINAL") == [("first",)]
