@@ -8,6 +8,7 @@ read-your-writes barrier of the partitions they depend on.
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import random
 import threading
@@ -26,6 +27,8 @@ from ingest.protocol import LogBatch, LogMetric
 from ingest.writer import EventWriter
 from trackstream.reads import TrackingReader, search
 from trackstream.settings import Topics
+
+log = logging.getLogger(__name__)
 
 ACTIVE, DELETED = "active", "deleted"
 RUN_NAME_TAG = "mlflow.runName"
@@ -208,7 +211,11 @@ class Tracking:
                      "lifecycle_stage": ACTIVE, "creation_time": t, "last_update_time": t},
                 )  # fmt: skip
             except MlflowError as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another replica created it first
+                if exc.error_code == "TEMPORARILY_UNAVAILABLE":
+                    # the metadata consumers are not running yet: the event is in the log and is decided
+                    # when they start, so the gateway need not wait for them
+                    log.warning("default experiment: %s", exc.message)
+                elif exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another replica created it first
                     raise
 
     def _decide_experiment(self, op: str, state: dict[str, Any]) -> None:
