@@ -4,16 +4,21 @@ Before a read, the gateway notes the end offset of every partition the read depe
 (bounded) until the sink's consumer group has committed past it. Consumers commit only after the
 sink write, so a committed offset means the data is in the store — whichever replica acked the write.
 Committed offsets only grow, so a cached value that already covers the end offset costs no query.
+
+The same wait, for one partition and one offset, gives a gateway the outcome of an event it
+produced itself (:class:`Outcomes`): once the metadata sink committed past it, its decision is in
+the ``decisions`` table.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from ingest.errors import unavailable
-from trackstream.log import EventLog, LogUnavailable
+from ingest.errors import MlflowError, unavailable
+from schemas.decisions import Decision
+from trackstream.log import EventLog, LogUnavailable, Partition
 
 
 class Barrier:
@@ -31,26 +36,65 @@ class Barrier:
                 parts = list(range(self._log.partitions(topic)))
             else:
                 parts = sorted({self._log.partition_for(topic, k.encode()) for k in keys})
-            ends = self._log.end_offsets(topic, parts)
-            deadline = time.monotonic() + self._timeout
-            delay = 0.002
-            while True:
-                behind = {p: e for p, e in ends.items() if e > self._known.get((topic, p), 0)}
-                if not behind:
-                    return
-                committed = self._log.committed(self._groups[topic], topic)
-                with self._lock:
-                    for p, o in committed.items():
-                        if o > self._known.get((topic, p), 0):
-                            self._known[(topic, p)] = o
-                if all(committed.get(p, 0) >= e for p, e in behind.items()):
-                    return
-                if time.monotonic() >= deadline:
-                    raise unavailable(
-                        f"The {topic} consumers have not yet applied recent writes "
-                        f"(waited {self._timeout:.1f}s); retry shortly."
-                    )
-                time.sleep(delay)
-                delay = min(delay * 2, 0.01)
+            self._wait(topic, self._log.end_offsets(topic, parts))
         except LogUnavailable as exc:
             raise unavailable(f"The event log is unreachable: {exc}") from exc
+
+    def wait_applied(self, partition: Partition, offset: int) -> None:
+        """Wait until the event at ``offset`` of ``partition`` is applied (its sink committed past it)."""
+        try:
+            self._wait(partition.topic, {partition.index: offset + 1})
+        except LogUnavailable as exc:
+            raise unavailable(f"The event log is unreachable: {exc}") from exc
+
+    def _wait(self, topic: str, ends: dict[int, int]) -> None:
+        """Wait until the group committed at least ``ends`` (partition -> offset) of ``topic``."""
+        deadline = time.monotonic() + self._timeout
+        delay = 0.002
+        while True:
+            behind = {p: e for p, e in ends.items() if e > self._known.get((topic, p), 0)}
+            if not behind:
+                return
+            committed = self._log.committed(self._groups[topic], topic)
+            with self._lock:
+                for p, o in committed.items():
+                    if o > self._known.get((topic, p), 0):
+                        self._known[(topic, p)] = o
+            if all(committed.get(p, 0) >= e for p, e in behind.items()):
+                return
+            if time.monotonic() >= deadline:
+                raise unavailable(
+                    f"The {topic} consumers have not yet applied recent writes "
+                    f"(waited {self._timeout:.1f}s); retry shortly."
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+
+
+Lookup = Callable[[Partition, int], Decision | None]
+
+
+class Outcomes:
+    """The decision on an event this gateway produced: wait until the metadata sink applied it (``wait``;
+    None when the writer's after-produce hook already waited, as in embedded mode), then read it."""
+
+    def __init__(self, lookup: Lookup, wait: Callable[[Partition, int], None] | None) -> None:
+        self._lookup = lookup
+        self._wait = wait
+
+    def __call__(self, partition: Partition, offset: int) -> Decision:
+        if self._wait is not None:
+            try:
+                self._wait(partition, offset)
+            except MlflowError as exc:
+                raise unavailable(
+                    "The write is in the log but its outcome is not known yet (the metadata consumers are "
+                    f"behind); it may still be applied. Retry shortly. {exc.message}"
+                ) from exc
+        decision = self._lookup(partition, offset)
+        if decision is None:
+            raise unavailable(
+                f"No decision recorded for {partition.topic}[{partition.index}]@{offset} although its sink "
+                "committed past it; the write may or may not have been applied. Retry shortly."
+            )
+        return decision

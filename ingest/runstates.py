@@ -89,6 +89,10 @@ class RunStates:
         if not run_id:
             return
         experiment_id, stage = body.get("experiment_id"), body.get("lifecycle_stage")
+        changed = body.get("changed")
+        if changed is not None:  # metadata.v3 field-level patch: fields it does not set carry stale values
+            experiment_id = experiment_id if "experiment_id" in changed else None
+            stage = stage if "lifecycle_stage" in changed else None
         with self._lock:
             old = self._runs.get(run_id)
             if old is not None:

@@ -8,6 +8,7 @@ read-your-writes barrier of the partitions they depend on.
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import random
 import time
@@ -27,9 +28,14 @@ from ingest.writer import EventWriter
 from trackstream.reads import TrackingReader, search
 from trackstream.settings import Topics
 
+log = logging.getLogger(__name__)
+
 ACTIVE, DELETED = "active", "deleted"
 RUN_NAME_TAG = "mlflow.runName"
 DEFAULT_EXPERIMENT_ID = "0"
+# The log key of every ExperimentState event: all experiment changes share one partition, so the
+# metadata sink decides name uniqueness and lifecycle transitions in one order (docs/DESIGN.md).
+EXPERIMENTS_KEY = "experiments"
 VIEW_TYPES = {"ACTIVE_ONLY": (ACTIVE,), "DELETED_ONLY": (DELETED,), "ALL": (ACTIVE, DELETED)}
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 
@@ -168,7 +174,7 @@ class Tracking:
         self.barrier.wait(self.topics.metadata, keys or None)
 
     def _experiment(self, experiment_id: str) -> dict[str, Any]:
-        self._sync_metadata(experiment_id)
+        self._sync_metadata(EXPERIMENTS_KEY, experiment_id)  # the row's partition, then its tags'
         exp = self.reader.experiment(str(experiment_id))
         if exp is None:
             raise not_found(f"No Experiment with id={experiment_id} exists")
@@ -198,22 +204,41 @@ class Tracking:
         return info
 
     def ensure_default_experiment(self) -> None:
-        self._sync_metadata()
+        self._sync_metadata(EXPERIMENTS_KEY)
         if self.reader.experiment(DEFAULT_EXPERIMENT_ID) is None:
             t = now_ms()
-            self._emit_experiment(
-                {"experiment_id": DEFAULT_EXPERIMENT_ID, "name": "Default",
-                 "artifact_location": f"mlflow-artifacts:/{DEFAULT_EXPERIMENT_ID}",
-                 "lifecycle_stage": ACTIVE, "creation_time": t, "last_update_time": t}
-            )  # fmt: skip
+            try:
+                self._decide_experiment(
+                    "create",
+                    {"experiment_id": DEFAULT_EXPERIMENT_ID, "name": "Default",
+                     "artifact_location": f"mlflow-artifacts:/{DEFAULT_EXPERIMENT_ID}",
+                     "lifecycle_stage": ACTIVE, "creation_time": t, "last_update_time": t},
+                )  # fmt: skip
+            except MlflowError as exc:
+                if exc.error_code == "TEMPORARILY_UNAVAILABLE":
+                    # the metadata consumers are not running yet: the event is in the log and is decided
+                    # when they start, so the gateway need not wait for them
+                    log.warning("default experiment: %s", exc.message)
+                elif exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another replica created it first
+                    raise
 
-    def _emit_experiment(self, state: dict[str, Any]) -> None:
-        self.writer.metadata(state["experiment_id"], "ExperimentState", state)
+    def _decide_experiment(self, op: str, state: dict[str, Any]) -> None:
+        """Emit an experiment change and wait for the metadata sink's decision (raises the refusal).
 
-    def _emit_run(self, info: dict[str, Any]) -> None:
-        state = {k: info.get(k) for k in (
+        The event carries the whole row as this gateway saw it, but the sink applies only what ``op``
+        changes (a create: the row; a rename: the name; a delete/restore: the stage) to the row it holds.
+        """
+        row = {k: state[k] for k in ("experiment_id", "name", "artifact_location", "lifecycle_stage",
+                                     "creation_time", "last_update_time")}  # fmt: skip
+        self.writer.decide(EXPERIMENTS_KEY, "ExperimentState", {**row, "op": op})
+
+    def _emit_run(self, info: dict[str, Any], changed: tuple[str, ...] | None = None) -> None:
+        """A run's row; with ``changed`` the sink sets only those columns of the row it holds (so two
+        replicas updating different fields of one run both keep theirs; RunState is never refused)."""
+        state: dict[str, Any] = {k: info.get(k) for k in (
             "run_id", "experiment_id", "run_name", "user_id", "status", "start_time", "end_time",
             "artifact_uri", "lifecycle_stage", "deleted_time")}  # fmt: skip
+        state["changed"] = None if changed is None else list(changed)
         self.writer.metadata(info["run_id"], "RunState", state)
 
     def _emit_run_data(self, run_id: str, params: list[dict[str, str]], tags: list[dict[str, Any]]) -> None:
@@ -224,15 +249,14 @@ class Tracking:
     def create_experiment(self, p: dict[str, Any]) -> dict[str, Any]:
         name = v.experiment_name(p.get("name"))
         tags = [_tag(t, v.MAX_EXPERIMENT_TAG_VAL_LENGTH) for t in p.get("tags") or []]
-        self._sync_metadata()
-        if self.reader.experiment_by_name(name) is not None:
-            raise MlflowError(f"Experiment(name={name}) already exists.", "RESOURCE_ALREADY_EXISTS")
         experiment_id = str(random.randint(1, 2**53))
         t = now_ms()
-        self._emit_experiment(
+        # name uniqueness is decided by the metadata sink in log order, not checked here
+        self._decide_experiment(
+            "create",
             {"experiment_id": experiment_id, "name": name,
              "artifact_location": p.get("artifact_location") or f"mlflow-artifacts:/{experiment_id}",
-             "lifecycle_stage": ACTIVE, "creation_time": t, "last_update_time": t}
+             "lifecycle_stage": ACTIVE, "creation_time": t, "last_update_time": t},
         )  # fmt: skip
         if tags:
             self.writer.metadata(experiment_id, "ExperimentTags", {"experiment_id": experiment_id, "tags": tags})
@@ -287,12 +311,11 @@ class Tracking:
 
     def _set_experiment_stage(self, experiment_id: str, old: str, new: str) -> None:
         exp = self._experiment(experiment_id)
-        if exp["lifecycle_stage"] != old:
+        if exp["lifecycle_stage"] != old:  # answered early; the sink decides again in log order
             raise not_found(f"No Experiment with id={experiment_id} exists")
-        exp.pop("tags")
         exp["lifecycle_stage"] = new
         exp["last_update_time"] = now_ms()
-        self._emit_experiment(exp)
+        self._decide_experiment("delete" if new == DELETED else "restore", exp)
         for info in self.reader.run_ids([experiment_id], (ACTIVE, DELETED)):
             if info["lifecycle_stage"] != new:
                 self._set_run_stage(info, new)
@@ -302,7 +325,7 @@ class Tracking:
         info["lifecycle_stage"] = stage
         info["deleted_time"] = now_ms() if stage == DELETED else None
         self._active_runs.forget(info["run_id"])
-        self._emit_run(info)
+        self._emit_run(info, ("lifecycle_stage", "deleted_time"))
 
     def delete_experiment(self, p: dict[str, Any]) -> dict[str, Any]:
         self._set_experiment_stage(str(v.required(p, "experiment_id")), ACTIVE, DELETED)
@@ -320,14 +343,9 @@ class Tracking:
             raise MlflowError("Cannot rename a non-active experiment.", "INVALID_STATE")
         if new_name == exp["name"]:
             return {}
-        self._sync_metadata()
-        if self.reader.experiment_by_name(new_name) is not None:
-            # MLflow's SQL store answers a rename onto a taken name with its unique-constraint failure
-            raise MlflowError(f"Experiment(name={new_name}) already exists.", "BAD_REQUEST")
-        exp.pop("tags")
         exp["name"] = new_name
         exp["last_update_time"] = now_ms()
-        self._emit_experiment(exp)
+        self._decide_experiment("rename", exp)  # a taken name is refused by the sink, in log order
         return {}
 
     def set_experiment_tag(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -402,7 +420,10 @@ class Tracking:
         renamed = p.get("run_name")
         if renamed:
             info["run_name"] = renamed
-        self._emit_run(info)
+        changed = tuple(f for f, given in (("status", p.get("status") is not None),
+                                           ("end_time", p.get("end_time") is not None),
+                                           ("run_name", bool(renamed))) if given)  # fmt: skip
+        self._emit_run(info, changed)
         if renamed:
             self._emit_run_data(run_id, [], [{"key": RUN_NAME_TAG, "value": renamed, "deleted": False}])
         info.pop("deleted_time", None)
@@ -494,7 +515,7 @@ class Tracking:
         if tag["key"] == RUN_NAME_TAG:
             info = self._run_info(run_id)
             info["run_name"] = tag["value"]
-            self._emit_run(info)
+            self._emit_run(info, ("run_name",))
         return {}
 
     def delete_tag(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -508,44 +529,47 @@ class Tracking:
         return {}
 
     async def _log(self, run_id: str, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
+        """A log-batch is all or nothing: every part is validated before anything is produced; params
+        and tags go first, as one event the metadata sink decides (params are immutable), and the
+        metrics only once it was accepted. A batch without params needs no decision."""
         if not self._active_runs.fresh(run_id):
             await run_in_threadpool(self._check_active, run_id)
-        if metrics:
-            await self.writer.metrics_async({"run_id": run_id, **metric_columns(metrics)})
-        if params or tags:
-            await run_in_threadpool(self._log_key_values, run_id, params, tags)
-
-    def _log_key_values(self, run_id: str, params: list[Any], tags: list[Any]) -> None:
+        columns = metric_columns(metrics) if metrics else None
         param_rows = [
             {"key": v.key_name("parameter", kv.key), "value": v.param_value(str(kv.key), kv.value)} for kv in params
         ]
         tag_rows = [_tag({"key": kv.key, "value": kv.value}, v.MAX_TAG_VAL_LENGTH) for kv in tags]
-        self._log_params_tags(run_id, param_rows, tag_rows, checked=True)
+        if param_rows or tag_rows:
+            await run_in_threadpool(self._log_params_tags, run_id, param_rows, tag_rows, True)
+        if columns is not None:
+            await self.writer.metrics_async({"run_id": run_id, **columns})
 
     def _log_params_tags(
         self, run_id: str, params: list[dict[str, str]], tags: list[dict[str, Any]], checked: bool = False
     ) -> None:
+        """Params and tags as one RunData event. With params it is decided by the metadata sink, which
+        refuses the whole event (its tags too) if a param already holds another value."""
         if not params and not tags:
             return
         if not checked:
             self._check_active(run_id)
-        if params:
-            self._sync_metadata(run_id)  # see every param logged before, whichever replica took it
-            existing = self.reader.params(run_id)
-            fresh: dict[str, str] = {}
-            for param in params:
-                old = existing.get(param["key"], fresh.get(param["key"]))
-                if old is not None and old != param["value"]:
-                    raise invalid(
-                        f"Changing param values is not allowed. Param with key='{param['key']}' was already "
-                        f"logged with value='{old}' for run ID='{run_id}'. Attempted logging new value "
-                        f"'{param['value']}'."
-                    )
-                if old is None:
-                    fresh[param["key"]] = param["value"]
-            params = [{"key": k, "value": val} for k, val in fresh.items()]
+        fresh: dict[str, str] = {}
+        for param in params:  # the same key twice in one request: MLflow's answer for a changed value
+            old = fresh.get(param["key"])
+            if old is not None and old != param["value"]:
+                raise invalid(
+                    f"Changing param values is not allowed. Param with key='{param['key']}' was already "
+                    f"logged with value='{old}' for run ID='{run_id}'. Attempted logging new value "
+                    f"'{param['value']}'."
+                )
+            fresh[param["key"]] = param["value"]
         last_tags = {t["key"]: t for t in tags}  # a key given twice: the last value wins
-        self._emit_run_data(run_id, params, list(last_tags.values()))
+        body = {"run_id": run_id, "params": [{"key": k, "value": val} for k, val in fresh.items()],
+                "tags": list(last_tags.values())}  # fmt: skip
+        if fresh:
+            self.writer.decide(run_id, "RunData", body)
+        else:
+            self.writer.metadata(run_id, "RunData", body)
 
     def metric_history(self, p: dict[str, Any]) -> dict[str, Any]:
         run_id = _run_id(p)
@@ -598,12 +622,9 @@ class Tracking:
         datasets = [_dataset_input(d) for d in v.array_field(p, "datasets")]
         model_ids = [str(v.required(m if isinstance(m, dict) else {}, "model_id")) for m in v.array_field(p, "models")]
         info = self._active_run(run_id)
-        logged = self.reader.run_inputs([run_id], models=False)[run_id].get("dataset_inputs", [])
-        existing = {(d["dataset"]["name"], d["dataset"]["digest"]) for d in logged}
         fresh: dict[tuple[str, str], dict[str, Any]] = {}
-        for d in datasets:  # MLflow keeps the first input of a (name, digest) and ignores repeats
-            if (d["name"], d["digest"]) not in existing:
-                fresh.setdefault((d["name"], d["digest"]), d)
+        for d in datasets:  # MLflow keeps the first input of a (name, digest) and ignores repeats; the
+            fresh.setdefault((d["name"], d["digest"]), d)  # sink drops repeats of earlier events, in log order
         if fresh or model_ids:
             self.writer.metadata(
                 run_id,

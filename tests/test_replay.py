@@ -162,6 +162,7 @@ def test_progress_counts_from_the_earliest_offsets() -> None:
 def test_table_names_cover_the_schema() -> None:
     assert set(table_names()) == {
         "metrics",
+        "decisions",
         "latest_metrics",
         "experiments",
         "experiment_tags",

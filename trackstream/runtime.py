@@ -13,7 +13,7 @@ from consumers.metadata import MetadataSink
 from consumers.metrics import MetricsSink
 from consumers.pipeline import FlushPolicy, Pipeline
 from consumers.sink import Sink
-from ingest.consistency import Barrier
+from ingest.consistency import Barrier, Outcomes
 from ingest.errors import unavailable
 from ingest.runstates import RunStates
 from ingest.tracking import Tracking
@@ -89,12 +89,21 @@ class Runtime:
                 raise TimeoutError(f"a consumer did not get partitions within {timeout}s")
 
     def tracking(self) -> Tracking:
-        after = self._wait_applied if isinstance(self.events, MemoryLog) else None
+        embedded = isinstance(self.events, MemoryLog)
+        barrier = Barrier(self.events, self.groups(), self.settings.read_barrier_timeout)
+        reader = TrackingReader(self.tables)
         states = self.run_states = RunStates(self.events.tail(self.settings.topics.metadata))
         states.start()
-        writer = EventWriter(self.events, self.settings.topics, after, on_metadata=states.observe)
-        barrier = Barrier(self.events, self.groups(), self.settings.read_barrier_timeout)
-        return Tracking(writer, TrackingReader(self.tables), barrier, self.settings.topics, states)
+        # a decided event's outcome: embedded mode's after-produce hook already waited for the sink
+        outcomes = Outcomes(reader.decision, None if embedded else barrier.wait_applied)
+        writer = EventWriter(
+            self.events,
+            self.settings.topics,
+            self._wait_applied if embedded else None,
+            outcomes,
+            on_metadata=states.observe,
+        )
+        return Tracking(writer, reader, barrier, self.settings.topics, states)
 
     def _wait_applied(self, partition: Partition, offset: int) -> None:
         assert isinstance(self.events, MemoryLog)

@@ -174,3 +174,19 @@ CREATE TABLE IF NOT EXISTS run_model_outputs (
     _version UInt64
 ) ENGINE = ReplacingMergeTree(_version)
 ORDER BY (run_id, model_id, step);
+
+-- What the metadata sink decided for each event that carries a rule (experiment names, param
+-- immutability, experiment lifecycle; docs/DESIGN.md "Decided events"), by the event's log position.
+-- The gateway that produced the event waits until the sink committed past it and reads its row here.
+-- Written before the state rows of the same batch; a replayed batch reads these back instead of
+-- deciding again. result: a small payload of an accepted decision (e.g. an allocated version number).
+CREATE TABLE IF NOT EXISTS decisions (
+    topic String,
+    log_partition UInt32,
+    log_offset UInt64,
+    ok UInt8,
+    error_code String,
+    message String,
+    result String
+) ENGINE = ReplacingMergeTree()
+ORDER BY (topic, log_partition, log_offset);

@@ -77,6 +77,7 @@ TABLES_SINCE = {
         "logged_models", "logged_model_params", "logged_model_tags",
         "run_dataset_inputs", "run_model_inputs", "run_model_outputs",
     ),
+    (codec.METADATA, 3): ("decisions",),
 }  # fmt: skip
 
 
@@ -103,5 +104,30 @@ def test_every_example_goes_through_its_sink(version: codec.SchemaVersion, tmp_p
         if version.family == codec.METRICS:
             points = sum(len(e.decoded.record["values"]) for e in events)
             assert tables.query("SELECT count() FROM metrics FINAL") == [(points,)]
+    finally:
+        tables.close()
+
+
+def test_metadata_v3_examples_are_decided_in_log_order(tmp_path: Path) -> None:
+    """The v3 examples create an experiment, rename it, create a second one with the new name (refused),
+    merge a field-level run update and change a param (refused): what the tables hold says so."""
+    version = codec.version_of(codec.METADATA, 3)
+    sink, tables = _sink(codec.METADATA, tmp_path)
+    try:
+        events = []
+        for offset, record in enumerate(examples(version)):
+            payload = codec.encode(codec.METADATA, record, 3)
+            events.append(Event(Message(Partition("m", 0), offset, b"k", payload), codec.decode(payload)))
+        sink.write(events)
+        sink.write(events)  # a replay reuses the recorded decisions
+        assert tables.query("SELECT experiment_id, name FROM experiments FINAL") == [("1", "renamed experiment")]
+        refused = tables.query("SELECT log_offset, error_code FROM decisions FINAL WHERE ok = 0 ORDER BY log_offset")
+        assert [code for _, code in refused] == ["RESOURCE_ALREADY_EXISTS", "INVALID_PARAMETER_VALUE"]
+        assert tables.query("SELECT value FROM params FINAL WHERE key = 'lr'") == [("0.1",)]
+        assert tables.query("SELECT count() FROM run_tags FINAL WHERE key = 'refused'") == [(0,)]
+        # the field-level update set status and end_time, and kept the stage it did not name
+        assert tables.query("SELECT status, end_time, lifecycle_stage FROM runs FINAL") == [
+            ("FINISHED", 1700000009000, "active")
+        ]
     finally:
         tables.close()

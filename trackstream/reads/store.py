@@ -11,6 +11,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from schemas.decisions import Decision
+from trackstream.log import Partition
 from trackstream.tables import TableStore
 
 EXPERIMENT_COLUMNS = "experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time"
@@ -254,6 +256,19 @@ class TrackingReader:
 
     def params(self, run_id: str) -> dict[str, str]:
         return dict(self._t.query("SELECT key, value FROM params FINAL WHERE run_id = %(id)s", {"id": run_id}))
+
+    # -- decisions --
+    def decision(self, partition: Partition, offset: int) -> Decision | None:
+        """What the metadata sink decided for the event at ``offset`` (None: not decided, or not yet applied)."""
+        rows = self._t.query(
+            "SELECT ok, error_code, message, result FROM decisions "
+            "WHERE topic = %(topic)s AND log_partition = %(part)s AND log_offset = %(offset)s LIMIT 1",
+            {"topic": partition.topic, "part": partition.index, "offset": offset},
+        )
+        if not rows:
+            return None
+        ok, code, message, result = rows[0]
+        return Decision(bool(ok), code, message, result)
 
     # -- metrics --
     def metric_history(self, run_id: str, key: str, offset: int, limit: int) -> list[dict[str, Any]]:

@@ -1,0 +1,134 @@
+"""The metadata sink decides in offset order, and a repeated batch (retry after an outage, replay
+after a crash between write and commit) reuses the decisions it recorded instead of deciding again
+from tables that may already hold the batch's later events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers.metadata import MetadataSink
+from consumers.sink import Event
+from schemas import codec
+from trackstream.errors import StoreUnavailable
+from trackstream.log import Message, Partition
+from trackstream.tables import TableStore
+from trackstream.tables.base import Row
+from trackstream.tables.chdb import ChdbStore
+
+EXP = {"artifact_location": "a", "lifecycle_stage": "active", "creation_time": 1, "last_update_time": 1}
+
+
+class StateInsertFailsOnce(TableStore):
+    """chDB whose first insert into a state table (not ``decisions``) fails as an outage would."""
+
+    def __init__(self, inner: ChdbStore) -> None:
+        self.inner = inner
+        self.failed = False
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self.inner.command(sql, params)
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        return self.inner.query(sql, params)
+
+    def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
+        if table != "decisions" and not self.failed:
+            self.failed = True
+            raise StoreUnavailable("injected: the store went away after the decisions were written")
+        self.inner.insert(table, columns)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture
+def tables(tmp_path: Path) -> Iterator[ChdbStore]:
+    store = ChdbStore(tmp_path / "chdb")
+    store.migrate()
+    yield store
+    store.close()
+
+
+def events(*bodies: tuple[str, dict[str, Any]], first: int = 0) -> list[Event]:
+    out = []
+    for offset, (kind, body) in enumerate(bodies, start=first):
+        payload = codec.encode(codec.METADATA, {"event": (f"trackstream.{kind}", body)})
+        out.append(Event(Message(Partition("meta", 0), offset, b"k", payload), codec.decode(payload)))
+    return out
+
+
+def test_a_replayed_batch_keeps_its_decisions(tables: ChdbStore) -> None:
+    batch = events(
+        ("ExperimentState", {"experiment_id": "1", "name": "X", **EXP, "op": "create"}),
+        ("ExperimentState", {"experiment_id": "1", "name": "Y", **EXP, "op": "rename"}),
+        ("ExperimentState", {"experiment_id": "2", "name": "X", **EXP, "op": "create"}),
+    )
+    sink = MetadataSink(tables)
+    sink.write(batch)
+    # Deciding again from these tables would refuse offset 0 (experiment 1 exists, named Y now).
+    sink.write(batch)
+    assert tables.query("SELECT log_offset, ok FROM decisions ORDER BY log_offset") == [
+        (0, 1), (0, 1), (1, 1), (1, 1), (2, 1), (2, 1)
+    ]  # fmt: skip
+    assert tables.query("SELECT experiment_id, name FROM experiments FINAL ORDER BY experiment_id") == [
+        ("1", "Y"), ("2", "X")
+    ]  # fmt: skip
+
+
+def test_an_outage_between_decisions_and_state_rows(tables: ChdbStore) -> None:
+    flaky = StateInsertFailsOnce(tables)
+    batch = events(
+        ("RunData", {"run_id": "r", "params": [{"key": "p", "value": "A"}], "tags": []}),
+        ("RunData", {"run_id": "r", "params": [{"key": "p", "value": "B"}], "tags": [{"key": "t", "value": "v",
+                                                                                      "deleted": False}]}),
+        ("RunData", {"run_id": "r", "params": [{"key": "p", "value": "A"}, {"key": "q", "value": "1"}], "tags": []}),
+    )  # fmt: skip
+    sink = MetadataSink(flaky)
+    with pytest.raises(StoreUnavailable):
+        sink.write(batch)
+    assert tables.query("SELECT count() FROM params") == [(0,)]  # decisions first, state rows not yet
+    sink.write(batch)  # the pipeline's retry
+    assert tables.query("SELECT DISTINCT log_offset, ok, error_code FROM decisions ORDER BY log_offset") == [
+        (0, 1, ""), (1, 0, "INVALID_PARAMETER_VALUE"), (2, 1, "")
+    ]  # fmt: skip
+    assert tables.query("SELECT key, value FROM params FINAL ORDER BY key") == [("p", "A"), ("q", "1")]
+    assert tables.query("SELECT count() FROM run_tags") == [(0,)]  # the refused event's tag
+
+
+def test_run_changes_merge_field_by_field_in_offset_order(tables: ChdbStore) -> None:
+    run = {"run_id": "r", "experiment_id": "1", "run_name": "n", "user_id": "u", "status": "RUNNING",
+           "start_time": 1, "end_time": None, "artifact_uri": "a", "lifecycle_stage": "active",
+           "deleted_time": None}  # fmt: skip
+    sink = MetadataSink(tables)
+    sink.write(events(("RunState", {**run, "changed": None})))
+    # two replicas read the same row; one finishes the run, the other deletes it
+    sink.write(
+        events(
+            ("RunState", {**run, "status": "FINISHED", "end_time": 9, "changed": ["status", "end_time"]}),
+            ("RunState", {**run, "lifecycle_stage": "deleted", "deleted_time": 7,
+                          "changed": ["lifecycle_stage", "deleted_time"]}),
+            first=1,
+        )
+    )  # fmt: skip
+    assert tables.query("SELECT status, end_time, lifecycle_stage, deleted_time FROM runs FINAL") == [
+        ("FINISHED", 9, "deleted", 7)
+    ]
+
+
+def test_a_runs_first_dataset_input_of_a_name_and_digest_is_kept(tables: ChdbStore) -> None:
+    """MLflow keeps the first input of a (name, digest) in a run and ignores repeats: first by offset,
+    whichever gateway produced it, in one batch or across batches."""
+
+    def inputs(source: str) -> tuple[str, dict[str, Any]]:
+        dataset = {"name": "d", "digest": "1", "source_type": "local", "source": source, "schema": None,
+                   "profile": None, "tags": []}  # fmt: skip
+        return "RunInputs", {"run_id": "r", "experiment_id": "1", "datasets": [dataset], "model_ids": []}
+
+    sink = MetadataSink(tables)
+    sink.write(events(inputs("first"), inputs("second")))
+    sink.write(events(inputs("third"), first=2))
+    assert tables.query("SELECT source FROM run_dataset_inputs FINAL") == [("first",)]
