@@ -98,7 +98,7 @@ def consume(settings: Settings, sink: str) -> None:
         pipe.run()
     except WorkerFailed as exc:
         # Loudly: a supervisor restarts the process; the group rebalances the partitions meanwhile.
-        sys.exit(f"trackstream consume {sink}: stopped: {exc}")
+        sys.exit(f"trackstream consume: {exc}")
     finally:
         runtime.events.close()
         runtime.tables.close()

@@ -58,7 +58,7 @@ _CODE = re.compile(r"Code:\s*(\d+)")
 
 
 def classify_code(code: int | None, message: str, where: str) -> StoreError:
-    text = f"{where} (code {code}): {message[:500]}"
+    text = f"{where} (code {code}): {message.split('Stack trace:')[0].strip()[:500]}"
     if code in RETRIABLE_CODES:
         return StoreUnavailable(text)
     if code in REJECTED_CODES:
