@@ -25,6 +25,7 @@ from starlette.responses import Response, StreamingResponse
 from ingest import validation as v
 from ingest.errors import MlflowError, invalid, not_found
 from ingest.tracking import Tracking, now_ms
+from trackstream.errors import StoreRejected
 from trackstream.objects import MAX_PARTS, InvalidParts, ObjectNotFound, ObjectStore, UploadNotFound
 
 PROXY_SCHEME = "mlflow-artifacts"
@@ -127,7 +128,10 @@ class Artifacts:
             if size <= self.inline_max:
                 record["content"] = spool.read()
             else:
-                await run_in_threadpool(self.objects.put_stream, key, spool, size)  # type: ignore[arg-type]
+                try:
+                    await run_in_threadpool(self.objects.put_stream, key, spool, size)  # type: ignore[arg-type]
+                except StoreRejected as exc:  # the key passed storable_key, but this store still refused it
+                    raise invalid(f"The object store refused the artifact: {exc}") from exc
                 record["stored"] = True
         await run_in_threadpool(self._index, record)
         return {}

@@ -32,7 +32,9 @@ def _s3_error(code: str, status: int) -> S3Error:
         (ServerException("Timeout exceeded", 159), StoreUnavailable),
         (ServerException("Cannot convert", 53), StoreRejected),
         (ServerException("Cannot parse input", 27), StoreRejected),
-        (ServerException("No such column", 16), StoreFailed),
+        (ServerException("No such column", 16), StoreRejected),
+        (ServerException("Unknown identifier", 47), StoreRejected),
+        (ServerException("Not enough privileges", 497), StoreFailed),
         (ServerException("Syntax error", 62), StoreFailed),
         (TypeMismatchError("Int64 column got a str"), StoreRejected),
         (RuntimeError("a bug"), StoreFailed),
@@ -47,7 +49,8 @@ def test_clickhouse_driver_errors(error: Exception, expected: type[StoreError]) 
     [
         ("Code: 241. DB::Exception: Memory limit (total) exceeded. (MEMORY_LIMIT_EXCEEDED)", StoreUnavailable),
         ("Code: 6. DB::Exception: Cannot parse string 'x' as Int8. (CANNOT_PARSE_TEXT)", StoreRejected),
-        ("Code: 16. DB::Exception: No such column b in table default.t. (NO_SUCH_COLUMN_IN_TABLE)", StoreFailed),
+        ("Code: 16. DB::Exception: No such column b in table default.t. (NO_SUCH_COLUMN_IN_TABLE)", StoreRejected),
+        ("Code: 62. DB::Exception: Syntax error: failed at position 1. (SYNTAX_ERROR)", StoreFailed),
         ("something without a code", StoreFailed),
     ],
 )
@@ -64,8 +67,10 @@ def test_chdb_store_classifies_its_own_errors(tmp_path: object) -> None:
     store.command("CREATE TABLE t (a Int64) ENGINE = Memory")
     with pytest.raises(StoreRejected, match="code 27"):
         store.insert("t", {"a": ["not a number"]})
-    with pytest.raises(StoreFailed, match="code 16"):
+    with pytest.raises(StoreRejected, match="code 16"):
         store.insert("t", {"b": [1]})
+    with pytest.raises(StoreFailed, match="code 62"):
+        store.query("SELEKT 1")
     store.close()
 
 

@@ -154,7 +154,8 @@ class _MemoryConsumer(LogConsumer):
         return {Partition(self._topic, i) for i in range(self._log.partitions(self._topic))}
 
     def pause(self, partitions: Sequence[Partition]) -> None:
-        self._paused.update(p.index for p in partitions if p.topic == self._topic)
+        with self._log._cond:
+            self._paused.update(p.index for p in partitions if p.topic == self._topic)
 
     def resume(self, partitions: Sequence[Partition]) -> None:
         with self._log._cond:

@@ -1,9 +1,10 @@
 """ClickHouse error codes, classified once for both table stores (server and chDB share the codes).
 
 Retriable: the server is busy, short of memory or parts, or a connection dropped — the same insert
-passes later. Rejected: the data cannot be converted to the column's type — it never will. Every
-other code (a missing column, a syntax error in trackstream's own SQL, ...) is unclassified and stops
-the worker: retrying would stall the partition, dead-lettering would drop acknowledged data.
+passes later. Rejected: type and schema errors — the data cannot be converted to the column's type, or
+names a column the table does not have — it never will be stored as it is. Every other code (a syntax
+error in trackstream's own SQL, a permission, ...) is unclassified and stops the worker: retrying
+would stall the partition, dead-lettering would drop acknowledged data.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ REJECTED_CODES = frozenset(
         321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
         349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
         36,  # BAD_ARGUMENTS
+        # schema: the statement names columns the table does not have, or the wrong number of them
+        7,  # INCORRECT_NUMBER_OF_COLUMNS
+        8,  # THERE_IS_NO_COLUMN
+        9,  # SIZES_OF_COLUMNS_DOESNT_MATCH
+        10,  # NOT_FOUND_COLUMN_IN_BLOCK
+        16,  # NO_SUCH_COLUMN_IN_TABLE
+        20,  # NUMBER_OF_COLUMNS_DOESNT_MATCH
+        47,  # UNKNOWN_IDENTIFIER
     }
 )
 
