@@ -232,11 +232,18 @@ class MetricWrites:
     """``log-batch`` requests through a gateway, ``points`` distinct points each, over ``runs`` new runs;
     remembers which points were acknowledged (200) and which were not. Usable as a :class:`Load` request."""
 
-    def __init__(self, url: str, runs: int = 4, points: int = 50) -> None:
+    def __init__(self, url: str, runs: int = 4, points: int = 50, spread: tuple[EventLog, str] | None = None) -> None:
+        """``spread=(log, topic)``: create runs until every partition of ``topic`` has one, so every
+        member of the group has work."""
         self._url = url
         self._points = points
         self._client = httpx.Client(timeout=30)
         self.runs = [self._create_run() for _ in range(runs)]
+        if spread is not None:
+            events, topic = spread
+            while len({events.partition_for(topic, r.encode()) for r in self.runs}) < events.partitions(topic):
+                assert len(self.runs) < 64, "runs do not spread over the partitions"
+                self.runs.append(self._create_run())
         self.acked: set[tuple[str, int]] = set()  # (run_id, step)
         self.unacked: set[tuple[str, int]] = set()
 

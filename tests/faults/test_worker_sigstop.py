@@ -37,7 +37,7 @@ def test_worker_frozen_past_its_session_timeout_rejoins_and_catches_up(
     worker_factory(settings, "metadata")
     frozen = worker_factory(settings, "metrics")
     other = worker_factory(settings, "metrics")
-    writes = MetricWrites(gw.url)
+    writes = MetricWrites(gw.url, spread=(events, topic))
     try:
         with Load(writes, pause=0.02) as load:
             _wait_members(bootstrap, group, 2, timeout=60)

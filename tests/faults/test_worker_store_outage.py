@@ -37,7 +37,7 @@ def test_store_outage_longer_than_max_poll_interval_keeps_the_worker_in_its_grou
     assert settings.kafka_bootstrap is not None
     worker_factory(settings, "metadata")
     worker = worker_factory(settings, "metrics")
-    writes = MetricWrites(gw.url)
+    writes = MetricWrites(gw.url, spread=(events, topic))
     try:
         with Load(writes, pause=0.02) as load:
             deadline = time.monotonic() + 60
