@@ -171,3 +171,30 @@ def test_an_unclassified_sink_error_makes_the_gateway_unhealthy_and_answers_503_
     run_id = exp.json()["run"]["info"]["run_id"]
     metric = {"run_id": run_id, "key": "loss", "value": 1.0, "timestamp": 1, "step": 0}
     assert httpx.post(f"{gw.url}/api/2.0/mlflow/runs/log-metric", json=metric, timeout=30).status_code == 200
+
+
+def test_a_retriable_sink_error_answers_503_with_the_reason_and_applies_the_write_later(
+    embedded_settings: SettingsFactory,
+    gateway_factory: Callable[[Settings], Gateway],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full disk pauses the embedded artifact worker (it does not stop): the write answers 503 naming
+    the cause, /health stays 200, and once space is back the held write is stored."""
+    gw = gateway_factory(embedded_settings(read_barrier_timeout=1.0))
+    real_put = gw.runtime.objects.put
+
+    def full_disk(key: str, data: bytes) -> None:
+        raise classify_os_error(OSError(errno.ENOSPC, "No space left on device"), f"local object store, {key!r}")
+
+    monkeypatch.setattr(gw.runtime.objects, "put", full_disk)
+    url = f"{gw.url}{ARTIFACTS}/0/run/artifacts/held.txt"
+    put = httpx.put(url, content=b"held", timeout=30)
+    assert put.status_code == 503
+    assert "artifacts store unavailable" in put.json()["message"] and "ENOSPC" in put.json()["message"]
+    assert httpx.get(f"{gw.url}/health").status_code == 200
+    monkeypatch.setattr(gw.runtime.objects, "put", real_put)
+    deadline = time.monotonic() + 20
+    while (got := httpx.get(url, timeout=30)).status_code != 200:
+        assert time.monotonic() < deadline, got.text
+        time.sleep(0.2)
+    assert got.content == b"held"

@@ -95,6 +95,9 @@ class Runtime:
                 return f"the {pipe.name} sink worker exited"
         return None
 
+    def _of(self, topic: str) -> list[Pipeline]:
+        return [p for p in self.pipelines if self.topic(p.name) == topic]
+
     def health(self) -> list[str]:
         """Problems that make this process unhealthy (``/health`` answers 503 with them)."""
         failure = self.consumer_failure()
@@ -128,7 +131,12 @@ class Runtime:
             if slice_ > 0 and self.events.wait_committed(group, partition, offset, slice_):
                 return
             if time.monotonic() >= deadline:
-                raise unavailable("The embedded consumers did not apply the write in time; it may be applied later.")
+                why = next(
+                    (f": {p.name} store unavailable ({p.outage})" for p in self._of(partition.topic) if p.outage), ""
+                )
+                raise unavailable(
+                    f"The embedded consumers did not apply the write in time{why}; it may be applied later."
+                )
 
     def close(self) -> None:
         self._closing = True
