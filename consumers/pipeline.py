@@ -4,11 +4,16 @@ Flush policy: a batch is written when it holds ``max_rows`` rows, when its oldes
 ``max_seconds`` old, or at once when a poll drained the log (the partition is idle), so
 interactive clients see their data within milliseconds and busy ones get large inserts.
 
-Failure policy (see docs/DESIGN.md):
-- undecodable message → dead-letter topic, offset advances;
-- StoreUnavailable → the same batch is retried with capped backoff; nothing is committed meanwhile;
+Failure policy (see docs/DESIGN.md); every store error is one of three named classes:
+- undecodable message → dead-letter topic (sent with its batch, before the commit), offset advances;
+- StoreUnavailable → the batch is kept, the partitions are paused and the loop keeps polling (the
+  member stays in its group), and the same batch is retried with capped backoff; nothing is
+  committed meanwhile. A rebalance during the outage drops the revoked partitions' part of the
+  batch uncommitted: their new owner re-reads it;
 - StoreRejected → the batch is split, each event written alone, the rejected ones dead-lettered;
-- more dead letters than ``deadletter_max_ratio`` → :class:`TooManyDeadLetters`, the consumer stops.
+- StoreFailed or any other exception (nobody classified it) → the pipeline stops with
+  :class:`WorkerFailed`, recorded in :attr:`Pipeline.failure` for health checks; nothing is committed;
+- more dead letters than ``deadletter_max_ratio`` → :class:`TooManyDeadLetters`, the same stop.
 """
 
 from __future__ import annotations
@@ -19,15 +24,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from consumers.deadletter import DeadLetters, TooManyDeadLetters
+from consumers.deadletter import DeadLetter, DeadLetters, TooManyDeadLetters
 from consumers.sink import Event, Sink
 from schemas import codec
-from trackstream.errors import StoreRejected, StoreUnavailable
+from trackstream.errors import StoreRejected, StoreUnavailable, WorkerFailed
 from trackstream.log import LogConsumer, LogUnavailable, Message, Partition
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FlushPolicy", "Pipeline", "TooManyDeadLetters"]
+__all__ = ["FlushPolicy", "Pipeline", "TooManyDeadLetters", "WorkerFailed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,7 @@ class FlushPolicy:
 class _Batch:
     events: list[Event] = field(default_factory=list)
     offsets: dict[Partition, int] = field(default_factory=dict)  # next offset to commit
+    dead: list[DeadLetter] = field(default_factory=list)  # undecodable messages, sent before the commit
     rows: int = 0
     started: float = 0.0
 
@@ -49,6 +55,12 @@ class _Batch:
         if not self.offsets and not self.events:
             self.started = time.monotonic()
         self.offsets[message.partition] = message.offset + 1
+
+    def drop(self, partitions: set[Partition]) -> None:
+        """Forget what came from ``partitions`` (revoked): it is neither written nor committed here."""
+        self.events = [e for e in self.events if e.message.partition not in partitions]
+        self.dead = [d for d in self.dead if d.message.partition not in partitions]
+        self.offsets = {p: o for p, o in self.offsets.items() if p not in partitions}
 
 
 class Pipeline:
@@ -70,16 +82,24 @@ class Pipeline:
         self.ready = threading.Event()  # set once the source holds partitions
         self._uncommitted: dict[Partition, int] = {}  # written, commit not yet accepted
         self.written_events = 0
+        self.outage: StoreUnavailable | None = None  # set while a store is down and the partitions paused
+        self._retry_at = 0.0
+        self._delay = 0.0
+        self.failure: WorkerFailed | None = None  # why the pipeline stopped on its own
+
+    @property
+    def name(self) -> str:
+        return self._sink.name
 
     # -- the steps --
     def _decode(self, message: Message) -> Event | None:
         try:
             decoded = codec.decode(message.value)
         except codec.InvalidMessage as exc:
-            self._dead.send(message, str(exc))
+            self._batch.dead.append(DeadLetter(message, str(exc)))
             return None
         if decoded.family != self._sink.family:
-            self._dead.send(message, f"{decoded.family} event on the {self._sink.name} topic")
+            self._batch.dead.append(DeadLetter(message, f"{decoded.family} event on the {self._sink.name} topic"))
             return None
         return Event(message, decoded)
 
@@ -90,9 +110,9 @@ class Pipeline:
             if event is not None:
                 self._batch.events.append(event)
                 self._batch.rows += self._sink.rows(event)
-                if self._batch.rows >= self._policy.max_rows:
+                if self._batch.rows >= self._policy.max_rows and self.outage is None:
                     self.flush()
-        self._dead.record(len(messages))
+        self._dead.record(len(messages), pending=len(self._batch.dead))
 
     def _due(self, drained: bool) -> bool:
         b = self._batch
@@ -101,16 +121,29 @@ class Pipeline:
         age = time.monotonic() - b.started
         return (drained and age >= self._policy.min_seconds) or age >= self._policy.max_seconds
 
-    def flush(self) -> None:
-        """Write the pending batch (retrying outages) and then commit its offsets."""
+    def flush(self) -> bool:
+        """Write the pending batch and send its dead letters, then commit its offsets.
+
+        Returns False when a store (or the dead-letter topic) is unavailable: the batch is kept, the
+        partitions are paused, and the loop retries it. Unclassified errors propagate.
+        """
         batch = self._batch
         if not batch.offsets:
-            return
-        if batch.events:
-            self._write(batch.events)
+            self._recovered()
+            return True
+        rejected: list[DeadLetter] = []
+        try:
+            if batch.events:
+                self._write(batch.events, rejected)
+            self._dead.send_all(batch.dead + rejected)
+        except StoreUnavailable as exc:
+            self._unavailable(exc)
+            return False
         self._commit(batch.offsets)
         self.written_events += len(batch.events)
         self._batch = _Batch()
+        self._recovered()
+        return True
 
     def _commit(self, offsets: dict[Partition, int]) -> None:
         """Commit, or keep the offsets and retry on the next loop: the rows are written (and idempotent),
@@ -123,30 +156,50 @@ class Pipeline:
             return
         self._uncommitted = {}
 
-    def _write(self, events: Sequence[Event]) -> None:
-        delay = 0.05
-        while True:
-            try:
-                self._sink.write(events)
+    def _write(self, events: Sequence[Event], rejected: list[DeadLetter]) -> None:
+        """Write ``events``; the ones the store rejects for good are appended to ``rejected``.
+        StoreUnavailable and unclassified errors propagate (the whole batch is retried or the worker stops)."""
+        try:
+            self._sink.write(events)
+        except StoreRejected as exc:
+            if len(events) == 1:
+                rejected.append(DeadLetter(events[0].message, f"rejected by the {self._sink.name} sink: {exc}"))
                 return
-            except StoreUnavailable as exc:
-                if self._stop.is_set():
-                    raise
-                log.warning("%s sink unavailable, retrying in %.2fs: %s", self._sink.name, delay, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, self._backoff_cap)
-            except StoreRejected as exc:
-                if len(events) == 1:
-                    self._dead.send(events[0].message, f"rejected by the {self._sink.name} sink: {exc}")
-                    return
-                for event in events:  # isolate the rejected events; the others are written
-                    self._write([event])
-                return
+            for event in events:  # isolate the rejected events; the others are written
+                self._write([event], rejected)
+
+    # -- backpressure: pause, keep polling, retry --
+    def _unavailable(self, exc: StoreUnavailable) -> None:
+        if self.outage is None:
+            self._delay = 0.05
+            log.warning("%s: store unavailable, pausing partitions and retrying: %s", self._sink.name, exc)
+        else:
+            self._delay = min(self._delay * 2, self._backoff_cap)
+        self.outage = exc
+        self._retry_at = time.monotonic() + self._delay
+        self._source.pause(sorted(self._source.assignment(), key=lambda p: p.index))
+
+    def _recovered(self) -> None:
+        if self.outage is None:
+            return
+        log.warning("%s: store available again, resuming", self._sink.name)
+        self.outage = None
+        self._source.resume(sorted(self._source.paused(), key=lambda p: p.index))
 
     # -- the loop --
     def run_once(self, timeout: float) -> None:
         if self._uncommitted:
             self._commit({})
+        if self.outage is not None:
+            # Poll while paused: heartbeats and max.poll.interval keep the member in its group. A rebalance
+            # forgets pauses, so newly assigned partitions are paused again (what they already returned
+            # joins the batch and is retried with it).
+            self._source.pause(sorted(self._source.assignment(), key=lambda p: p.index))
+            wait = min(timeout, max(0.0, self._retry_at - time.monotonic()))
+            self._add(self._source.poll(wait, self._policy.poll_records))
+            if time.monotonic() >= self._retry_at:
+                self.flush()
+            return
         messages = self._source.poll(timeout, self._policy.poll_records)
         if not self.ready.is_set() and self._source.assigned():
             self.ready.set()
@@ -155,23 +208,36 @@ class Pipeline:
             self.flush()
 
     def _poll_timeout(self) -> float:
-        if not self._batch.offsets:
+        if not self._batch.offsets or self.outage is not None:
             return 0.1
         age = time.monotonic() - self._batch.started
         return max(0.0, min(0.1, self._policy.min_seconds - age if age < self._policy.min_seconds else 0.1))
 
     def run(self) -> None:
-        """Consume until :meth:`stop`; then flush, commit and close."""
+        """Consume until :meth:`stop`; then flush (once: a store still down leaves the batch uncommitted
+        for the next start), commit and close. An unclassified error stops it with :class:`WorkerFailed`."""
         try:
             while not self._stop.is_set():
                 self.run_once(timeout=self._poll_timeout())
             self.flush()
+        except Exception as exc:
+            self.failure = WorkerFailed(self._sink.name, exc)
+            log.critical("%s", self.failure, exc_info=exc)
+            raise self.failure from exc
         finally:
+            self._dead.close()
             self._source.close()
 
     def stop(self) -> None:
         self._stop.set()
 
     def on_revoke(self, partitions: Sequence[Partition]) -> None:
-        """Rebalance: write and commit what we hold before the partitions move to another member."""
-        self.flush()
+        """Rebalance: write and commit what we hold before the partitions move to another member. With the
+        store down, the revoked partitions' part of the batch is dropped uncommitted (the new owner
+        re-reads it); the rest stays for the retry."""
+        if self.flush():
+            return
+        gone = set(partitions)
+        self._batch.drop(gone)
+        self._batch.rows = sum(self._sink.rows(e) for e in self._batch.events)
+        self._uncommitted = {p: o for p, o in self._uncommitted.items() if p not in gone}

@@ -235,6 +235,12 @@ def artifact_routes(a: Artifacts) -> list[Route]:
 
 
 async def _health(request: Request) -> Response:
+    """200 "OK", or 503 naming each problem (embedded: a sink worker that stopped). The process that
+    builds the app sets ``app.state.health`` to a callable returning the problems."""
+    check = getattr(request.app.state, "health", None)
+    problems: list[str] = check() if check is not None else []
+    if problems:
+        return Response("UNHEALTHY: " + "; ".join(problems), status_code=503, media_type="text/plain")
     return Response("OK", media_type="text/plain")
 
 

@@ -25,10 +25,17 @@ from starlette.responses import Response, StreamingResponse
 from ingest import validation as v
 from ingest.errors import MlflowError, invalid, not_found
 from ingest.tracking import Tracking, now_ms
+from trackstream.errors import StoreRejected
 from trackstream.objects import MAX_PARTS, InvalidParts, ObjectNotFound, ObjectStore, UploadNotFound
 
 PROXY_SCHEME = "mlflow-artifacts"
 _CHUNK = 1 << 20
+# What every object store takes: S3 limits a key to 1024 bytes of UTF-8, and a client downloading
+# artifacts into a directory (and `mlflow server` with a local artifact root) needs every path
+# component to fit a file name (255 bytes on common filesystems). Checked before anything is stored,
+# so a key no store can hold is a 400 here rather than a dead letter after the 200.
+MAX_KEY_BYTES = 1024
+MAX_COMPONENT_BYTES = 255
 
 
 def safe_path(path: Any, allow_empty: bool = False) -> str:
@@ -46,6 +53,20 @@ def safe_path(path: Any, allow_empty: bool = False) -> str:
     if norm == "." and not allow_empty:
         raise invalid("Invalid path")
     return "" if norm == "." else norm
+
+
+def storable_key(key: str) -> str:
+    """``key`` if every object store can hold it; else 400 INVALID_PARAMETER_VALUE naming the limit."""
+    size = len(key.encode())
+    if size > MAX_KEY_BYTES:
+        raise invalid(f"Invalid path: the artifact key is {size} bytes long; at most {MAX_KEY_BYTES} are allowed")
+    for part in key.split("/"):
+        if len(part.encode()) > MAX_COMPONENT_BYTES:
+            raise invalid(
+                f"Invalid path: the path component {part[:40]!r}... is {len(part.encode())} bytes long; "
+                f"at most {MAX_COMPONENT_BYTES} are allowed"
+            )
+    return key
 
 
 def proxied_root(artifact_uri: str) -> str | None:
@@ -93,7 +114,7 @@ class Artifacts:
 
     # -- mlflow-artifacts --
     async def upload(self, request: Request) -> dict[str, Any]:
-        key = safe_path(request.path_params.get("path"))
+        key = storable_key(safe_path(request.path_params.get("path")))
         digest = hashlib.sha256()
         size = 0
         with tempfile.SpooledTemporaryFile(max_size=max(self.inline_max, 1)) as spool:
@@ -107,7 +128,10 @@ class Artifacts:
             if size <= self.inline_max:
                 record["content"] = spool.read()
             else:
-                await run_in_threadpool(self.objects.put_stream, key, spool, size)  # type: ignore[arg-type]
+                try:
+                    await run_in_threadpool(self.objects.put_stream, key, spool, size)  # type: ignore[arg-type]
+                except StoreRejected as exc:  # the key passed storable_key, but this store still refused it
+                    raise invalid(f"The object store refused the artifact: {exc}") from exc
                 record["stored"] = True
         await run_in_threadpool(self._index, record)
         return {}
@@ -125,7 +149,7 @@ class Artifacts:
     def _upload_key(directory: Any, p: dict[str, Any]) -> str:
         """MLflow's layout: the URL names the directory, the body's ``path`` the client's local file."""
         name = posixpath.basename(str(v.required(p, "path")).replace("\\", "/"))
-        return safe_path(posixpath.join(safe_path(directory, allow_empty=True), name))
+        return storable_key(safe_path(posixpath.join(safe_path(directory, allow_empty=True), name)))
 
     def create_upload(self, request: Request, p: dict[str, Any]) -> dict[str, Any]:
         key = self._upload_key(request.path_params.get("path"), p)
@@ -140,7 +164,7 @@ class Artifacts:
         return {"upload_id": upload_id, "credentials": credentials}
 
     async def upload_part(self, request: Request) -> Response:
-        key = safe_path(request.path_params.get("path"))
+        key = storable_key(safe_path(request.path_params.get("path")))
         query = dict(request.query_params)
         upload_id = str(v.required(query, "upload_id"))
         part_number = v.bounded_int(query, "part_number", 1, MAX_PARTS)

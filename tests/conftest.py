@@ -225,6 +225,7 @@ def gateway_factory() -> Iterator[Callable[[Settings], Gateway]]:
         app = create_app(
             tracking, runtime.objects, settings.artifact_inline_max_bytes, settings.artifact_part_max_bytes
         )
+        app.state.health = runtime.health
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)

@@ -55,6 +55,7 @@ def gateway_app() -> Starlette:
         settings.artifact_part_max_bytes,
         on_shutdown=runtime.close,
     )
+    app.state.health = runtime.health
     _settle_heap()
     return app
 
@@ -80,6 +81,7 @@ def serve(settings: Settings) -> None:
 
 
 def consume(settings: Settings, sink: str) -> None:
+    from consumers.pipeline import WorkerFailed
     from trackstream.runtime import SINKS, build
 
     if settings.mode is not Mode.KAFKA:
@@ -94,6 +96,9 @@ def consume(settings: Settings, sink: str) -> None:
     _settle_heap()
     try:
         pipe.run()
+    except WorkerFailed as exc:
+        # Loudly: a supervisor restarts the process; the group rebalances the partitions meanwhile.
+        sys.exit(f"trackstream consume: {exc}")
     finally:
         runtime.events.close()
         runtime.tables.close()

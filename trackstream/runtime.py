@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from consumers.artifacts import ArtifactSink
 from consumers.deadletter import DeadLetters
 from consumers.metadata import MetadataSink
 from consumers.metrics import MetricsSink
-from consumers.pipeline import FlushPolicy, Pipeline
+from consumers.pipeline import FlushPolicy, Pipeline, WorkerFailed
 from consumers.sink import Sink
 from ingest.consistency import Barrier, Outcomes
 from ingest.errors import unavailable
@@ -40,6 +42,7 @@ class Runtime:
     pipelines: list[Pipeline] = field(default_factory=list)
     # the gateway's run-state view, once tracking() built it; /health asks run_states.healthy()
     run_states: RunStates | None = None
+    _closing: bool = False
 
     def topic(self, sink: str) -> str:
         return str(getattr(self.settings.topics, sink))
@@ -76,10 +79,34 @@ class Runtime:
         """Embedded mode: every sink's pipeline in a thread of this process."""
         for name in SINKS:
             pipe = self.pipeline(name)
-            thread = threading.Thread(target=pipe.run, name=f"consume-{name}", daemon=True)
+            thread = threading.Thread(target=_run_logged, args=(pipe,), name=f"consume-{name}", daemon=True)
             thread.start()
             self.pipelines.append(pipe)
             self.threads.append(thread)
+
+    def consumer_failure(self, topic: str | None = None) -> str | None:
+        """Why an embedded consumer (of ``topic``, or any) stopped on its own; None while all run.
+
+        A consumer thread that ended without :meth:`close` asking it to is a failure even without a
+        recorded reason: the gateway must never look healthy in front of a dead consumer."""
+        for pipe, thread in zip(self.pipelines, self.threads, strict=True):
+            if topic is not None and self.topic(pipe.name) != topic:
+                continue
+            if pipe.failure is not None:
+                return str(pipe.failure)
+            if not thread.is_alive() and not self._closing:
+                return f"the {pipe.name} sink worker exited"
+        return None
+
+    def _of(self, topic: str) -> list[Pipeline]:
+        return [p for p in self.pipelines if self.topic(p.name) == topic]
+
+    def health(self) -> list[str]:
+        """Problems that make this process unhealthy (``/health`` answers 503 with them)."""
+        problems = [failure] if (failure := self.consumer_failure()) else []
+        if self.run_states is not None and not self.run_states.healthy():
+            problems.append(f"the run-state view stopped: {self.run_states.error}")
+        return problems
 
     def wait_consumers_ready(self, timeout: float) -> None:
         """Block until every started pipeline holds its partitions (joined its consumer group)."""
@@ -90,7 +117,7 @@ class Runtime:
 
     def tracking(self) -> Tracking:
         embedded = isinstance(self.events, MemoryLog)
-        barrier = Barrier(self.events, self.groups(), self.settings.read_barrier_timeout)
+        barrier = _ConsumersBarrier(self, self.events, self.groups(), self.settings.read_barrier_timeout)
         reader = TrackingReader(self.tables)
         states = self.run_states = RunStates(self.events.tail(self.settings.topics.metadata))
         states.start()
@@ -106,12 +133,27 @@ class Runtime:
         return Tracking(writer, reader, barrier, self.settings.topics, states)
 
     def _wait_applied(self, partition: Partition, offset: int) -> None:
+        """Embedded acknowledgement: wait until the sink applied the write; answer 503 with the reason
+        at once if that sink's worker stopped (it will not apply anything until the process restarts)."""
         assert isinstance(self.events, MemoryLog)
         group = self.groups()[partition.topic]
-        if not self.events.wait_committed(group, partition, offset, self.settings.read_barrier_timeout):
-            raise unavailable("The embedded consumers did not apply the write in time; it may be applied later.")
+        deadline = time.monotonic() + self.settings.read_barrier_timeout
+        while True:
+            if failure := self.consumer_failure(partition.topic):
+                raise unavailable(f"The write was not applied: {failure}. See the gateway log and restart it.")
+            slice_ = min(0.25, deadline - time.monotonic())
+            if slice_ > 0 and self.events.wait_committed(group, partition, offset, slice_):
+                return
+            if time.monotonic() >= deadline:
+                why = next(
+                    (f": {p.name} store unavailable ({p.outage})" for p in self._of(partition.topic) if p.outage), ""
+                )
+                raise unavailable(
+                    f"The embedded consumers did not apply the write in time{why}; it may be applied later."
+                )
 
     def close(self) -> None:
+        self._closing = True
         if self.run_states is not None:
             self.run_states.close()
         for pipe in self.pipelines:
@@ -120,6 +162,25 @@ class Runtime:
             thread.join(timeout=10)
         self.events.close()
         self.tables.close()
+
+
+def _run_logged(pipe: Pipeline) -> None:
+    """Thread target: the failure is recorded on the pipeline (and logged there); the thread just ends."""
+    with contextlib.suppress(WorkerFailed):
+        pipe.run()
+
+
+class _ConsumersBarrier(Barrier):
+    """Embedded reads: a stopped consumer answers 503 with its reason at once, not after the timeout."""
+
+    def __init__(self, runtime: Runtime, events: EventLog, groups: dict[str, str], timeout: float) -> None:
+        super().__init__(events, groups, timeout)
+        self._runtime = runtime
+
+    def wait(self, topic: str, keys: Iterable[str] | None = None) -> None:
+        if failure := self._runtime.consumer_failure(topic):
+            raise unavailable(f"Reads of recent writes are unavailable: {failure}. See the gateway log.")
+        super().wait(topic, keys)
 
 
 def build(settings: Settings) -> Runtime:
@@ -139,7 +200,11 @@ def build(settings: Settings) -> Runtime:
 
         assert settings.kafka_bootstrap and settings.clickhouse_url and settings.s3_endpoint
         assert settings.s3_access_key and settings.s3_secret_key
-        events = KafkaLog(settings.kafka_bootstrap)
+        timeouts = {
+            "session_timeout_ms": settings.consumer_session_timeout_ms,
+            "max_poll_interval_ms": settings.consumer_max_poll_interval_ms,
+        }
+        events = KafkaLog(settings.kafka_bootstrap, consumer_timeouts_ms=timeouts)
         tables = ClickHouseStore(settings.clickhouse_url)
         s3 = S3ObjectStore(
             settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, settings.s3_bucket, settings.s3_region

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # A consumer stops (instead of draining the log to the dead-letter topic) past this ratio.
     deadletter_max_ratio: float = Field(default=0.5, gt=0, le=1)
     deadletter_min_messages: int = Field(default=100, ge=1)
+    # Kafka consumer group timeouts. A worker whose store is down keeps polling (paused), so an outage
+    # longer than max_poll_interval does not cost it its partitions; lower values only speed up tests.
+    consumer_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    consumer_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
 
     @model_validator(mode="after")
     def _services_given(self) -> Settings:

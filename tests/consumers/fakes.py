@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from consumers.sink import Event, Sink
 from schemas.codec import METRICS
 from trackstream.errors import StoreRejected, StoreUnavailable
+from trackstream.log import LogConsumer, LogUnavailable, Message, Partition
+from trackstream.log.base import Headers
 from trackstream.log.memory import MemoryLog
 
 
@@ -58,3 +61,75 @@ class RejectingSink(RecordingSink):
         if any(e.decoded.record["run_id"] == self._poisoned for e in events):
             raise StoreRejected(f"run {self._poisoned} has a value the store cannot take")
         super().write(events)
+
+
+class BrokenSink(RecordingSink):
+    """Fails every write with an error no store classifies (a bug, a broken disk)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def write(self, events: Sequence[Event]) -> None:
+        raise self.error
+
+
+class DownUntilToldSink(RecordingSink):
+    """Unavailable until :attr:`up` is set; counts the attempts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+        self.attempts = 0
+
+    def write(self, events: Sequence[Event]) -> None:
+        self.attempts += 1
+        if not self.up:
+            raise StoreUnavailable("store is down")
+        super().write(events)
+
+
+class PollCountingConsumer(LogConsumer):
+    """Passes everything to a real consumer and counts the polls (a Kafka member must keep polling)."""
+
+    def __init__(self, inner: LogConsumer) -> None:
+        self.inner = inner
+        self.polls = 0
+
+    def poll(self, timeout: float, max_records: int) -> list[Message]:
+        self.polls += 1
+        return self.inner.poll(timeout, max_records)
+
+    def commit(self, offsets: dict[Partition, int]) -> None:
+        self.inner.commit(offsets)
+
+    def assignment(self) -> set[Partition]:
+        return self.inner.assignment()
+
+    def pause(self, partitions: Sequence[Partition]) -> None:
+        self.inner.pause(partitions)
+
+    def resume(self, partitions: Sequence[Partition]) -> None:
+        self.inner.resume(partitions)
+
+    def paused(self) -> set[Partition]:
+        return self.inner.paused()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class UnacknowledgingLog(MemoryLog):
+    """A MemoryLog whose ``topic`` hangs ``hang`` seconds and then refuses every produce while :attr:`down`."""
+
+    def __init__(self, topic: str, hang: float) -> None:
+        super().__init__()
+        self._down_topic = topic
+        self._hang = hang
+        self.down = True
+
+    def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
+        if topic == self._down_topic and self.down:
+            time.sleep(self._hang)
+            raise LogUnavailable("not acknowledged (test)")
+        return super().produce(topic, key, value, headers)

@@ -9,11 +9,20 @@ from collections.abc import Callable
 import pytest
 
 from consumers.deadletter import DeadLetters, TooManyDeadLetters
-from consumers.pipeline import FlushPolicy, Pipeline
+from consumers.pipeline import FlushPolicy, Pipeline, WorkerFailed
 from consumers.sink import Sink
 from schemas import codec
-from tests.consumers.fakes import FailingSink, RecordingSink, RejectingSink
-from trackstream.log import Message, Partition
+from tests.consumers.fakes import (
+    BrokenSink,
+    DownUntilToldSink,
+    FailingSink,
+    PollCountingConsumer,
+    RecordingSink,
+    RejectingSink,
+    UnacknowledgingLog,
+)
+from trackstream.errors import StoreFailed
+from trackstream.log import LogConsumer, Message, Partition
 from trackstream.log.memory import MemoryLog
 
 TOPIC = "metrics"
@@ -31,17 +40,33 @@ def log() -> MemoryLog:
 PipelineFactory = Callable[..., Pipeline]
 
 
-@pytest.fixture
-def pipeline_factory(log: MemoryLog) -> PipelineFactory:
-    def make(sink: Sink, max_ratio: float = 0.5, min_messages: int = 100, **policy: float) -> Pipeline:
+def _factory(log: MemoryLog) -> PipelineFactory:
+    def make(
+        sink: Sink,
+        max_ratio: float = 0.5,
+        min_messages: int = 100,
+        source: LogConsumer | None = None,
+        deadletter_timeout: float = 5.0,
+        **policy: float,
+    ) -> Pipeline:
         holder: list[Pipeline] = []
-        source = log.consumer(GROUP, TOPIC, lambda parts: holder[0].on_revoke(parts))
-        dead = DeadLetters(log, DLQ, max_ratio, min_messages)
+        source = source or log.consumer(GROUP, TOPIC, lambda parts: holder[0].on_revoke(parts))
+        dead = DeadLetters(log, DLQ, max_ratio, min_messages, timeout=deadletter_timeout)
         pipe = Pipeline(source, sink, dead, FlushPolicy(**policy), backoff_cap=0.1)  # type: ignore[arg-type]
         holder.append(pipe)
         return pipe
 
     return make
+
+
+@pytest.fixture
+def pipeline_factory(log: MemoryLog) -> PipelineFactory:
+    return _factory(log)
+
+
+@pytest.fixture
+def pipeline_factory_on() -> Callable[[MemoryLog], PipelineFactory]:
+    return _factory
 
 
 def produce_batches(log: MemoryLog, count: int, run_id: str | None = None, points: int = 3) -> list[tuple[int, int]]:
@@ -94,15 +119,133 @@ def test_sink_outage_commits_nothing_until_the_write_succeeds(
     sink = FailingSink(log, GROUP, TOPIC, failures=4)
     pipe = pipeline_factory(sink, max_seconds=0.05)
     produce_batches(log, 20)
-    pipe.run_once(timeout=0.01)  # blocks, retrying with backoff, until the store is back
+    deadline = time.monotonic() + 10
+    while sink.failures_left or not sink.written:
+        assert time.monotonic() < deadline, "the pipeline did not retry the batch"
+        pipe.run_once(timeout=0.01)  # never blocks: the retry comes from the loop
     assert sink.committed_during_failures == [{}] * 4
-    assert sink.failures_left == 0
     assert len(sink.written) == 20
     assert sorted(e.message.offset for e in sink.written) == sorted(
         o for p, end in ends(log).items() for o in range(end)
     )
     assert log.committed(GROUP, TOPIC) == ends(log)
     assert dead_letters(log) == []
+
+
+def test_store_outage_pauses_the_partitions_and_keeps_polling(
+    log: MemoryLog, pipeline_factory: PipelineFactory
+) -> None:
+    """The member stays in its group: while the store is down each loop polls (paused, so nothing new
+    is read into memory), nothing is committed, and after the outage everything is written once."""
+    sink = DownUntilToldSink()
+    source = PollCountingConsumer(log.consumer(GROUP, TOPIC))
+    pipe = pipeline_factory(sink, max_seconds=0.05, source=source)
+    produce_batches(log, 10)
+    pipe.run_once(timeout=0.01)
+    assert pipe.outage is not None
+    assert source.paused() == source.assignment()
+    produce_batches(log, 10)  # arrives during the outage: not read while paused
+    polls_before = source.polls
+    started = time.monotonic()
+    loops = 0
+    while time.monotonic() - started < 1.0:
+        pipe.run_once(timeout=0.05)
+        loops += 1
+    assert source.polls - polls_before == loops  # every loop polled, none blocked in a retry
+    assert loops >= 10
+    assert 2 <= sink.attempts <= 12  # backoff, not a retry per loop
+    assert log.committed(GROUP, TOPIC) == {}
+    assert sink.written == []
+    sink.up = True
+    deadline = time.monotonic() + 10
+    while log.committed(GROUP, TOPIC) != ends(log):
+        assert time.monotonic() < deadline, "did not catch up after the outage"
+        pipe.run_once(timeout=0.01)
+    assert pipe.outage is None and source.paused() == set()
+    offsets = [(e.message.partition, e.message.offset) for e in sink.written]
+    assert len(offsets) == len(set(offsets)) == 20
+
+
+def test_rebalance_during_an_outage_commits_nothing_for_the_revoked_partitions(
+    log: MemoryLog, pipeline_factory: PipelineFactory
+) -> None:
+    sink = DownUntilToldSink()
+    pipe = pipeline_factory(sink, max_seconds=0.05)
+    positions = [p for run in ("run-0", "run-9") for p in produce_batches(log, 5, run_id=run)]
+    assert {p for p, _ in positions} == {0, 1}
+    pipe.run_once(timeout=0.01)
+    assert pipe.outage is not None
+    revoked = Partition(TOPIC, positions[0][0])
+    pipe.on_revoke([revoked])  # the store is still down: the revoked part is dropped, not committed
+    assert log.committed(GROUP, TOPIC) == {}
+    sink.up = True
+    deadline = time.monotonic() + 10
+    while not sink.written:
+        assert time.monotonic() < deadline
+        pipe.run_once(timeout=0.01)
+    kept = {p for p, _ in positions} - {revoked.index}
+    assert set(log.committed(GROUP, TOPIC)) == kept
+    assert {e.message.partition for e in sink.written} == {Partition(TOPIC, p) for p in kept}
+
+
+def test_stop_during_an_outage_commits_nothing(log: MemoryLog, pipeline_factory: PipelineFactory) -> None:
+    sink = DownUntilToldSink()
+    pipe = pipeline_factory(sink, max_seconds=0.05)
+    produce_batches(log, 5)
+    pipe.run_once(timeout=0.01)
+    pipe.stop()
+    started = time.monotonic()
+    pipe.run()  # one last attempt, then it closes: the next start re-reads from the commit
+    assert time.monotonic() - started < 2
+    assert pipe.failure is None
+    assert log.committed(GROUP, TOPIC) == {}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [StoreFailed("local object store: EIO"), RuntimeError("a bug in the sink"), KeyError("record field")],
+    ids=["unclassified-store-error", "bug", "key-error"],
+)
+def test_unclassified_error_stops_the_pipeline_loudly_and_commits_nothing(
+    log: MemoryLog, pipeline_factory: PipelineFactory, error: Exception
+) -> None:
+    sink = BrokenSink(error)
+    pipe = pipeline_factory(sink, max_seconds=0.05)
+    produce_batches(log, 5)
+    started = time.monotonic()
+    with pytest.raises(WorkerFailed) as failed:
+        pipe.run()
+    assert time.monotonic() - started < 2  # no retry loop, no dead thread: it stops at once
+    assert failed.value.cause is error
+    assert pipe.failure is failed.value
+    assert "recording sink worker stopped" in str(pipe.failure)
+    assert log.committed(GROUP, TOPIC) == {}
+    assert dead_letters(log) == []  # nothing thrown away either
+
+
+def test_unacknowledged_dead_letter_holds_the_batch_and_never_blocks_the_loop(
+    pipeline_factory_on: Callable[[MemoryLog], PipelineFactory],
+) -> None:
+    """The dead-letter produce is bounded: a topic that does not acknowledge is an outage like a store's;
+    the garbage message's offset is not committed until its dead letter is acknowledged."""
+    log = UnacknowledgingLog(DLQ, hang=1.5)
+    log.ensure_topics([TOPIC, DLQ], 2)
+    sink = RecordingSink()
+    pipe = pipeline_factory_on(log)(sink, max_seconds=0.05, deadletter_timeout=0.2)
+    produce_batches(log, 3)
+    log.produce(TOPIC, b"run-0", b"garbage")
+    started = time.monotonic()
+    pipe.run_once(timeout=0.01)
+    assert time.monotonic() - started < 1.0  # bounded by the dead-letter timeout, not the hang
+    assert pipe.outage is not None
+    assert log.committed(GROUP, TOPIC) == {}
+    log.down = False
+    time.sleep(1.6)  # the hung produce ends (refused) before the retry succeeds
+    deadline = time.monotonic() + 10
+    while log.committed(GROUP, TOPIC) != ends(log):
+        assert time.monotonic() < deadline
+        pipe.run_once(timeout=0.05)
+    assert [m.value for m in dead_letters(log)] == [b"garbage"]
 
 
 def test_rejected_event_is_dead_lettered_and_the_rest_written(

@@ -239,3 +239,51 @@ def test_two_tails_each_see_everything(event_log: EventLog) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_pause_stops_fetching_and_resume_loses_nothing(event_log: EventLog) -> None:
+    """A paused partition returns nothing while the member keeps polling; after resume every record comes
+    exactly once, including those fetched but not yet returned when the pause began."""
+    topic = _topic(event_log)
+    sent = _produce(event_log, topic, keys=6, per_key=4)
+    total = sum(len(v) for v in sent.values())
+    consumer = event_log.consumer(f"g-{uuid.uuid4().hex[:8]}", topic)
+    first = consumer.poll(0.5, 1)
+    deadline = time.monotonic() + 30
+    while not first and time.monotonic() < deadline:  # a Kafka member first joins its group
+        first = consumer.poll(0.5, 1)
+    assert len(first) == 1
+    held = consumer.assignment()
+    assert held == {Partition(topic, i) for i in range(PARTITIONS)}
+    consumer.pause(sorted(held, key=lambda p: p.index))
+    assert consumer.paused() == held
+    _produce(event_log, topic, keys=6, per_key=1)
+    quiet_until = time.monotonic() + 1.5
+    while time.monotonic() < quiet_until:
+        assert consumer.poll(0.2, 1000) == []
+    assert consumer.assignment() == held  # polling while paused keeps the member's partitions
+    consumer.resume(sorted(held, key=lambda p: p.index))
+    assert consumer.paused() == set()
+    rest = _poll(consumer, total + 6 - 1)
+    got = [(m.partition, m.offset) for m in first + rest]
+    assert len(got) == len(set(got)) == total + 6
+    consumer.close()
+
+
+def test_pause_of_one_partition_leaves_the_others_flowing(event_log: EventLog) -> None:
+    topic = _topic(event_log)
+    consumer = event_log.consumer(f"g-{uuid.uuid4().hex[:8]}", topic)
+    deadline = time.monotonic() + 30
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(0.2, 1)
+    stopped = Partition(topic, 0)
+    consumer.pause([stopped])
+    sent = _produce(event_log, topic, keys=12, per_key=2)
+    expected = sum(len(v) for k, v in sent.items() if event_log.partition_for(topic, k) != 0)
+    flowing = _poll(consumer, expected, timeout=10)
+    assert len(flowing) == expected
+    assert all(m.partition != stopped for m in flowing)
+    consumer.resume([stopped])
+    late = _poll(consumer, sum(len(v) for v in sent.values()) - expected, timeout=10)
+    assert {m.partition for m in late} == {stopped}
+    consumer.close()

@@ -153,3 +153,25 @@ def test_multipart_unknown_upload(object_store: ObjectStore, key_prefix: str) ->
     with pytest.raises(InvalidParts):
         object_store.put_part(key, upload_id, 0, b"x")
     object_store.abort_upload(key, upload_id)
+
+
+def test_a_key_and_keys_below_it_coexist(object_store: ObjectStore, key_prefix: str) -> None:
+    """S3 keys are flat: ``x/f`` and ``x/f/child`` are two objects, in either order of arrival."""
+    for first, second in (("x/f", "x/f/child"), ("y/g/child", "y/g")):
+        object_store.put(f"{key_prefix}/{first}", b"first")
+        object_store.put(f"{key_prefix}/{second}", b"second")
+        assert _read(object_store, f"{key_prefix}/{first}") == b"first"
+        assert _read(object_store, f"{key_prefix}/{second}") == b"second"
+        object_store.delete(f"{key_prefix}/{first}")
+        assert object_store.size(f"{key_prefix}/{first}") is None
+        assert object_store.size(f"{key_prefix}/{second}") == 6
+
+
+def test_longest_keys_the_gateway_accepts(object_store: ObjectStore, key_prefix: str) -> None:
+    """255-byte components (longer than many file names) up to a 1024-byte key are stored."""
+    long_name = f"{key_prefix}/{'n' * 255}"
+    longest = f"{key_prefix}/" + "/".join(["k" * 200] * 5)
+    longest = longest + "z" * (1024 - len(longest.encode()))
+    for key in (long_name, longest, f"{key_prefix}/{'é' * 127}"):
+        object_store.put(key, b"long")
+        assert _read(object_store, key) == b"long"

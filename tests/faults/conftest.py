@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from clickhouse_driver import Client
 
@@ -21,6 +23,7 @@ from ingest.writer import EventWriter
 from tests.conftest import Services, SettingsFactory
 from trackstream.log import EventLog, LogUnavailable
 from trackstream.settings import Settings
+from trackstream.tables import TableStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,6 +55,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         TRACKSTREAM_BATCH_MAX_ROWS=str(settings.batch_max_rows),
         TRACKSTREAM_BATCH_MAX_SECONDS=str(settings.batch_max_seconds),
         TRACKSTREAM_DATA_DIR=str(settings.data_dir),
+        TRACKSTREAM_CONSUMER_SESSION_TIMEOUT_MS=str(settings.consumer_session_timeout_ms),
+        TRACKSTREAM_CONSUMER_MAX_POLL_INTERVAL_MS=str(settings.consumer_max_poll_interval_ms),
     )
     return env
 
@@ -60,6 +65,13 @@ def worker_env(settings: Settings) -> dict[str, str]:
 class Worker:
     process: subprocess.Popen[bytes]
     log_path: Path
+
+    def pause(self) -> None:
+        """SIGSTOP: frozen, as a process swapped out or a VM suspended; no heartbeats."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def cont(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL: a crash, no flush, no commit, no goodbye to the group."""
@@ -108,6 +120,7 @@ def worker_factory(tmp_path: Path) -> Iterator[WorkerFactory]:
     yield start
     for worker in started:
         if worker.process.poll() is None:
+            worker.cont()  # a test that failed between SIGSTOP and SIGCONT
             worker.process.send_signal(signal.SIGTERM)
             try:
                 worker.process.wait(timeout=15)
@@ -218,3 +231,112 @@ def gateway_process_factory(tmp_path: Path) -> Iterator[GatewayProcessFactory]:
             except subprocess.TimeoutExpired:
                 gateway.process.kill()
                 gateway.process.wait(timeout=10)
+
+
+def group_members(bootstrap: str, group: str) -> list[str]:
+    """Member ids of ``group`` now; a member that was expelled and rejoined has a new id."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fault-test-admin")
+    try:
+        described = admin.describe_groups([group])[group]
+        return sorted(str(m["member_id"]) for m in described.get("members") or [])
+    finally:
+        admin.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    at: float  # time.monotonic() when the answer arrived
+    kind: str
+    status: int  # HTTP status; 0 when the request itself failed (timeout, refused)
+
+
+class Load:
+    """Calls ``request(i)`` (returning a kind and an HTTP status) in a background thread until stopped,
+    keeping every answer, so a test can count what was acknowledged in each phase of a fault."""
+
+    def __init__(self, request: Callable[[int], tuple[str, int]], pause: float = 0.0) -> None:
+        self._request = request
+        self._pause = pause
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fault-load", daemon=True)
+        self.answers: list[Answer] = []
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            kind, status = self._request(i)
+            self.answers.append(Answer(time.monotonic(), kind, status))
+            i += 1
+            if self._pause:
+                self._stop.wait(self._pause)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def between(self, start: float, end: float, kind: str | None = None) -> list[Answer]:
+        return [a for a in self.answers if start <= a.at < end and (kind is None or a.kind == kind)]
+
+    @staticmethod
+    def availability(answers: list[Answer]) -> float:
+        return sum(a.status == 200 for a in answers) / len(answers) if answers else float("nan")
+
+
+class MetricWrites:
+    """``log-batch`` requests through a gateway, ``points`` distinct points each, over ``runs`` new runs;
+    remembers which points were acknowledged (200) and which were not. Usable as a :class:`Load` request."""
+
+    def __init__(self, url: str, runs: int = 4, points: int = 50, spread: tuple[EventLog, str] | None = None) -> None:
+        """``spread=(log, topic)``: create runs until every partition of ``topic`` has one, so every
+        member of the group has work."""
+        self._url = url
+        self._points = points
+        self._client = httpx.Client(timeout=30)
+        self.runs = [self._create_run() for _ in range(runs)]
+        if spread is not None:
+            events, topic = spread
+            while len({events.partition_for(topic, r.encode()) for r in self.runs}) < events.partitions(topic):
+                assert len(self.runs) < 64, "runs do not spread over the partitions"
+                self.runs.append(self._create_run())
+        self.acked: set[tuple[str, int]] = set()  # (run_id, step)
+        self.unacked: set[tuple[str, int]] = set()
+
+    def _create_run(self) -> str:
+        created = self._client.post(f"{self._url}/api/2.0/mlflow/runs/create", json={"experiment_id": "0"})
+        assert created.status_code == 200, created.text
+        return str(created.json()["run"]["info"]["run_id"])
+
+    def __call__(self, i: int) -> tuple[str, int]:
+        run = self.runs[i % len(self.runs)]
+        steps = range(i * self._points, (i + 1) * self._points)
+        metrics = [{"key": f"m{s % 4}", "value": s / 7, "timestamp": 1_700_000_000_000 + s, "step": s} for s in steps]
+        try:
+            status = self._client.post(
+                f"{self._url}/api/2.0/mlflow/runs/log-batch", json={"run_id": run, "metrics": metrics}
+            ).status_code
+        except httpx.HTTPError:
+            status = 0
+        (self.acked if status == 200 else self.unacked).update((run, s) for s in steps)
+        return "log-batch", status
+
+    def assert_stored_exactly_once(self, tables: TableStore) -> int:
+        """Every acknowledged point is stored once (FINAL, as readers see it); nothing stored that was
+        not sent. Returns the number of points stored."""
+        rows = tables.query(
+            "SELECT run_id, step FROM metrics FINAL WHERE run_id IN %(runs)s", {"runs": tuple(self.runs)}
+        )
+        stored = [(str(r), int(s)) for r, s in rows]
+        assert len(stored) == len(set(stored)), "a point is stored twice"
+        missing = self.acked - set(stored)
+        assert not missing, f"{len(missing)} acknowledged points are not stored, e.g. {sorted(missing)[:3]}"
+        assert set(stored) <= self.acked | self.unacked
+        return len(stored)
+
+    def close(self) -> None:
+        self._client.close()

@@ -63,6 +63,25 @@ class LogConsumer(abc.ABC):
         """Whether this member holds partitions yet (a Kafka member has none until the group assigns some)."""
         return True
 
+    # Backpressure: a member whose store is down pauses its partitions and keeps polling, so it stays
+    # in its group (heartbeats, max.poll.interval) however long the outage lasts.
+    @abc.abstractmethod
+    def assignment(self) -> set[Partition]:
+        """The partitions this member holds now (changes at a rebalance)."""
+
+    @abc.abstractmethod
+    def pause(self, partitions: Sequence[Partition]) -> None:
+        """Stop fetching ``partitions``: ``poll`` returns none of their records (those not yet returned are
+        read again after :meth:`resume`) but still serves the group. A rebalance forgets pauses: a
+        partition assigned anew is fetched until paused again."""
+
+    @abc.abstractmethod
+    def resume(self, partitions: Sequence[Partition]) -> None:
+        """Fetch ``partitions`` again from the position after the last record ``poll`` returned."""
+
+    @abc.abstractmethod
+    def paused(self) -> set[Partition]: ...
+
     @abc.abstractmethod
     def close(self) -> None: ...
 

@@ -73,8 +73,15 @@ PRODUCER_CONFIG = {
 
 
 class KafkaLog(EventLog):
-    def __init__(self, bootstrap: str, client_id: str = "trackstream", produce_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        client_id: str = "trackstream",
+        produce_timeout: float = 15.0,
+        consumer_timeouts_ms: dict[str, int] | None = None,
+    ) -> None:
         self._bootstrap = bootstrap
+        self._consumer_timeouts = consumer_timeouts_ms or {}  # session_timeout_ms, max_poll_interval_ms
         self._client_id = client_id
         self._produce_timeout = produce_timeout
         self._producer: KafkaProducer | None = None
@@ -196,7 +203,7 @@ class KafkaLog(EventLog):
         return {tp.partition: om.offset for tp, om in offsets.items() if tp.topic == topic and om.offset >= 0}
 
     def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
-        return _KafkaConsumer(self._bootstrap, group, topic, on_revoke)
+        return _KafkaConsumer(self._bootstrap, group, topic, on_revoke, **self._consumer_timeouts)
 
     def tail(self, topic: str) -> LogTail:
         return _KafkaTail(self._bootstrap, topic, f"{self._client_id}-tail")
@@ -237,7 +244,19 @@ COMMIT_TIMEOUT_MS = 5_000  # a commit that hangs (coordinator moving) is retried
 
 
 class _KafkaConsumer(LogConsumer):
-    def __init__(self, bootstrap: str, group: str, topic: str, on_revoke: RevokeCallback | None) -> None:
+    """A group member. While its store is down the pipeline pauses its partitions and keeps calling
+    ``poll``, which heartbeats and resets ``max_poll_interval_ms``: the member stays in its group
+    however long the outage lasts (no rebalance, no re-read by another member)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        group: str,
+        topic: str,
+        on_revoke: RevokeCallback | None,
+        session_timeout_ms: int = 10_000,
+        max_poll_interval_ms: int = 300_000,
+    ) -> None:
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group,
@@ -246,9 +265,9 @@ class _KafkaConsumer(LogConsumer):
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 << 20,
             fetch_max_bytes=32 << 20,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=2_000,
-            max_poll_interval_ms=300_000,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=min(2_000, session_timeout_ms // 3),
+            max_poll_interval_ms=max_poll_interval_ms,
             **RECONNECT,
         )
         # Join the group only once this client's metadata has the topic's partitions: a member that
@@ -298,6 +317,26 @@ class _KafkaConsumer(LogConsumer):
 
     def assigned(self) -> bool:
         return bool(self._consumer.assignment())
+
+    def assignment(self) -> set[Partition]:
+        return {Partition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def pause(self, partitions: Sequence[Partition]) -> None:
+        """kafka-python drops records already fetched for a paused partition without moving its position,
+        so they are fetched again after ``resume``. Partitions no longer assigned are skipped."""
+        held = self._consumer.assignment()
+        tps = [tp for tp in (TopicPartition(p.topic, p.index) for p in partitions) if tp in held]
+        if tps:
+            self._consumer.pause(*tps)
+
+    def resume(self, partitions: Sequence[Partition]) -> None:
+        held = self._consumer.assignment()
+        tps = [tp for tp in (TopicPartition(p.topic, p.index) for p in partitions) if tp in held]
+        if tps:
+            self._consumer.resume(*tps)
+
+    def paused(self) -> set[Partition]:
+        return {Partition(tp.topic, tp.partition) for tp in self._consumer.paused()}
 
     def _serving(self) -> bool:
         coordinator = getattr(self._consumer, "_coordinator", None)  # kafka-python internals, checked

@@ -98,9 +98,13 @@ class MemoryLog(EventLog):
             return True
 
     # -- used by _MemoryConsumer, under self._cond --
-    def _read(self, topic: str, positions: dict[int, int], max_records: int) -> list[Message]:
+    def _read(
+        self, topic: str, positions: dict[int, int], max_records: int, paused: set[int] | frozenset[int] = frozenset()
+    ) -> list[Message]:
         out: list[Message] = []
         for index, part in enumerate(self._topic(topic)):
+            if index in paused:
+                continue
             start = positions.get(index, 0)
             if start < part.end:
                 chunk = part.records[max(0, start - part.base) : max(0, start - part.base) + max_records - len(out)]
@@ -135,6 +139,7 @@ class _MemoryConsumer(LogConsumer):
         self._log = log
         self._group = group
         self._topic = topic
+        self._paused: set[int] = set()
         with log._cond:
             log._readers.setdefault(topic, set()).add(group)
             self._positions = {p.index: o for p, o in log._committed.get(group, {}).items() if p.topic == topic}
@@ -143,7 +148,7 @@ class _MemoryConsumer(LogConsumer):
         deadline = time.monotonic() + timeout
         with self._log._cond:
             while True:
-                out = self._log._read(self._topic, self._positions, max_records)
+                out = self._log._read(self._topic, self._positions, max_records, self._paused)
                 remaining = deadline - time.monotonic()
                 if out or remaining <= 0 or self._log._closed:
                     return out
@@ -152,6 +157,21 @@ class _MemoryConsumer(LogConsumer):
     def commit(self, offsets: dict[Partition, int]) -> None:
         with self._log._cond:
             self._log._commit(self._group, offsets)
+
+    def assignment(self) -> set[Partition]:
+        return {Partition(self._topic, i) for i in range(self._log.partitions(self._topic))}
+
+    def pause(self, partitions: Sequence[Partition]) -> None:
+        with self._log._cond:
+            self._paused.update(p.index for p in partitions if p.topic == self._topic)
+
+    def resume(self, partitions: Sequence[Partition]) -> None:
+        with self._log._cond:
+            self._paused.difference_update(p.index for p in partitions)
+            self._log._cond.notify_all()
+
+    def paused(self) -> set[Partition]:
+        return {Partition(self._topic, i) for i in self._paused}
 
     def close(self) -> None:
         pass

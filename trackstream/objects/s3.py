@@ -11,9 +11,9 @@ from urllib.parse import urlparse
 import urllib3
 from minio import Minio
 from minio.datatypes import Part
-from minio.error import S3Error
+from minio.error import InvalidResponseError, S3Error, ServerError
 
-from trackstream.errors import StoreError, StoreRejected, StoreUnavailable
+from trackstream.errors import StoreError, StoreFailed, StoreRejected, StoreUnavailable
 from trackstream.objects.base import (
     InvalidParts,
     ObjectNotFound,
@@ -24,17 +24,57 @@ from trackstream.objects.base import (
 )
 
 PART_SIZE = 8 << 20  # multipart part size; uploaded one at a time, so memory is O(part)
-RETRIABLE_S3_CODES = frozenset({"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"})
+RETRIABLE_S3_CODES = frozenset(
+    {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "OperationAborted"}
+)
+# The key or the request's arguments: this object can never be stored as it is.
+REJECTED_S3_CODES = frozenset(
+    {
+        "KeyTooLongError",
+        "InvalidObjectName",
+        "XMinioInvalidObjectName",
+        "InvalidArgument",
+        "InvalidRequest",
+        "EntityTooLarge",
+        "InvalidDigest",
+        "BadDigest",
+        "IncompleteBody",
+        "MetadataTooLarge",
+        "InvalidURI",
+        "ObjectNameTooLong",
+        "XMinioObjectExistsAsDirectory",
+        "XMinioParentIsObject",
+    }
+)
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9._~=+-]{1,1024}")  # S3 upload ids are URL-safe tokens
 INVALID_PARTS_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML"})
 
 
 def classify(exc: Exception) -> StoreError:
+    """S3 errors by code and HTTP status: 5xx, throttling and connection trouble are retriable; a key or
+    argument S3 refuses is rejected; anything else (AccessDenied, NoSuchBucket, a wrong secret: the
+    configuration, not the data) is unclassified and stops the worker."""
     if isinstance(exc, S3Error):
-        if exc.code in RETRIABLE_S3_CODES or (exc.response is not None and exc.response.status >= 500):
-            return StoreUnavailable(f"S3 {exc.code}: {exc.message}")
-        return StoreRejected(f"S3 {exc.code}: {exc.message}")
-    return StoreUnavailable(f"S3 unreachable: {exc}")
+        status = exc.response.status if exc.response is not None else 0
+        text = f"S3 {exc.code} (HTTP {status}): {exc.message}"
+        if exc.code in RETRIABLE_S3_CODES or status >= 500 or status == 429:
+            return StoreUnavailable(text)
+        if exc.code in REJECTED_S3_CODES:
+            return StoreRejected(text)
+        return StoreFailed(text)
+    if isinstance(exc, (ServerError, InvalidResponseError)):
+        status = exc.status_code if isinstance(exc, ServerError) else _status(exc)
+        if status >= 500 or status in (408, 429):
+            return StoreUnavailable(f"S3 answered HTTP {status}: {exc}")
+        return StoreFailed(f"S3 answered HTTP {status}: {exc}")
+    if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError)):
+        return StoreUnavailable(f"S3 unreachable: {exc!r}")
+    return StoreFailed(f"S3 failed in an unclassified way: {type(exc).__name__}: {exc}")
+
+
+def _status(exc: InvalidResponseError) -> int:
+    code = getattr(exc, "_code", None)
+    return code if isinstance(code, int) else 0
 
 
 class S3ObjectStore(ObjectStore):

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 from chdb import session
 
-from trackstream.errors import StoreRejected
 from trackstream.tables.base import Row, TableStore, bind
+from trackstream.tables.codes import classify_code, code_in
 
 
 class ChdbStore(TableStore):
@@ -24,8 +24,9 @@ class ChdbStore(TableStore):
         with self._lock:
             try:
                 result = self._session.query(sql, fmt)  # type: ignore[no-untyped-call]
-            except Exception as exc:  # chDB raises RuntimeError carrying the server message
-                raise StoreRejected(f"chDB rejected the statement: {str(exc)[:500]}") from exc
+            except Exception as exc:  # chDB raises RuntimeError carrying ClickHouse's "Code: NNN. DB::Exception"
+                text = str(exc)
+                raise classify_code(code_in(text), text, "chDB refused the statement") from exc
         return bytes(result.bytes()) if result is not None else b""
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:

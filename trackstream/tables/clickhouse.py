@@ -8,38 +8,32 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from clickhouse_driver import Client
-from clickhouse_driver.errors import ErrorCodes, NetworkError, ServerException, SocketTimeoutError
-
-from trackstream.errors import StoreError, StoreRejected, StoreUnavailable
-from trackstream.tables.base import Row, TableStore, bind
-
-# Server errors that mean "try again later"; every other server error rejects the data.
-RETRIABLE_CODES = frozenset(
-    {
-        ErrorCodes.TIMEOUT_EXCEEDED,
-        ErrorCodes.SOCKET_TIMEOUT,
-        ErrorCodes.NETWORK_ERROR,
-        ErrorCodes.TOO_MANY_SIMULTANEOUS_QUERIES,
-        ErrorCodes.MEMORY_LIMIT_EXCEEDED,
-        ErrorCodes.TOO_MANY_PARTS,
-        ErrorCodes.TABLE_IS_READ_ONLY,
-        ErrorCodes.READONLY,
-        ErrorCodes.ALL_CONNECTION_TRIES_FAILED,
-        ErrorCodes.NO_FREE_CONNECTION,
-        ErrorCodes.ABORTED,
-        ErrorCodes.QUERY_WAS_CANCELLED,
-        ErrorCodes.NOT_ENOUGH_SPACE,
-        ErrorCodes.UNKNOWN_TABLE,  # a table being re-created during a migration
-    }
+from clickhouse_driver.errors import (
+    NetworkError,
+    ServerException,
+    SocketTimeoutError,
+    TypeMismatchError,
+    UnexpectedPacketFromServerError,
+    UnknownPacketFromServerError,
 )
+
+from trackstream.errors import StoreError, StoreFailed, StoreRejected, StoreUnavailable
+from trackstream.tables.base import Row, TableStore, bind
+from trackstream.tables.codes import classify_code
 
 
 def classify(exc: Exception) -> StoreError:
+    """clickhouse-driver's errors: connection trouble is retriable, server errors go by code
+    (:mod:`trackstream.tables.codes`), a value the driver cannot encode is rejected, the rest unknown."""
     if isinstance(exc, (NetworkError, SocketTimeoutError, socket.timeout, ConnectionError, EOFError, OSError)):
         return StoreUnavailable(f"ClickHouse unreachable: {exc}")
-    if isinstance(exc, ServerException) and exc.code not in RETRIABLE_CODES:
-        return StoreRejected(f"ClickHouse rejected the statement (code {exc.code}): {exc.message[:500]}")
-    return StoreUnavailable(f"ClickHouse failed: {exc}")
+    if isinstance(exc, ServerException):
+        return classify_code(exc.code, exc.message, "ClickHouse refused the statement")
+    if isinstance(exc, TypeMismatchError):
+        return StoreRejected(f"ClickHouse client cannot encode the data: {exc}")
+    if isinstance(exc, (UnexpectedPacketFromServerError, UnknownPacketFromServerError)):
+        return StoreUnavailable(f"ClickHouse connection broken: {exc}")
+    return StoreFailed(f"ClickHouse failed in an unclassified way: {type(exc).__name__}: {exc}")
 
 
 class ClickHouseStore(TableStore):
