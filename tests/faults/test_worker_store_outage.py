@@ -30,7 +30,6 @@ def test_store_outage_longer_than_max_poll_interval_keeps_the_worker_in_its_grou
     settings: Settings = fault_settings(
         consumer_session_timeout_ms=6_000,
         consumer_max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
-        active_run_cache_seconds=600,  # writes to known runs do not read ClickHouse, so they go on
     )
     gw = gateway_factory(settings, consumers=False)
     events, topic, group = gw.runtime.events, settings.topics.metrics, gw.runtime.group("metrics")
