@@ -79,3 +79,7 @@ def test_broker_crash_under_load_recovers_without_restart_and_loses_nothing(
         print(f"gateway stopped {time.monotonic() - stop_started:.1f}s after SIGTERM")
     finally:
         runtime.close()
+        # Kafka 4.1.1 can leave a group-coordinator partition failed after a SIGKILL restart
+        # (docs/DESIGN.md row 24); a graceful restart clears it, so no later test inherits it.
+        local_service("stop", "kafka")
+        local_service("start", "kafka")

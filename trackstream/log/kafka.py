@@ -121,6 +121,7 @@ class KafkaLog(EventLog):
         # Topics the current producer holds metadata for: its ``send`` does not block the event loop.
         self._ready_topics: set[str] = set()
         self._replacements = 0
+        self._closed = False
         self._admin: KafkaAdminClient | None = None
         self._partitions: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -138,6 +139,8 @@ class KafkaLog(EventLog):
         if producer is not None and _stuck(producer) is None:
             return producer
         with self._lock:
+            if self._closed:
+                raise LogUnavailable("the event log is closed")
             producer = self._producer
             if producer is None:
                 producer = self._producer = self._new_producer()
@@ -271,6 +274,7 @@ class KafkaLog(EventLog):
     def close(self) -> None:
         """Bounded: the producer gets ``CLOSE_TIMEOUT`` seconds to deliver what it holds, then fails it."""
         with self._lock:
+            self._closed = True
             producer, self._producer = self._producer, None
             admin, self._admin = self._admin, None
         if producer is not None:
