@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit lint typecheck venv clean
+.PHONY: run test test-cluster test-unit lint typecheck venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,12 +19,19 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/trackstream serve
 
-## Install and start Kafka, ClickHouse and SeaweedFS, then run the whole suite against them.
+## Install and start Kafka, ClickHouse and SeaweedFS, check lint, types and import layers, then run the
+## whole suite (all but tests/cluster, which needs the 3-broker cluster: `make test-cluster`).
 test: $(STAMP) lint typecheck services-up
-	source .services/env && $(PY) -m pytest -q -ra
+	source .services/env && $(PY) -m pytest -q -ra --ignore=tests/cluster
+
+## Also start a 3-broker Kafka cluster (deploy/local: replication 3, min.insync.replicas 2) and run the
+## fault tests that need it. `make services-down` stops it with the rest.
+test-cluster: $(STAMP) services-up
+	$(SERVICES_SH) cluster-up
+	source .services/env && source .services/cluster-env && $(PY) -m pytest -q -ra tests/cluster
 
 test-unit: $(STAMP)
-	$(PY) -m pytest -q -ra -m "not services"
+	$(PY) -m pytest -q -ra -m "not services" --ignore=tests/cluster
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports --no-cache --no-logo
@@ -39,7 +46,7 @@ clean:
 # Kafka, ClickHouse and SeaweedFS (S3) as local processes on 127.0.0.1; see deploy/local/README.md.
 SERVICES_SH := bash deploy/local/services.sh
 
-.PHONY: services-install services-up services-down services-status services-env services-purge
+.PHONY: services-install services-up services-down services-status services-env services-purge services-cluster-up
 
 services-install:
 	$(SERVICES_SH) install
@@ -49,6 +56,9 @@ services-up:
 
 services-down:
 	$(SERVICES_SH) down
+
+services-cluster-up:
+	$(SERVICES_SH) cluster-up
 
 services-status:
 	$(SERVICES_SH) status

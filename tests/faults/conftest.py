@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -79,7 +80,17 @@ class Worker:
         self.process.wait(timeout=10)
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def terminate(self, timeout: float) -> int:
+        """SIGTERM and wait up to ``timeout`` s; returns the exit status (fails the test if it hangs)."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise AssertionError(f"gateway did not stop within {timeout}s of SIGTERM:\n{self.output()}") from None
 
 
 WorkerFactory = Callable[[Settings, str], Worker]
@@ -180,7 +191,17 @@ class GatewayProcess:
     url: str
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def terminate(self, timeout: float) -> int:
+        """SIGTERM and wait up to ``timeout`` s; returns the exit status (fails the test if it hangs)."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise AssertionError(f"gateway did not stop within {timeout}s of SIGTERM:\n{self.output()}") from None
 
 
 GatewayProcessFactory = Callable[[Settings], GatewayProcess]
@@ -340,3 +361,190 @@ class MetricWrites:
 
     def close(self) -> None:
         self._client.close()
+
+
+# --- HTTP write load with availability figures (broker fault tests) ---
+
+
+@dataclass(frozen=True)
+class WriteAnswer:
+    """One write request of the load: when it was sent and answered, its status (0: no HTTP answer)."""
+
+    client: int
+    batch: int
+    sent: float
+    answered: float
+    status: int
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Availability of writes over a fault: ``start`` the fault began, ``since`` the broker (or store)
+    could be reached again."""
+
+    requests: int  # write requests sent from ``start`` on
+    ok_share: float  # share of them answered 200
+    longest_gap: float  # longest time without a 200 answer from ``start`` on, seconds
+    first_ack_after: float | None  # from ``since`` to the first 200 answer, seconds
+    acked_in_outage: int  # requests sent after ``start`` and answered 200 before ``since``
+    outage: float  # ``since`` - ``start``, seconds
+
+    def describe(self) -> str:
+        first = "none" if self.first_ack_after is None else f"{self.first_ack_after:.2f}s"
+        return (
+            f"outage {self.outage:.1f}s, {self.acked_in_outage} writes acked during it; {self.requests} writes, "
+            f"{self.ok_share:.1%} answered 200, longest without a 200 {self.longest_gap:.1f}s, "
+            f"first ack {first} after the broker was reachable"
+        )
+
+
+class MetricLoad:
+    """``clients`` threads, each logging ``points`` metric points per log-batch to a run of its own as
+    fast as the gateway answers, each batch with new natural keys and never retried, so the points
+    acknowledged are exactly the batches answered 200. Stops by itself after ``max_seconds``."""
+
+    def __init__(self, url: str, run_ids: list[str], points: int = 100, max_seconds: float = 300.0) -> None:
+        self.url, self.run_ids, self.points = url, run_ids, points
+        self.answers: list[WriteAnswer] = []
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + max_seconds
+        self._threads = [threading.Thread(target=self._client, args=(c,), daemon=True) for c in range(len(run_ids))]
+
+    def batch_body(self, client: int, batch: int) -> dict[str, object]:
+        ts = 1_700_000_000_000 + batch
+        return {
+            "run_id": self.run_ids[client],
+            "metrics": [
+                {"key": f"m{i % 4}", "value": batch + i / 1000, "timestamp": ts, "step": batch * self.points + i}
+                for i in range(self.points)
+            ],
+        }
+
+    def _client(self, client: int) -> None:
+        import requests
+
+        session = requests.Session()
+        batch = 0
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            sent = time.monotonic()
+            try:
+                status = session.post(
+                    f"{self.url}/api/2.0/mlflow/runs/log-batch", json=self.batch_body(client, batch), timeout=30
+                ).status_code
+            except requests.RequestException:
+                status = 0
+                session = requests.Session()
+            answered = time.monotonic()
+            self.answers.append(WriteAnswer(client, batch, sent, answered, status))
+            batch += 1
+            if status != 200:
+                time.sleep(0.2)  # a client backing off before its next write
+
+    def start(self) -> MetricLoad:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=40)
+
+    def acked_points(self) -> set[tuple[str, int]]:
+        """(run_id, step) of every point in a batch answered 200."""
+        return {
+            (self.run_ids[a.client], a.batch * self.points + i)
+            for a in self.answers
+            if a.status == 200
+            for i in range(self.points)
+        }
+
+    def availability(self, start: float, since: float) -> Availability:
+        """Over the requests sent from ``start``; ``first_ack_after`` counts from ``since`` (the
+        broker healthy again)."""
+        window = sorted((a for a in self.answers if a.sent >= start), key=lambda a: a.answered)
+        ok = [a.answered for a in window if a.status == 200]
+        marks = [start, *ok, window[-1].answered if window else start]
+        after = [t - since for t in ok if t >= since]
+        return Availability(
+            requests=len(window),
+            ok_share=len(ok) / len(window) if window else 0.0,
+            longest_gap=max(b - a for a, b in itertools.pairwise(marks)) if len(marks) > 1 else 0.0,
+            first_ack_after=after[0] if after else None,
+            acked_in_outage=sum(1 for a in window if a.status == 200 and a.answered < since),
+            outage=since - start,
+        )
+
+
+def create_runs(url: str, count: int) -> list[str]:
+    import requests
+
+    run_ids = []
+    for _ in range(count):
+        answer = requests.post(f"{url}/api/2.0/mlflow/runs/create", json={"experiment_id": "0"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        run_ids.append(answer.json()["run"]["info"]["run_id"])
+    return run_ids
+
+
+@dataclass(frozen=True)
+class Stored:
+    rows: int  # count() of metrics FINAL
+    unique: int  # uniqExact of MLflow's natural key (run_id, key, step, timestamp, value)
+    points: set[tuple[str, int]]  # (run_id, step) present; MetricLoad gives every point its own step
+
+
+def stored_points(settings: Settings) -> Stored:
+    client = Client.from_url(str(settings.clickhouse_url))
+    ((rows, unique),) = client.execute(
+        "SELECT count(), uniqExact(run_id, key, step, timestamp, value) FROM metrics FINAL"
+    )
+    keys = client.execute("SELECT DISTINCT run_id, step FROM metrics FINAL")
+    return Stored(int(rows), int(unique), {(str(r), int(s)) for r, s in keys})
+
+
+def assert_stored_once(settings: Settings, load: MetricLoad) -> int:
+    """Every point acknowledged to ``load`` is stored exactly once; points of writes refused with 503
+    may be stored too (they can have reached the log), once. Returns the points acknowledged."""
+    acked = load.acked_points()
+    stored = stored_points(settings)
+    missing = acked - stored.points
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged points are not stored"
+    assert stored.rows == stored.unique == len(stored.points), f"a point is stored more than once: {stored}"
+    refused = sum(1 for a in load.answers if a.status != 200)
+    assert len(stored.points - acked) <= load.points * refused
+    return len(acked)
+
+
+class PortWatch:
+    """Notes the first moment after :meth:`arm` at which 127.0.0.1:``port`` accepts a connection: the
+    earliest a restarted broker can be reached (``services.sh start`` returns seconds later, after a
+    JVM-based health check). Recovery times measured from here are an upper bound."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.opened: float | None = None
+        self._armed = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def arm(self) -> None:
+        self._armed.set()
+
+    def _watch(self) -> None:
+        import socket
+
+        self._armed.wait(timeout=600)
+        while not self._stop.is_set() and self.opened is None:
+            with socket.socket() as s:
+                s.settimeout(0.2)
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    self.opened = time.monotonic()
+                    return
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._armed.set()
+        self._thread.join(timeout=5)

@@ -21,6 +21,7 @@ from kafka.errors import (
     TopicAlreadyExistsError,
     UnknownMemberIdError,
 )
+from kafka.producer.transaction_manager import TransactionState
 from kafka.structs import OffsetAndMetadata
 
 from trackstream.log.base import (
@@ -70,9 +71,57 @@ PRODUCER_CONFIG = {
     "max_block_ms": 5_000,  # metadata unavailable -> fail fast (503), do not hang the request
     **RECONNECT,
 }
+CLOSE_TIMEOUT = 5.0  # seconds a closing producer may spend delivering what it holds
+MAX_REPLICATION = 3  # copies of each topic ensure_topics asks for, at most one per broker
+
+
+def _stuck(producer: KafkaProducer) -> str | None:
+    """Why ``producer`` can never acknowledge a write again, or None while it still can.
+
+    kafka-python 3.0.12 has a state its idempotent producer never leaves. When a batch that was already
+    sent expires (a broker killed under load), the sender calls ``TransactionManager.reset_producer_id``,
+    which sets the producer id to -1 but leaves the state at READY. The sender asks for a new id only
+    from UNINITIALIZED (``init_producer_id`` is a no-op otherwise) and sends nothing while the id is
+    invalid, so every later write expires after ``delivery_timeout_ms`` and ``flush``/``close`` wait
+    forever. A fatal error (e.g. a timed-out InitProducerId request) and a dead IO thread are final too.
+    The attributes read here are kafka-python internals; ``tests/log`` pins the ones this relies on.
+    """
+    sender = getattr(producer, "_sender", None)
+    if sender is None or not sender.is_alive():
+        return "its IO thread has ended"
+    manager = getattr(producer, "_transaction_manager", None)
+    if manager is None:
+        return None
+    if manager.has_fatal_error() or manager.has_abortable_error():
+        return f"it failed for good ({manager.last_error!r})"
+    if not manager.has_producer_id() and manager._current_state == TransactionState.READY:
+        return "it lost its producer id and will not ask for another (kafka-python 3.0 reset_producer_id)"
+    return None
+
+
+def _close_producer(producer: KafkaProducer, timeout: float) -> None:
+    """Close within ``timeout`` + 2 s whatever state the producer is in. kafka-python's own ``close``
+    first flushes, waiting up to ``timeout`` for each batch in turn, and raises ``KafkaTimeoutError``
+    before it force-closes when that fails (a stuck producer made SIGTERM to the gateway fail). Here
+    the IO thread gets ``timeout`` to send what it holds; then it is force-closed, which fails every
+    write still pending (their callers get :class:`LogUnavailable`)."""
+    sender = getattr(producer, "_sender", None)
+    if sender is not None and sender.is_alive():
+        if _stuck(producer) is None and timeout > 0:
+            sender.initiate_close()
+            sender.join(timeout)
+        if sender.is_alive():
+            sender.force_close()
+            sender.join(2.0)
+    with contextlib.suppress(Exception):
+        producer.close(timeout=0)
 
 
 class KafkaLog(EventLog):
+    """The event log on Kafka. Producing goes through one idempotent producer per process, replaced by
+    a fresh one whenever :func:`_stuck` finds it unable to ever acknowledge again (failure state 22 in
+    docs/DESIGN.md): the writes the old one held fail at once, the next ones go to the new one."""
+
     def __init__(
         self,
         bootstrap: str,
@@ -85,6 +134,10 @@ class KafkaLog(EventLog):
         self._client_id = client_id
         self._produce_timeout = produce_timeout
         self._producer: KafkaProducer | None = None
+        # Topics the current producer holds metadata for: its ``send`` does not block the event loop.
+        self._ready_topics: set[str] = set()
+        self._replacements = 0
+        self._closed = False
         self._admin: KafkaAdminClient | None = None
         self._partitions: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -92,14 +145,32 @@ class KafkaLog(EventLog):
         # gateway's threads take turns; each request is a millisecond on a healthy broker.
         self._admin_lock = threading.Lock()
 
+    @property
+    def producer_replacements(self) -> int:
+        """How many producers were replaced because they were stuck (for tests and health)."""
+        return self._replacements
+
     def _get_producer(self) -> KafkaProducer:
-        if self._producer is None:
-            with self._lock:
-                if self._producer is None:
-                    self._producer = KafkaProducer(
-                        bootstrap_servers=self._bootstrap, client_id=self._client_id, **PRODUCER_CONFIG
-                    )
-        return self._producer
+        producer = self._producer
+        if producer is not None and _stuck(producer) is None:
+            return producer
+        with self._lock:
+            if self._closed:
+                raise LogUnavailable("the event log is closed")
+            producer = self._producer
+            if producer is None:
+                producer = self._producer = self._new_producer()
+            elif (why := _stuck(producer)) is not None:
+                log.warning("replacing the Kafka producer: %s; the writes it held fail", why)
+                self._producer, self._ready_topics = self._new_producer(), set()
+                self._replacements += 1
+                # force-closing fails the old producer's pending futures; not on the caller's time
+                threading.Thread(target=_close_producer, args=(producer, 0.0), daemon=True).start()
+                producer = self._producer
+        return producer
+
+    def _new_producer(self) -> KafkaProducer:
+        return KafkaProducer(bootstrap_servers=self._bootstrap, client_id=self._client_id, **PRODUCER_CONFIG)
 
     def _get_admin(self) -> KafkaAdminClient:
         if self._admin is None:
@@ -133,10 +204,16 @@ class KafkaLog(EventLog):
         raise AssertionError("unreachable")
 
     def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
+        """Create missing topics, replicated to min(3, brokers) brokers: three copies on a cluster (with
+        the broker's ``min.insync.replicas``, acks=all then survives one broker down), one on a single
+        broker. Existing topics are left as they are."""
         admin = self._get_admin()
+        brokers = len(admin.describe_cluster().get("brokers") or ()) or 1
+        replication = min(MAX_REPLICATION, brokers)
         with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(
-                {t: {"num_partitions": partitions, "replication_factor": -1} for t in topics}, raise_errors=False
+                {t: {"num_partitions": partitions, "replication_factor": replication} for t in topics},
+                raise_errors=False,
             )
         admin.wait_for_topics(list(topics), timeout_ms=30_000)
         for topic in topics:
@@ -158,7 +235,10 @@ class KafkaLog(EventLog):
     def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
         partition = self.partition_for(topic, key)
         try:
-            future = self._get_producer().send(topic, value=value, key=key, headers=list(headers), partition=partition)
+            producer = self._get_producer()
+            future = producer.send(topic, value=value, key=key, headers=list(headers), partition=partition)
+            if producer is self._producer:
+                self._ready_topics.add(topic)
             meta = future.get(timeout=self._produce_timeout)
         except KafkaError as exc:
             raise LogUnavailable(f"Kafka did not acknowledge the write: {exc}") from exc
@@ -168,8 +248,10 @@ class KafkaLog(EventLog):
         """Send from the event loop and await the acknowledgement there: kafka-python's IO thread settles
         the future through ``call_soon_threadsafe``. ``send`` itself only appends to the producer's
         buffer; it blocks (up to ``max_block_ms``) only when the buffer is full, which then holds back
-        the loop as backpressure. The first write, which connects and fetches metadata, takes a thread."""
-        if self._producer is None or topic not in self._partitions:
+        the loop as backpressure. The first write of a producer, which connects and fetches metadata,
+        and a write that finds the producer stuck (it is replaced then), take a thread."""
+        producer = self._producer
+        if producer is None or topic not in self._ready_topics or _stuck(producer) is not None:
             return await super().produce_async(topic, key, value, headers)
         loop = asyncio.get_running_loop()
         acked: asyncio.Future[tuple[int, int]] = loop.create_future()
@@ -183,7 +265,7 @@ class KafkaLog(EventLog):
                 acked.set_result((result.partition, result.offset))
 
         try:
-            future = self._producer.send(
+            future = producer.send(
                 topic, value=value, key=key, headers=list(headers), partition=self.partition_for(topic, key)
             )
             future.add_both(lambda result: loop.call_soon_threadsafe(settle, result))
@@ -209,10 +291,16 @@ class KafkaLog(EventLog):
         return _KafkaTail(self._bootstrap, topic, f"{self._client_id}-tail")
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=5)
-        if self._admin is not None:
-            self._admin.close()
+        """Bounded: the producer gets ``CLOSE_TIMEOUT`` seconds to deliver what it holds, then fails it."""
+        with self._lock:
+            self._closed = True
+            producer, self._producer = self._producer, None
+            admin, self._admin = self._admin, None
+        if producer is not None:
+            _close_producer(producer, CLOSE_TIMEOUT)
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                admin.close()
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
