@@ -122,7 +122,10 @@ def metric_columns(metrics: list[Any]) -> dict[str, list[Any]]:
         not set(map(type, values)) - {float, int}
         and set(map(type, timestamps)) == {int}
         and min(timestamps, default=0) >= 0
+        and max(timestamps, default=0) <= v.INT64_MAX
         and set(map(type, steps)) == {int}
+        and min(steps, default=0) >= v.INT64_MIN
+        and max(steps, default=0) <= v.INT64_MAX
     ):
         floats = list(map(float, values))
         if any(map(math.isinf, floats)):
