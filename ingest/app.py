@@ -16,6 +16,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,12 +24,15 @@ from starlette.routing import Route
 from ingest import requests as r
 from ingest.artifacts import Artifacts, server_info
 from ingest.errors import MlflowError, invalid
+from ingest.limits import BodyLimit
 from ingest.logged_models import LoggedModels
 from ingest.protocol import LogBatch, LogMetric
 from ingest.requests import error_message, list_fields
+from ingest.security import WebSecurity
 from ingest.tracking import Tracking
 from trackstream.errors import StoreError
 from trackstream.objects import ObjectStore
+from trackstream.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -308,13 +312,23 @@ async def _bad_method(request: Request, exc: Exception) -> Response:
     )
 
 
+def streamed_upload(method: str, path: str) -> bool:
+    """Artifact uploads (single PUT and multipart parts) stream to the object store: no JSON body limit."""
+    return method == "PUT" and path.startswith(ARTIFACT_PREFIXES)
+
+
 def create_app(
     tracking: Tracking,
     objects: ObjectStore,
     artifact_inline_max_bytes: int,
     artifact_part_max_bytes: int,
     on_shutdown: Callable[[], None] | None = None,
+    web: WebSecurity | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
 ) -> Starlette:
+    """``web`` defaults to the stock server's security defaults; ``max_body_bytes`` bounds JSON bodies and
+    ``read_timeout`` a body that stops arriving (``ingest.limits``)."""
     routes = [Route("/health", _health), Route("/version", _version)]
     for path, methods, endpoint in tracking_routes(tracking) + logged_model_routes(LoggedModels(tracking)):
         for prefix in PREFIXES:
@@ -331,7 +345,16 @@ def create_app(
         if on_shutdown is not None:
             await run_in_threadpool(on_shutdown)
 
-    return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _bad_method}, lifespan=lifespan)
+    middleware = [
+        *(web or WebSecurity()).middleware(),
+        Middleware(BodyLimit, max_bytes=max_body_bytes, read_timeout=read_timeout, streamed=streamed_upload),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={404: _not_found, 405: _bad_method},
+        lifespan=lifespan,
+    )
 
 
 async def _version(request: Request) -> Response:
