@@ -35,14 +35,21 @@ class OutOfRange(ValueError):
 def _integer(value: Any, low: int, high: int, bits: int) -> int:
     if isinstance(value, bool):
         raise WrongType("a boolean is not an integer")
+    out_of_range = OutOfRange(f"Value is out of range for a {bits}-bit integer ({low}..{high}).")
     if isinstance(value, int):
         number = value
-    elif (isinstance(value, float) and value.is_integer()) or (isinstance(value, str) and _DECIMAL.fullmatch(value)):
+    elif isinstance(value, float) and value.is_integer():
+        # orjson hands integers beyond 64 bits over as floats: -2**63 - 1 arrives as -9.223372036854775808e18,
+        # so a float at or past ±2**63 is out of range even where it rounds onto the bound
+        if not -(2.0**63) < value < 2.0**63:
+            raise out_of_range
+        number = int(value)
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value):
         number = int(value)
     else:
         raise WrongType("not an integer")
     if not low <= number <= high:
-        raise OutOfRange(f"Value is out of range for a {bits}-bit integer ({low}..{high}).")
+        raise out_of_range
     return number
 
 

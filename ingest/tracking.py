@@ -428,6 +428,8 @@ class Tracking:
             order = search.parse_run_order_by(_str_list(p.get("order_by")))
         except search.SearchError as exc:
             raise invalid(str(exc)) from None
+        if not experiment_ids:  # no experiment: no run (and ClickHouse 18.16 refuses an empty IN list)
+            return {"runs": []}
         self._sync_metadata()
         self.barrier.wait(self.topics.metrics)
         infos = self.reader.search_run_infos(experiment_ids, view, where, params)

@@ -99,7 +99,7 @@ def _int(value: Any) -> int | None:
             return int(value)
         except ValueError:
             return None
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and -(2.0**63) < value < 2.0**63:  # see requests._integer
         return int(value)
     return None
 

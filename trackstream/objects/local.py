@@ -73,7 +73,7 @@ class LocalObjectStore(ObjectStore):
         path = self._path(key)
         try:
             handle = path.open("rb")
-        except (FileNotFoundError, IsADirectoryError):
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # "a/b" where "a" is a file: missing
             raise ObjectNotFound(key) from None
         return _chunks(handle, chunk_size)
 
