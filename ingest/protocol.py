@@ -6,11 +6,24 @@ strings): MLflow's own rules in ``validation`` then decide and word the errors.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+from ingest.requests import Int64, Str, WrongType
 
 Scalar = str | int | float | None
+
+
+def _number(value: Any) -> Any:
+    """A proto double: a JSON number or a string (``"NaN"``, ``"Infinity"``, ``"1.5"``); ``validation`` decides
+    which strings are numbers, with MLflow's message."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise WrongType("not a number")
+    return value
+
+
+Double = Annotated[int | float | str, BeforeValidator(_number)]
 
 
 class _Body(BaseModel):
@@ -22,19 +35,18 @@ class KeyValue(_Body):
     value: Scalar = None
 
 
-class MetricIn(_Body):
-    key: str | None = None
-    value: Scalar = None
-    timestamp: Scalar = None
-    step: Scalar = None
-    model_id: str | None = None
-    dataset_name: str | None = None
-    dataset_digest: str | None = None
+class LogMetric(_Body):
+    """One point: every field checked by type and range here (MLflow's BIGINT bounds for timestamp and step)."""
 
-
-class LogMetric(MetricIn):
-    run_id: str | None = None
-    run_uuid: str | None = None
+    run_id: Str | None = None
+    run_uuid: Str | None = None
+    key: Str | None = None
+    value: Double | None = None
+    timestamp: Int64 | None = None
+    step: Int64 | None = None
+    model_id: Str | None = None
+    dataset_name: Str | None = None
+    dataset_digest: Str | None = None
 
 
 class LogBatch(_Body):

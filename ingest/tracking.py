@@ -130,7 +130,10 @@ def metric_columns(metrics: list[Any]) -> dict[str, list[Any]]:
         not set(map(type, values)) - {float, int}
         and set(map(type, timestamps)) == {int}
         and min(timestamps, default=0) >= 0
+        and max(timestamps, default=0) <= v.INT64_MAX
         and set(map(type, steps)) == {int}
+        and min(steps, default=0) >= v.INT64_MIN
+        and max(steps, default=0) <= v.INT64_MAX
     ):
         floats = list(map(float, values))
         if any(map(math.isinf, floats)):
@@ -450,6 +453,8 @@ class Tracking:
             order = search.parse_run_order_by(_str_list(p.get("order_by")))
         except search.SearchError as exc:
             raise invalid(str(exc)) from None
+        if not experiment_ids:  # no experiment: no run (and ClickHouse 18.16 refuses an empty IN list)
+            return {"runs": []}
         self._sync_metadata()
         self.barrier.wait(self.topics.metrics)
         infos = self.reader.search_run_infos(experiment_ids, view, where, params)

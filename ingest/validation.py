@@ -22,6 +22,7 @@ MAX_EXPERIMENT_TAG_VAL_LENGTH = 20000
 MAX_RESULTS_SEARCH_RUNS = 50000
 MAX_RESULTS_SEARCH_EXPERIMENTS = 50000
 DOUBLE_MAX = 1.7976931348623157e308
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # MLflow's BIGINT columns (timestamps, steps)
 
 _VALID_NAME = re.compile(r"^[/\w.\- :]*$")
 
@@ -34,7 +35,7 @@ def _bad_path(name: str) -> bool:
 def key_name(kind: str, name: Any) -> str:
     """Validate a metric/param/tag key (``kind`` names it in the message)."""
     if name is None or not isinstance(name, str):
-        raise invalid(f"Missing value for required parameter 'key'. Invalid {kind} name: '{name}'.")
+        raise invalid(f"Missing value for required parameter 'key'. Invalid {kind} name: '{shown(name)}'.")
     if not _VALID_NAME.match(name):
         raise invalid(
             f"Invalid {kind} name: '{name}'. Names may only contain alphanumerics, underscores (_), "
@@ -47,28 +48,41 @@ def key_name(kind: str, name: Any) -> str:
     return name
 
 
+def shown(value: Any, limit: int = 200) -> str:
+    """``str(value)`` for an error message: cut short, and safe for values nested too deep to print."""
+    try:
+        text = str(value)
+    except (RecursionError, ValueError):  # ValueError: an int too long to print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def metric_value(key: str, value: Any, timestamp: Any, step: Any) -> tuple[float, int, int]:
     """Validated ``(value, timestamp, step)``; ±inf clamped to ±DOUBLE_MAX as MLflow's SQL store stores them."""
     if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity", "nan", "inf", "-inf"):
         value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise invalid(
-            f"Got invalid value {value} for metric '{key}' (timestamp={timestamp}). "
+            f"Got invalid value {shown(value)} for metric '{shown(key)}' (timestamp={shown(timestamp)}). "
             "Please specify value as a valid double (64-bit floating point)"
         )
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond any double
+        value = math.inf if value > 0 else -math.inf
     if math.isinf(value):
         value = DOUBLE_MAX if value > 0 else -DOUBLE_MAX
     ts = _int(timestamp)
-    if ts is None or ts < 0:
+    if ts is None or not 0 <= ts <= INT64_MAX:
         raise invalid(
-            f"Got invalid timestamp {timestamp} for metric '{key}' (value={value}). "
+            f"Got invalid timestamp {shown(timestamp)} for metric '{shown(key)}' (value={value}). "
             "Timestamp must be a nonnegative long (64-bit integer) "
         )
     st = _int(step if step is not None else 0)
-    if st is None:
+    if st is None or not INT64_MIN <= st <= INT64_MAX:
         raise invalid(
-            f"Got invalid step {step} for metric '{key}' (value={value}). Step must be a valid long (64-bit integer)."
+            f"Got invalid step {shown(step)} for metric '{shown(key)}' (value={value}). "
+            "Step must be a valid long (64-bit integer)."
         )
     return value, ts, st
 
@@ -79,11 +93,13 @@ def _int(value: Any) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, str):
+        if len(value) > 21:  # longer than any int64; int() of a huge string is slow or refused
+            return None
         try:
             return int(value)
         except ValueError:
             return None
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and -(2.0**63) < value < 2.0**63:  # see requests._integer
         return int(value)
     return None
 
@@ -141,7 +157,7 @@ def experiment_name(name: Any) -> str:
     if name is None or name == "":
         raise invalid("Invalid experiment name: ''. Experiment name cannot be empty.")
     if not isinstance(name, str):
-        raise invalid(f"Invalid experiment name: {name}. Expects a string.")
+        raise invalid(f"Invalid experiment name: {shown(name)}. Expects a string.")
     if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
         raise invalid(f"Experiment name exceeds the maximum length of {MAX_EXPERIMENT_NAME_LENGTH} characters")
     return name
@@ -162,7 +178,7 @@ def max_results(value: Any, default: int, limit: int) -> int:
         return default
     n = _int(value)
     if n is None or n < 1 or n > limit:
-        raise invalid(f"Invalid value {value} for parameter 'max_results' supplied. It must be at most {limit}.")
+        raise invalid(f"Invalid value {shown(value)} for parameter 'max_results' supplied. It must be at most {limit}.")
     return n
 
 
@@ -172,7 +188,9 @@ def bounded_int(p: dict[str, Any], name: str, low: int, high: int, default: int 
         return default
     n = _int(value)
     if n is None or not low <= n <= high:
-        raise invalid(f"Invalid value {value!r} for parameter '{name}' supplied: expected an integer in {low}..{high}.")
+        raise invalid(
+            f"Invalid value {shown(value)!r} for parameter '{name}' supplied: expected an integer in {low}..{high}."
+        )
     return n
 
 
@@ -182,5 +200,5 @@ def array_field(p: dict[str, Any], name: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise invalid(f"Invalid value {value!r} for parameter '{name}' supplied: expected an array.")
+        raise invalid(f"Invalid value {shown(value)} for parameter '{name}' supplied: expected an array.")
     return value

@@ -40,9 +40,12 @@ def _settle_heap() -> None:
 def gateway_app() -> Starlette:
     """uvicorn's app factory: each worker process builds its own runtime from the environment."""
     from ingest.app import create_app
+    from ingest.limits import HeadTimeoutProtocol
+    from ingest.security import WebSecurity
     from trackstream.runtime import build
 
     settings = _settings()
+    HeadTimeoutProtocol.head_timeout = settings.request_read_timeout  # this worker's connections
     runtime = build(settings)
     if settings.mode is Mode.EMBEDDED:
         runtime.start_consumers()
@@ -54,6 +57,14 @@ def gateway_app() -> Starlette:
         settings.artifact_inline_max_bytes,
         settings.artifact_part_max_bytes,
         on_shutdown=runtime.close,
+        web=WebSecurity(
+            allowed_hosts=settings.allowed_hosts,
+            cors_allowed_origins=settings.cors_allowed_origins,
+            x_frame_options=settings.x_frame_options,
+            enabled=not settings.disable_security_middleware,
+        ),
+        max_body_bytes=settings.max_request_body_bytes,
+        read_timeout=settings.request_read_timeout,
     )
     app.state.health = runtime.health
     _settle_heap()
@@ -62,6 +73,8 @@ def gateway_app() -> Starlette:
 
 def serve(settings: Settings) -> None:
     import uvicorn
+
+    from ingest.limits import HeadTimeoutProtocol
 
     url = f"http://{settings.host}:{settings.port}"
     print(
@@ -77,6 +90,11 @@ def serve(settings: Settings) -> None:
         workers=settings.workers,
         log_level="warning",
         access_log=False,
+        # Idle and slow connections: a kept-alive connection closes after timeout_keep_alive idle seconds;
+        # HeadTimeoutProtocol also closes a new one whose request head is not in within request_read_timeout
+        # (uvicorn alone waits forever), and ingest.limits.BodyLimit times out a stalled body.
+        http=HeadTimeoutProtocol,
+        timeout_keep_alive=settings.timeout_keep_alive,
     )
 
 

@@ -5,11 +5,27 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+
+
+# MLflow's own bound on a request body: the stock server 3.17 sets none on tracking JSON (Flask's
+# MAX_CONTENT_LENGTH stays None); its one request-size setting, MLFLOW_GATEWAY_MAX_DECOMPRESSED_REQUEST_SIZE,
+# defaults to 100 MiB, which also leaves room for MLflow's largest field (a dataset profile, 16 MiB).
+DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024
+DEFAULT_READ_TIMEOUT = 60.0
+
+
+def default_allowed_hosts() -> list[str]:
+    """The stock server's default Host patterns: loopback names with any port, and the private ranges."""
+    loopback = ["localhost", "127.0.0.1", "[::1]", "0.0.0.0"]
+    with_port = [f"{h.replace('[', '[[]', 1)}:*" if h.startswith("[") else f"{h}:*" for h in loopback]
+    private = ["192.168.*", "10.*", *[f"172.{i}.*" for i in range(16, 32)], "fc00:*", "fd00:*"]
+    return loopback + with_port + private
 
 
 class ConfigurationError(Exception):
@@ -86,6 +102,49 @@ class Settings(BaseSettings):
     # longer than max_poll_interval does not cost it its partitions; lower values only speed up tests.
     consumer_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     consumer_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+
+    # -- web security and bounded resources (ingest/security.py, ingest/limits.py) --
+    # The stock server's options, under their MLflow names too, so a deployment's settings carry over.
+    # Host header patterns (fnmatch; "*" allows all): default localhost with any port and private ranges.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=default_allowed_hosts,
+        validation_alias=AliasChoices("TRACKSTREAM_ALLOWED_HOSTS", "MLFLOW_SERVER_ALLOWED_HOSTS", "allowed_hosts"),
+    )
+    # Origins allowed to write cross-origin besides localhost ("*": all, without credentials).
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices(
+            "TRACKSTREAM_CORS_ALLOWED_ORIGINS", "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS", "cors_allowed_origins"
+        ),
+    )
+    x_frame_options: str = Field(
+        default="SAMEORIGIN",
+        pattern=r"(?i)^(SAMEORIGIN|DENY|NONE)$",
+        validation_alias=AliasChoices(
+            "TRACKSTREAM_X_FRAME_OPTIONS", "MLFLOW_SERVER_X_FRAME_OPTIONS", "x_frame_options"
+        ),
+    )
+    disable_security_middleware: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "TRACKSTREAM_DISABLE_SECURITY_MIDDLEWARE",
+            "MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE",
+            "disable_security_middleware",
+        ),
+    )
+    # Largest JSON request body (artifact uploads stream and are not limited by it); larger answers 413.
+    max_request_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    # Seconds a connection may take to send its request head, or between two pieces of its body.
+    request_read_timeout: float = Field(default=DEFAULT_READ_TIMEOUT, gt=0)
+    # Seconds an idle kept-alive connection stays open (uvicorn's default, as the stock server runs it).
+    timeout_keep_alive: int = Field(default=5, ge=1)
+
+    @field_validator("allowed_hosts", "cors_allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _services_given(self) -> Settings:

@@ -103,7 +103,7 @@ class LocalObjectStore(ObjectStore):
             path = self._existing(key)
             try:
                 handle = path.open("rb") if path is not None else None
-            except (FileNotFoundError, IsADirectoryError):
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 handle = None
         if handle is None:
             raise ObjectNotFound(key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 
@@ -40,7 +41,7 @@ _TOKEN = re.compile(
     r"""\s*(?:
     (?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.)*")
   | (?P<tick>`[^`]*`)
-  | (?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
+  | (?P<num>[-+]?(?>\d+\.?\d*|\.\d+)(?>[eE][-+]?\d+)?(?![\w.]))
   | (?P<op>!=|<>|<=|>=|=|<|>)
   | (?P<punct>[(),])
   | (?P<word>[A-Za-z_][\w.:/\-]*)
@@ -172,7 +173,7 @@ class _Parser:
         if numeric:
             if value.kind != "num":
                 raise SearchError(f"Expected numeric value type for {entity} '{key}'. Found {value.text}")
-            return Clause(entity, key, op, float(value.text) if entity == METRIC else int(float(value.text)))
+            return Clause(entity, key, op, float(value.text) if entity == METRIC else _int64_literal(value.text))
         if value.kind != "str":
             raise SearchError(
                 f"Value for {entity} '{key}' is either not quoted or unidentified quote types used for string "
@@ -207,6 +208,23 @@ class _Parser:
         return out
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _int64_literal(text: str) -> int:
+    """A numeric attribute's value (start_time, creation_time, …: BIGINT columns) as an int inside their range."""
+    try:
+        number = int(text) if text.lstrip("+-").isdigit() and len(text) <= 21 else float(text)
+    except ValueError:
+        raise SearchError(f"Expected numeric value type for attribute. Found {text[:100]}") from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise SearchError(f"Numeric value {text[:100]} is out of range for a 64-bit integer attribute")
+    number = int(number)
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise SearchError(f"Numeric value {text[:100]} is out of range for a 64-bit integer attribute")
+    return number
+
+
 def parse_run_filter(text: str | None) -> list[Clause]:
     if not text or not text.strip():
         return []
@@ -226,9 +244,9 @@ def parse_order_by(items: list[str] | None, order_attrs: set[str], entities: set
     for item in items or []:
         text = str(item).strip()
         ascending = True
-        m = re.match(r"^(.*?)\s+(ASC|DESC)$", text, re.IGNORECASE)
-        if m:
-            text, ascending = m.group(1), m.group(2).upper() == "ASC"
+        head, _, last = text.rpartition(" ")  # not a regex: "(.*?)\s+(ASC|DESC)$" is quadratic on long blanks
+        if head.strip() and last.upper() in ("ASC", "DESC"):
+            text, ascending = head.strip(), last.upper() == "ASC"
         p = _Parser(text, order_attrs, set(), entities)
         try:
             entity, key = p.identifier()
@@ -311,9 +329,50 @@ def run_filter_sql(clauses: list[Clause]) -> tuple[str, dict[str, Any]]:
     return (" AND ".join(conds) or "1"), params
 
 
-def _like(pattern: str, value: str, ignore_case: bool) -> bool:
-    regex = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
-    return re.fullmatch(regex, value, re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL) is not None
+def like(pattern: str, value: str, ignore_case: bool = False) -> bool:
+    """SQL LIKE (``%`` any run of characters, ``_`` one) in time linear in ``value`` for each piece of
+    ``pattern``, never by a backtracking regex: ``.*a.*a.*a…b`` over a long name took a regex engine
+    seconds (12 s for one search, the event loop held by the GIL the whole time).
+
+    The pattern splits at ``%`` into pieces of fixed length: the first must match at the start, the last
+    at the end, and every other piece at its leftmost place after the one before (the leftmost place is
+    always as good as any later one, so no choice is ever revisited).
+    """
+    if ignore_case:
+        pattern, value = pattern.lower(), value.lower()
+    pieces = pattern.split("%")
+    if len(pieces) == 1:
+        return len(value) == len(pattern) and _piece_at(pattern, value, 0)
+    first, *middle, last = pieces
+    start, end = len(first), len(value) - len(last)
+    if end < start or not _piece_at(first, value, 0) or not _piece_at(last, value, end):
+        return False
+    for piece in middle:
+        if piece:
+            found = _find_piece(piece, value, start, end)
+            if found < 0:
+                return False
+            start = found + len(piece)
+    return True
+
+
+def _piece_at(piece: str, value: str, at: int) -> bool:
+    if "_" not in piece:
+        return value.startswith(piece, at)
+    return at + len(piece) <= len(value) and all(p in ("_", c) for p, c in zip(piece, value[at:], strict=False))
+
+
+@lru_cache(maxsize=256)
+def _piece_regex(piece: str) -> re.Pattern[str]:
+    # literals and "." only: no quantifier, so a search costs at most len(value) * len(piece) steps
+    return re.compile("".join("." if ch == "_" else re.escape(ch) for ch in piece), re.DOTALL)
+
+
+def _find_piece(piece: str, value: str, start: int, end: int) -> int:
+    if "_" not in piece:
+        return value.find(piece, start, end)
+    m = _piece_regex(piece).search(value, start, end)
+    return m.start() if m else -1
 
 
 def compare(op: str, left: Any, right: Any) -> bool:
@@ -334,7 +393,7 @@ def compare(op: str, left: Any, right: Any) -> bool:
         case ">=":
             return bool(left >= right)
         case "LIKE" | "ILIKE":
-            return _like(str(right), str(left), op == "ILIKE")
+            return like(str(right), str(left), op == "ILIKE")
         case "IN":
             return str(left) in right
         case "NOT IN":
