@@ -18,13 +18,14 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from ingest.artifacts import Artifacts, server_info
 from ingest.errors import MlflowError, invalid
 from ingest.logged_models import LoggedModels
 from ingest.protocol import LogBatch, LogMetric
 from ingest.tracking import Tracking
+from ingest.ui import ui_routes
 from trackstream.errors import StoreError
 from trackstream.objects import ObjectStore
 
@@ -255,7 +256,10 @@ def create_app(
     artifact_part_max_bytes: int,
     on_shutdown: Callable[[], None] | None = None,
 ) -> Starlette:
-    routes = [Route("/health", _health), Route("/version", _version)]
+    routes: list[BaseRoute] = [Route("/health", _health), Route("/version", _version)]
+    # The MLflow web app, POST /graphql and the small routes the app polls (ingest/ui.py); first, so the
+    # empty registry searches answer before the registry's 501.
+    routes += ui_routes(tracking, Artifacts(tracking, objects, artifact_inline_max_bytes, artifact_part_max_bytes))
     for path, methods, endpoint in tracking_routes(tracking) + logged_model_routes(LoggedModels(tracking)):
         for prefix in PREFIXES:
             routes.append(Route(prefix + path, endpoint, methods=methods))
