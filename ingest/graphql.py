@@ -12,6 +12,7 @@ string in ``errors``) beside ``null`` data, with HTTP 200.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -37,6 +38,9 @@ from graphql import (
 
 from ingest.errors import MlflowError
 from ingest.tracking import Tracking
+from trackstream.errors import StoreError
+
+log = logging.getLogger(__name__)
 
 SDL = """
 directive @component(name: String!) on QUERY | MUTATION
@@ -331,10 +335,17 @@ class GraphQL:
 
 
 def _message(error: GraphQLError) -> str:
+    """A handler's MLflow error keeps its message; an unexpected exception is logged, not shown."""
     original = error.original_error
+    if original is None:
+        return error.message
     if isinstance(original, MlflowError):
         return original.message
-    return error.message
+    if isinstance(original, StoreError):
+        log.warning("store error on /graphql: %s", original)
+        return f"Store error: {original}"
+    log.error("unexpected error on /graphql", exc_info=original)
+    return "Internal error; see the gateway log."
 
 
 def _check_limits(document: DocumentNode) -> ExecutionResult | None:
