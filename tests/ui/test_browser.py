@@ -19,6 +19,7 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import Gateway, official_client
@@ -41,8 +42,9 @@ ERROR_TEXTS = (
     "Something went wrong",
     "not found",
 )
-# Calls the stock server answers with an error too (no authentication configured).
-EXPECTED_ERRORS = ("/ajax-api/2.0/mlflow/users/current",)
+# Calls the stock server answers with an error too: no authentication configured; the create dialog checks
+# that the new name is free.
+EXPECTED_ERRORS = ("/ajax-api/2.0/mlflow/users/current", "/ajax-api/2.0/mlflow/experiments/get-by-name?")
 TOASTS = ".du-bois-light-notification-notice, .ant-notification-notice, [class*='notification-notice']"
 NAMES = list(RUNS)
 
@@ -117,6 +119,71 @@ def _artifacts(driver: webdriver.Chrome, logged: Logged) -> None:
     assert downloaded == TEXT + "\n"
 
 
+CREATED, RENAMED, DESCRIPTION = "ui-created", "ui-renamed", "Edited in the browser"
+CHECKBOX = "experiment-list-item-check-box"
+
+
+def _shown(driver: webdriver.Chrome, by: str, selector: str) -> bool:
+    return any(e.is_displayed() for e in driver.find_elements(by, selector))
+
+
+def _base(driver: webdriver.Chrome) -> str:
+    return str(driver.current_url).split("/#", 1)[0]
+
+
+def _experiments_edit(driver: webdriver.Chrome, logged: Logged) -> None:
+    """Search, create, rename (edit) and delete experiments from the experiments list."""
+    driver.find_element(By.CSS_SELECTOR, "[data-testid=search-experiment-input]").send_keys(EXPERIMENT, Keys.ENTER)
+    _wait(driver, "the search result", lambda d: EXPERIMENT in _body(d) and "Default" not in _body(d))
+    driver.find_element(By.CSS_SELECTOR, "[data-testid=create-experiment-button]").click()
+    _wait(driver, "the create dialog", lambda d: d.find_elements(By.ID, "experimentName"))
+    driver.find_element(By.ID, "experimentName").send_keys(CREATED)
+    driver.find_element(By.XPATH, "//*[@role='dialog']//button[normalize-space(.)='Create']").click()
+    _wait(driver, "the new experiment's page", lambda d: CREATED in _body(d) and "Overview" in _body(d))
+    driver.find_element(By.CSS_SELECTOR, "[data-testid=overflow-menu-trigger]").click()
+    _click(driver, "Edit experiment")
+    _wait(driver, "the edit dialog", lambda d: d.find_elements(By.ID, "mlflow.experiment.edit.name"))
+    name = driver.find_element(By.ID, "mlflow.experiment.edit.name")
+    name.send_keys(Keys.CONTROL, "a")
+    name.send_keys(RENAMED)
+    driver.find_element(By.XPATH, "//*[@role='dialog']//button[normalize-space(.)='Save']").click()
+    _wait(
+        driver,
+        "the renamed experiment",
+        lambda d: RENAMED in _body(d) and not _shown(d, By.ID, "mlflow.experiment.edit.name"),
+    )
+    driver.get(_base(driver) + "/#/experiments")
+    row_box = f"//*[@role='row'][.//*[normalize-space(text())='{RENAMED}']]//input[@data-testid='{CHECKBOX}']"
+    _wait(driver, "the renamed experiment in the list", lambda d: d.find_elements(By.XPATH, row_box))
+    driver.find_element(By.XPATH, row_box).click()
+    driver.find_element(By.CSS_SELECTOR, "[data-testid=delete-experiments-button]").click()
+    _wait(
+        driver,
+        "the delete dialog",
+        lambda d: d.find_elements(By.XPATH, "//*[@role='dialog']//button[normalize-space(.)='Delete']"),
+    )
+    driver.find_element(By.XPATH, "//*[@role='dialog']//button[normalize-space(.)='Delete']").click()
+    _wait(
+        driver,
+        "the list without the deleted experiment",
+        lambda d: not d.find_elements(By.XPATH, row_box) and EXPERIMENT in _body(d),
+    )
+
+
+def _edit_description(driver: webdriver.Chrome, logged: Logged) -> None:
+    driver.find_element(By.CSS_SELECTOR, "[aria-label='Edit description']").click()
+    _wait(driver, "the description editor", lambda d: d.find_elements(By.CSS_SELECTOR, "textarea.mde-text"))
+    editor = driver.find_element(By.CSS_SELECTOR, "textarea.mde-text")
+    editor.send_keys(Keys.CONTROL, "a")
+    editor.send_keys(DESCRIPTION)
+    driver.find_element(By.XPATH, "//button[normalize-space(.)='Save']").click()
+    _wait(
+        driver,
+        "the saved description",
+        lambda d: DESCRIPTION in _body(d) and not _shown(d, By.CSS_SELECTOR, "textarea.mde-text"),
+    )
+
+
 def _metric_path(logged: Logged) -> str:
     q = urllib.parse.quote
     return (
@@ -165,6 +232,14 @@ PAGES = [
     Page("traces", lambda x: f"/#/experiments/{x.experiment_id}/traces", lambda x: ["Start tracing"]),
     Page("prompts", lambda x: "/#/prompts", lambda x: ["Create your first prompt"]),
     Page("models", lambda x: "/#/models", lambda x: ["Registered Models", "Create model"]),
+    # pages that change what is stored come last
+    Page(
+        "run-description",
+        lambda x: f"/#/experiments/{x.experiment_id}/runs/{x.first}",
+        lambda x: [f"Description of {NAMES[0]}"],
+        _edit_description,
+    ),
+    Page("experiments-edit", lambda x: "/#/experiments", lambda x: [EXPERIMENT], _experiments_edit),
 ]
 
 
@@ -196,11 +271,15 @@ def visit(driver: webdriver.Chrome, base: str, page: Page, logged: Logged, shots
 def test_pages(
     gateway: Gateway, browser: webdriver.Chrome, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
-    with official_client(gateway.url, monkeypatch):
+    with official_client(gateway.url, monkeypatch) as client:
         logged = fill(gateway.url)
-    shots = ARTIFACTS / request.node.callspec.params["gateway"]
-    shots.mkdir(parents=True, exist_ok=True)
-    problems = []
-    for page in PAGES:
-        problems += visit(browser, gateway.url, page, logged, shots)
-    assert not problems, "\n".join(problems)
+        shots = ARTIFACTS / request.node.callspec.params["gateway"]
+        shots.mkdir(parents=True, exist_ok=True)
+        problems = []
+        for page in PAGES:
+            problems += visit(browser, gateway.url, page, logged, shots)
+        assert not problems, "\n".join(problems)
+        # what the browser changed is stored
+        assert client.get_run(logged.first).data.tags["mlflow.note.content"] == DESCRIPTION
+        assert client.get_experiment_by_name(RENAMED).lifecycle_stage == "deleted"
+        assert client.get_experiment_by_name(CREATED) is None
