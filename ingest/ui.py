@@ -23,9 +23,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from ingest.artifacts import Artifacts
+from ingest import validation as v
+from ingest.artifacts import Artifacts, proxied_root, safe_path
 from ingest.errors import MlflowError
 from ingest.graphql import GraphQL, request_parts
+from ingest.logged_models import LoggedModels
 from ingest.tracking import Tracking
 
 # The build's file names carry content hashes, so browsers may keep them (the stock server's max_age).
@@ -94,9 +96,21 @@ UI_TELEMETRY = {"disable_ui_events": [], "disable_ui_telemetry": True, "ui_rollo
 def ui_routes(tracking: Tracking, artifacts: Artifacts) -> list[BaseRoute]:
     """Routes to place before the REST routes (the registry searches here answer before the 501 of the
     not-yet-built registry)."""
-    from ingest.app import dict_endpoint, request_endpoint  # the gateway's error handling; app imports this module
+    from ingest.app import dict_endpoint, path_endpoint, request_endpoint  # error handling; app imports this module
 
     graphql = GraphQL(tracking, artifacts.list_run)
+    models = LoggedModels(tracking)
+
+    def model_file(model_id: str, p: dict[str, Any]) -> Response:
+        """A logged model's file, as the model page's artifact browser previews it."""
+        rel = safe_path(v.required(p, "artifact_file_path"))
+        uri = models.get(model_id, {})["model"]["info"]["artifact_uri"]
+        root = proxied_root(uri)
+        if root is None:
+            raise MlflowError(f"Artifacts of model root {uri} are not served by this gateway", "NOT_IMPLEMENTED")
+        key = f"{root}/{rel}" if root else rel
+        artifacts._sync(key)
+        return artifacts._send(key)
 
     async def graphql_endpoint(request: Request) -> Any:
         body: dict[str, Any] = {}
@@ -127,6 +141,7 @@ def ui_routes(tracking: Tracking, artifacts: Artifacts) -> list[BaseRoute]:
         routes.append(Route(prefix + "/model-versions/search", no_registry, methods=["GET"]))
     ajax2, ajax3 = "/ajax-api/2.0/mlflow", "/ajax-api/3.0/mlflow"
     routes += [
+        Route(ajax2 + "/logged-models/{model_id}/artifacts/files", path_endpoint(model_file), methods=["GET"]),  # type: ignore[arg-type]
         Route(ajax2 + "/gateway-proxy", _const({"endpoints": []}), methods=["GET", "POST"]),
         Route(ajax3 + "/ui-telemetry", _const(UI_TELEMETRY), methods=["GET"]),
         Route(ajax3 + "/ui-telemetry", _const({"status": "disabled"}), methods=["POST"]),

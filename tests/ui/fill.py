@@ -16,6 +16,7 @@ STEPS = 50
 class Logged:
     experiment_id: str
     run_ids: list[str]  # in the order of RUNS
+    model_id: str  # the logged model of the first run
 
     @property
     def first(self) -> str:
@@ -33,6 +34,7 @@ def fill(url: str) -> Logged:
     mlflow.set_tracking_uri(url)
     experiment_id = mlflow.MlflowClient(url).create_experiment(EXPERIMENT)
     run_ids = []
+    model_id = ""
     for name, lr in RUNS.items():
         with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
             mlflow.log_params({"lr": lr, "optimizer": "adam"})
@@ -49,9 +51,9 @@ def fill(url: str) -> Logged:
             if not run_ids:
                 # A logged model (the experiment's Models tab) and a model directory among the run's
                 # artifacts (the artifact browser's model preview).
-                mlflow.sklearn.log_model(model, name="model")
+                model_id = mlflow.sklearn.log_model(model, name="model").model_id
                 with tempfile.TemporaryDirectory() as tmp:
                     mlflow.sklearn.save_model(model, Path(tmp) / "sk_model")
                     mlflow.log_artifacts(str(Path(tmp) / "sk_model"), "sk_model")
             run_ids.append(run.info.run_id)
-    return Logged(experiment_id, run_ids)
+    return Logged(experiment_id, run_ids, model_id)

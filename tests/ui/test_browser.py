@@ -184,6 +184,13 @@ def _edit_description(driver: webdriver.Chrome, logged: Logged) -> None:
     )
 
 
+def _model_artifacts(driver: webdriver.Chrome, logged: Logged) -> None:
+    _click(driver, "MLmodel")
+    _wait(
+        driver, "the logged model's MLmodel preview", lambda d: "flavors:" in _body(d) and logged.model_id in _body(d)
+    )
+
+
 def _metric_path(logged: Logged) -> str:
     q = urllib.parse.quote
     return (
@@ -229,6 +236,12 @@ PAGES = [
     ),
     Page("metric", _metric_path, lambda x: ["loss", *NAMES], _charts(1)),
     Page("logged-models", lambda x: f"/#/experiments/{x.experiment_id}/models", lambda x: ["model", NAMES[0]]),
+    Page(
+        "logged-model-artifacts",
+        lambda x: f"/#/experiments/{x.experiment_id}/models/{x.model_id}/artifacts",
+        lambda x: ["MLmodel", "requirements.txt"],
+        _model_artifacts,
+    ),
     Page("traces", lambda x: f"/#/experiments/{x.experiment_id}/traces", lambda x: ["Start tracing"]),
     Page("prompts", lambda x: "/#/prompts", lambda x: ["Create your first prompt"]),
     Page("models", lambda x: "/#/models", lambda x: ["Registered Models", "Create model"]),
