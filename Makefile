@@ -4,24 +4,31 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+UI_STAMP := $(VENV)/.installed-ui
 
-.PHONY: run test test-cluster test-unit lint typecheck venv clean
+.PHONY: run test test-cluster test-unit lint typecheck venv clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,ui]'
 	touch $(STAMP)
+
+# `make run` needs the gateway and the MLflow UI (the ui extra), not the test tools.
+$(UI_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[ui]'
+	touch $(UI_STAMP)
 
 venv: $(STAMP)
 
-## The embedded default: gateway on http://127.0.0.1:5000 (TRACKSTREAM_PORT), data under ./data.
-run: $(STAMP)
+## The embedded default: gateway and MLflow UI on http://127.0.0.1:5000 (TRACKSTREAM_PORT), data under ./data.
+run: $(UI_STAMP)
 	$(VENV)/bin/trackstream serve
 
 ## Install and start Kafka, ClickHouse and SeaweedFS, check lint, types and import layers, then run the
 ## whole suite (all but tests/cluster, which needs the 3-broker cluster: `make test-cluster`).
-test: $(STAMP) lint typecheck services-up
+test: $(STAMP) lint typecheck services-up browser
 	source .services/env && $(PY) -m pytest -q -ra --ignore=tests/cluster
 
 ## Also start a 3-broker Kafka cluster (deploy/local: replication 3, min.insync.replicas 2) and run the
@@ -30,7 +37,7 @@ test-cluster: $(STAMP) services-up
 	$(SERVICES_SH) cluster-up
 	source .services/env && source .services/cluster-env && $(PY) -m pytest -q -ra tests/cluster
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) browser
 	$(PY) -m pytest -q -ra -m "not services" --ignore=tests/cluster
 
 lint: $(STAMP)
@@ -38,6 +45,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+
+## Debian's headless Chromium and its driver, for the browser test (tests/ui); nothing is downloaded at run time.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
 clean:
 	rm -rf $(VENV) data

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from ingest import requests as r
 from ingest.artifacts import Artifacts, server_info
@@ -30,6 +30,7 @@ from ingest.protocol import LogBatch, LogMetric
 from ingest.requests import error_message, list_fields
 from ingest.security import WebSecurity
 from ingest.tracking import Tracking
+from ingest.ui import ui_routes
 from trackstream.errors import StoreError
 from trackstream.objects import ObjectStore
 from trackstream.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT
@@ -335,7 +336,10 @@ def create_app(
 ) -> Starlette:
     """``web`` defaults to the stock server's security defaults; ``max_body_bytes`` bounds JSON bodies and
     ``read_timeout`` a body that stops arriving (``ingest.limits``)."""
-    routes = [Route("/health", _health), Route("/version", _version)]
+    routes: list[BaseRoute] = [Route("/health", _health), Route("/version", _version)]
+    # The MLflow web app, POST /graphql and the small routes the app polls (ingest/ui.py); first, so the
+    # empty registry searches answer before the registry's 501.
+    routes += ui_routes(tracking, Artifacts(tracking, objects, artifact_inline_max_bytes, artifact_part_max_bytes))
     for path, methods, endpoint in tracking_routes(tracking) + logged_model_routes(LoggedModels(tracking)):
         for prefix in PREFIXES:
             routes.append(Route(prefix + path, endpoint, methods=methods))
