@@ -31,7 +31,7 @@ from ingest.requests import error_message, list_fields
 from ingest.security import WebSecurity
 from ingest.tracking import Tracking
 from ingest.ui import ui_routes
-from trackstream.errors import StoreError
+from trackstream.errors import StoreError, StoreRejected
 from trackstream.objects import ObjectStore
 from trackstream.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT
 
@@ -46,6 +46,16 @@ UNIMPLEMENTED: dict[str, str] = {
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 ARTIFACT_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
 SERVER_INFO_PATHS = ("/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info")
+
+
+def store_error(exc: StoreError) -> MlflowError:
+    """A store's refusal as the client sees it: an outage is retriable (503), data the store will never
+    take is the request's fault (400), anything unclassified is ours (500, logged)."""
+    if exc.retriable:
+        return MlflowError(f"Store error: {exc}", "TEMPORARILY_UNAVAILABLE")
+    if isinstance(exc, StoreRejected):
+        return invalid(f"The store refused the request: {exc}")
+    return MlflowError(f"Store error: {exc}", "INTERNAL_ERROR")
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -117,8 +127,7 @@ def _guarded(call: Callable[[Request], Awaitable[Any]]) -> Endpoint:
             return error_response(exc)
         except StoreError as exc:
             log.warning("store error on %s: %s", request.url.path, exc)
-            code = "TEMPORARILY_UNAVAILABLE" if exc.retriable else "INTERNAL_ERROR"
-            return error_response(MlflowError(f"Store error: {exc}", code))
+            return error_response(store_error(exc))
         except Exception:
             log.exception("unexpected error on %s", request.url.path)
             return error_response(MlflowError("Internal error; see the gateway log.", "INTERNAL_ERROR"))

@@ -14,6 +14,7 @@ import hashlib
 import mimetypes
 import posixpath
 import tempfile
+import unicodedata
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -46,6 +47,10 @@ def safe_path(path: Any, allow_empty: bool = False) -> str:
             return ""
         raise invalid("Invalid path")
     if "#" in path or "\\" in path or ".." in path.split("/") or path.startswith("/") or "\x00" in path:
+        raise invalid("Invalid path")
+    # Control characters (C0, C1 such as NEL): the S3 client strips some of them, so "x\x85" would be
+    # stored as "x"; no store keeps them faithfully, so they are refused before anything is stored.
+    if any(unicodedata.category(c) == "Cc" for c in path):
         raise invalid("Invalid path")
     if len(path) >= 2 and path[1] == ":":
         raise invalid("Invalid path")

@@ -198,3 +198,22 @@ def test_a_retriable_sink_error_answers_503_with_the_reason_and_applies_the_writ
         assert time.monotonic() < deadline, got.text
         time.sleep(0.2)
     assert got.content == b"held"
+
+
+@pytest.mark.parametrize("mode", ["embedded", "kafka"])
+def test_control_characters_in_an_artifact_path_answer_400_in_both_modes(
+    mode: str,
+    embedded_settings: SettingsFactory,
+    kafka_settings: SettingsFactory,
+    gateway_factory: Callable[[Settings], Gateway],
+) -> None:
+    """The S3 client strips some control characters (NEL, \\x0b), so 'x\\x85' would have been stored as 'x'
+    and a GET of '\\x85' failed unclassified (500): found by the route fuzzer."""
+    gw = gateway_factory((embedded_settings if mode == "embedded" else kafka_settings)())
+    for quoted in ("%C2%85", "%0B%09", "a/b%C2%85", "x%01y"):
+        url = f"{gw.url}{ARTIFACTS}/0/run/artifacts/{quoted}"
+        for answer in (httpx.put(url, content=b"x", timeout=30), httpx.get(url, timeout=30)):
+            assert answer.status_code == 400, (quoted, answer.text)
+            assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    listed = httpx.get(f"{gw.url}{ARTIFACTS}", params={"path": "0/run/artifacts"}, timeout=30)
+    assert listed.status_code == 200 and listed.json() == {}
