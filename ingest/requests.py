@@ -300,6 +300,10 @@ class ListLoggedModelArtifacts(Body):
     artifact_directory_path: Str | None = None
 
 
+class GetLoggedModelFile(Body):
+    artifact_file_path: Str | None = None
+
+
 class NoFields(Body):
     """Endpoints without request fields (a DELETE by path): anything sent is ignored."""
 

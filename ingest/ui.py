@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from ingest import requests as r
 from ingest import validation as v
 from ingest.artifacts import Artifacts, proxied_root, safe_path
 from ingest.errors import MlflowError
@@ -135,13 +136,17 @@ def ui_routes(tracking: Tracking, artifacts: Artifacts) -> list[BaseRoute]:
         routes.append(Route("/", lambda request: FileResponse(index)))
         routes.append(Mount("/static-files", app=_CachedStatic(directory=build), name="static-files"))
     routes.append(Route("/graphql", request_endpoint(graphql_endpoint), methods=["GET", "POST"]))
-    no_registry = dict_endpoint(lambda p: {})
+    no_registry = dict_endpoint(r.NoFields, lambda p: {})
     for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow"):
         routes.append(Route(prefix + "/registered-models/search", no_registry, methods=["GET"]))
         routes.append(Route(prefix + "/model-versions/search", no_registry, methods=["GET"]))
     ajax2, ajax3 = "/ajax-api/2.0/mlflow", "/ajax-api/3.0/mlflow"
     routes += [
-        Route(ajax2 + "/logged-models/{model_id}/artifacts/files", path_endpoint(model_file), methods=["GET"]),  # type: ignore[arg-type]
+        Route(
+            ajax2 + "/logged-models/{model_id}/artifacts/files",
+            path_endpoint(r.GetLoggedModelFile, model_file),
+            methods=["GET"],
+        ),
         Route(ajax2 + "/gateway-proxy", _const({"endpoints": []}), methods=["GET", "POST"]),
         Route(ajax3 + "/ui-telemetry", _const(UI_TELEMETRY), methods=["GET"]),
         Route(ajax3 + "/ui-telemetry", _const({"status": "disabled"}), methods=["POST"]),
