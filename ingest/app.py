@@ -1,6 +1,8 @@
-"""The Starlette application: routes of the MLflow REST API under ``/api/2.0/mlflow`` and ``/ajax-api/2.0/mlflow``.
+"""The Starlette application: every endpoint of ``ingest.handlers.ENDPOINTS`` as routes, through one adapter.
 
-Handlers are synchronous (blocking Kafka and ClickHouse clients) and run in Starlette's thread pool.
+An endpoint's record (``ingest.endpoint.Endpoint``) says where it is served, its request model, its
+handler, whether the handler blocks (the thread pool) or runs on the event loop (the metric hot path),
+and which partitions its reads depend on (the read-your-writes barrier the adapter passes first).
 Every failure leaves as an MLflow-shaped error; an unexpected exception is logged and answered as
 INTERNAL_ERROR without a traceback.
 """
@@ -8,6 +10,7 @@ INTERNAL_ERROR without a traceback.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -21,15 +24,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ingest import requests as r
-from ingest.artifacts import Artifacts, server_info
+from ingest.endpoint import API, ARTIFACTS_API, Endpoint
 from ingest.errors import MlflowError, invalid
+from ingest.handlers import ENDPOINTS, Context
 from ingest.limits import BodyLimit
-from ingest.logged_models import LoggedModels
-from ingest.protocol import LogBatch, LogMetric
-from ingest.requests import error_message, list_fields
+from ingest.requests import checked, error_message, list_fields
 from ingest.security import WebSecurity
-from ingest.tracking import Tracking
 from ingest.ui import ui_routes
 from trackstream.errors import StoreError, StoreRejected
 from trackstream.objects import ObjectStore
@@ -37,15 +37,8 @@ from trackstream.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT
 
 log = logging.getLogger(__name__)
 
-# Endpoints of `mlflow server` 3.17 this gateway answers with 501 NOT_IMPLEMENTED (cited by the README).
-UNIMPLEMENTED: dict[str, str] = {
-    "/registered-models/{rest:path}": "GET, POST, PATCH, DELETE",
-    "/model-versions/{rest:path}": "GET, POST, PATCH, DELETE",
-}
-
-PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
-ARTIFACT_PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
-SERVER_INFO_PATHS = ("/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info")
+PREFIXES = API
+ARTIFACT_PREFIXES = ARTIFACTS_API
 
 
 def store_error(exc: StoreError) -> MlflowError:
@@ -106,19 +99,13 @@ async def validated_fields(request: Request, model: type[BaseModel]) -> dict[str
     """The request's fields once ``model`` accepted them: the fields as sent, with the model's values (int64
     strings as ints, enum numbers as names) over the ones it declares. Unknown fields stay, as the handlers
     ignore them."""
-    fields = await _fields(request, list_fields(model))
-    try:
-        parsed = model.model_validate(fields)
-    except ValidationError as exc:
-        raise invalid(error_message(exc)) from None
-    fields.update(parsed.model_dump(exclude_unset=True, by_alias=True))
-    return fields
+    return checked(model, await _fields(request, list_fields(model)))
 
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+ASGIEndpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _guarded(call: Callable[[Request], Awaitable[Any]]) -> Endpoint:
+def _guarded(call: Callable[[Request], Awaitable[Any]]) -> ASGIEndpoint:
     async def endpoint(request: Request) -> Response:
         try:
             result = await call(request)
@@ -135,177 +122,80 @@ def _guarded(call: Callable[[Request], Awaitable[Any]]) -> Endpoint:
     return endpoint
 
 
-def _declares(endpoint: Endpoint, model: type[BaseModel] | None) -> Endpoint:
-    """Record the request model on the endpoint: the fuzzer (tests/fuzz) generates requests from it."""
-    endpoint.request_model = model  # type: ignore[attr-defined]
+def request_model(endpoint: Any) -> type[BaseModel] | None:
+    """The request model a route's endpoint validates against (None: a raw body, or no fields). The
+    fuzzer (tests/fuzz) generates requests from it."""
+    spec = getattr(endpoint, "spec", None)
+    return spec.request if isinstance(spec, Endpoint) else None
+
+
+async def _typed(request: Request, model: type[BaseModel]) -> BaseModel:
+    """Hot write paths: orjson parses the body (twice as fast as pydantic's JSON mode on a full
+    log-batch), pydantic checks the fields; bulk lists stay plain for the handler to check by column."""
+    fields = await _fields(request)
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise invalid(error_message(exc)) from None
+
+
+def adapt(spec: Endpoint, ctx: Context) -> ASGIEndpoint:
+    """The one adapter from an :class:`Endpoint` to a Starlette endpoint: parse and validate the request
+    against its model, pass the read barrier the endpoint declares, call the handler in the thread pool
+    (``blocking``) or on the event loop, and answer every failure as an MLflow error."""
+    handler, reads = spec.handler, spec.reads
+
+    def run(fields: dict[str, Any], path_params: dict[str, Any], args: tuple[Any, ...]) -> Any:
+        for topic, keys in reads.plan({**path_params, **fields}):
+            ctx.wait(topic, keys)
+        return handler(ctx, *args, **({} if spec.raw else path_params))
+
+    async def call(request: Request) -> Any:
+        path_params = request.path_params
+        if spec.typed:
+            assert spec.request is not None
+            args: tuple[Any, ...] = (await _typed(request, spec.request),)
+            fields: dict[str, Any] = {}
+        else:
+            fields = await validated_fields(request, spec.request) if spec.request is not None else {}
+            args = (request, fields) if spec.raw else (fields,)
+        if spec.blocking:
+            return await run_in_threadpool(run, fields, path_params, args)
+        result = handler(ctx, *args, **({} if spec.raw else path_params))
+        return await result if isinstance(result, Awaitable) else result
+
+    endpoint = _guarded(call)
+    endpoint.spec = spec  # type: ignore[attr-defined]
     return endpoint
 
 
-def request_model(endpoint: Any) -> type[BaseModel] | None:
-    """The request model a route's endpoint validates against (None: a raw body, or no fields)."""
-    return getattr(endpoint, "request_model", None)
+def _not_implemented(path: str) -> Callable[..., None]:
+    what = path.split("{")[0].rstrip("/")
+
+    def handler(ctx: Context, request: Request, fields: dict[str, Any]) -> None:
+        raise MlflowError(f"{what} is not implemented by this gateway yet.", "NOT_IMPLEMENTED")
+
+    return handler
 
 
-def dict_endpoint(model: type[BaseModel], handler: Callable[[dict[str, Any]], Any]) -> Endpoint:
-    async def call(request: Request) -> Any:
-        fields = await validated_fields(request, model)
-        return await run_in_threadpool(handler, fields)
-
-    return _declares(_guarded(call), model)
-
-
-def request_endpoint(handler: Callable[[Request], Any]) -> Endpoint:
-    """Handlers that need the raw request (streamed bodies) or return their own Response."""
-
-    async def call(request: Request) -> Any:
-        result = handler(request)
-        if isinstance(result, Awaitable):
-            return await result
-        return result
-
-    return _declares(_guarded(call), None)
+# Endpoints of `mlflow server` 3.17 this gateway answers with 501 NOT_IMPLEMENTED (cited by the README).
+UNIMPLEMENTED: dict[str, str] = {
+    "/registered-models/{rest:path}": "GET, POST, PATCH, DELETE",
+    "/model-versions/{rest:path}": "GET, POST, PATCH, DELETE",
+}
+NOT_IMPLEMENTED = [
+    Endpoint(path, tuple(methods.split(", ")), _not_implemented(path), None, blocking=False, raw=True)
+    for path, methods in UNIMPLEMENTED.items()
+]
 
 
-def sync_request_endpoint(handler: Callable[[Request], Any]) -> Endpoint:
-    async def call(request: Request) -> Any:
-        return await run_in_threadpool(handler, request)
-
-    return _declares(_guarded(call), None)
-
-
-def path_endpoint(model: type[BaseModel], handler: Callable[..., Any]) -> Endpoint:
-    """Handlers of routes with path parameters: ``handler(*path_params, fields)``."""
-
-    async def call(request: Request) -> Any:
-        fields = await validated_fields(request, model)
-        return await run_in_threadpool(handler, *request.path_params.values(), fields)
-
-    return _declares(_guarded(call), model)
-
-
-def request_fields_endpoint(
-    model: type[BaseModel], handler: Callable[[Request, dict[str, Any]], dict[str, Any]]
-) -> Endpoint:
-    """Handlers that need the request itself (its URL) as well as its fields: ``handler(request, fields)``."""
-
-    async def call(request: Request) -> Any:
-        fields = await validated_fields(request, model)
-        return await run_in_threadpool(handler, request, fields)
-
-    return _declares(_guarded(call), model)
-
-
-def _not_implemented(what: str) -> Endpoint:
-    async def endpoint(request: Request) -> Response:
-        return error_response(MlflowError(f"{what} is not implemented by this gateway yet.", "NOT_IMPLEMENTED"))
-
-    return _declares(endpoint, None)
-
-
-def model_endpoint(model: type[BaseModel], handler: Callable[[Any], Awaitable[dict[str, Any]]]) -> Endpoint:
-    """Hot write paths: orjson parses the body (twice as fast as pydantic's JSON mode on a full
-    log-batch), pydantic checks the fields; bulk lists stay plain for the handler to check by column.
-    The handler is a coroutine run on the event loop (it takes a thread itself only where it must block)."""
-
-    async def call(request: Request) -> Any:
-        fields = await _fields(request)
-        try:
-            parsed = model.model_validate(fields)
-        except ValidationError as exc:
-            raise invalid(error_message(exc)) from None
-        return await handler(parsed)
-
-    return _declares(_guarded(call), model)
-
-
-def tracking_routes(t: Tracking) -> list[tuple[str, list[str], Endpoint]]:
+def routes(endpoints: list[Endpoint], ctx: Context) -> list[Route]:
+    """Each endpoint under each of its prefixes, in table order."""
     return [
-        ("/experiments/create", ["POST"], dict_endpoint(r.CreateExperiment, t.create_experiment)),
-        ("/experiments/get", ["GET"], dict_endpoint(r.ExperimentId, t.get_experiment)),
-        ("/experiments/get-by-name", ["GET"], dict_endpoint(r.GetExperimentByName, t.get_experiment_by_name)),
-        ("/experiments/search", ["GET", "POST"], dict_endpoint(r.SearchExperiments, t.search_experiments)),
-        ("/experiments/update", ["POST"], dict_endpoint(r.UpdateExperiment, t.update_experiment)),
-        ("/experiments/delete", ["POST"], dict_endpoint(r.ExperimentId, t.delete_experiment)),
-        ("/experiments/restore", ["POST"], dict_endpoint(r.ExperimentId, t.restore_experiment)),
-        ("/experiments/set-experiment-tag", ["POST"], dict_endpoint(r.SetExperimentTag, t.set_experiment_tag)),
-        ("/experiments/delete-experiment-tag", ["POST"], dict_endpoint(r.DeleteExperimentTag, t.delete_experiment_tag)),
-        ("/runs/create", ["POST"], dict_endpoint(r.CreateRun, t.create_run)),
-        ("/runs/delete", ["POST"], dict_endpoint(r.RunRef, t.delete_run)),
-        ("/runs/restore", ["POST"], dict_endpoint(r.RunRef, t.restore_run)),
-        ("/runs/update", ["POST"], dict_endpoint(r.UpdateRun, t.update_run)),
-        ("/runs/get", ["GET"], dict_endpoint(r.RunRef, t.get_run)),
-        ("/runs/search", ["POST"], dict_endpoint(r.SearchRuns, t.search_runs)),
-        ("/runs/log-metric", ["POST"], model_endpoint(LogMetric, t.log_metric)),
-        ("/runs/log-batch", ["POST"], model_endpoint(LogBatch, t.log_batch)),
-        ("/runs/log-parameter", ["POST"], dict_endpoint(r.LogParam, t.log_param)),
-        ("/runs/set-tag", ["POST"], dict_endpoint(r.SetTag, t.set_tag)),
-        ("/runs/delete-tag", ["POST"], dict_endpoint(r.DeleteTag, t.delete_tag)),
-        ("/runs/log-inputs", ["POST"], dict_endpoint(r.LogInputs, t.log_inputs)),
-        ("/runs/outputs", ["POST"], dict_endpoint(r.LogOutputs, t.log_outputs)),
-        ("/metrics/get-history", ["GET"], dict_endpoint(r.GetMetricHistory, t.metric_history)),
-        (
-            "/metrics/get-history-bulk-interval",
-            ["GET"],
-            dict_endpoint(r.GetMetricHistoryBulkInterval, t.metric_history_bulk_interval),
-        ),
-        ("/experiments/search-datasets", ["POST"], dict_endpoint(r.SearchDatasets, t.search_datasets)),
+        Route(prefix + spec.path, adapt(spec, ctx), methods=list(spec.methods))
+        for spec in endpoints
+        for prefix in spec.prefixes
     ]
-
-
-def logged_model_routes(m: LoggedModels) -> list[tuple[str, list[str], Endpoint]]:
-    return [
-        ("/logged-models", ["POST"], dict_endpoint(r.CreateLoggedModel, m.create)),
-        ("/logged-models/search", ["POST"], dict_endpoint(r.SearchLoggedModels, m.search)),
-        ("/logged-models/{model_id}", ["GET"], path_endpoint(r.GetLoggedModel, m.get)),
-        ("/logged-models/{model_id}", ["PATCH"], path_endpoint(r.FinalizeLoggedModel, m.finalize)),
-        ("/logged-models/{model_id}", ["DELETE"], path_endpoint(r.NoFields, m.delete)),
-        ("/logged-models/{model_id}/tags", ["PATCH"], path_endpoint(r.LoggedModelTags, m.set_tags)),
-        (
-            "/logged-models/{model_id}/tags/{key:path}",
-            ["DELETE"],
-            path_endpoint(r.NoFields, lambda i, k, p: m.delete_tag(i, k)),
-        ),
-        ("/logged-models/{model_id}/params", ["POST"], path_endpoint(r.LoggedModelParams, m.log_params)),
-        (
-            "/logged-models/{model_id}/artifacts/directories",
-            ["GET"],
-            path_endpoint(r.ListLoggedModelArtifacts, m.list_artifacts),
-        ),
-    ]
-
-
-def artifact_routes(a: Artifacts) -> list[Route]:
-    routes = []
-    for prefix in ARTIFACT_PREFIXES:
-        routes += [
-            Route(prefix + "/artifacts", dict_endpoint(r.ArtifactPath, a.list), methods=["GET"]),
-            Route(prefix + "/artifacts/{path:path}", request_endpoint(a.upload), methods=["PUT"]),
-            Route(prefix + "/artifacts/{path:path}", sync_request_endpoint(a.download), methods=["GET"]),
-            Route(prefix + "/artifacts/{path:path}", sync_request_endpoint(a.delete), methods=["DELETE"]),
-            Route(
-                prefix + "/mpu/create/{path:path}",
-                request_fields_endpoint(r.CreateMultipartUpload, a.create_upload),
-                methods=["POST"],
-            ),
-            Route(prefix + "/mpu/part/{path:path}", request_endpoint(a.upload_part), methods=["PUT"]),
-            Route(
-                prefix + "/mpu/complete/{path:path}",
-                path_endpoint(r.CompleteMultipartUpload, a.complete_upload),
-                methods=["POST"],
-            ),
-            Route(
-                prefix + "/mpu/abort/{path:path}",
-                path_endpoint(r.AbortMultipartUpload, a.abort_upload),
-                methods=["POST"],
-            ),
-        ]
-    for prefix in PREFIXES:
-        routes.append(Route(prefix + "/artifacts/list", dict_endpoint(r.ListRunArtifacts, a.list_run), methods=["GET"]))
-    for path in SERVER_INFO_PATHS:
-        routes.append(Route(path, dict_endpoint(r.NoFields, lambda p: server_info()), methods=["GET"]))
-    for path in ("/get-artifact", "/ajax-api/2.0/mlflow/get-artifact"):
-        routes.append(Route(path, dict_endpoint(r.GetArtifact, a.get_artifact), methods=["GET"]))
-    return routes
 
 
 async def _health(request: Request) -> Response:
@@ -334,7 +224,7 @@ def streamed_upload(method: str, path: str) -> bool:
 
 
 def create_app(
-    tracking: Tracking,
+    context: Context,
     objects: ObjectStore,
     artifact_inline_max_bytes: int,
     artifact_part_max_bytes: int,
@@ -343,20 +233,21 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
 ) -> Starlette:
-    """``web`` defaults to the stock server's security defaults; ``max_body_bytes`` bounds JSON bodies and
-    ``read_timeout`` a body that stops arriving (``ingest.limits``)."""
-    routes: list[BaseRoute] = [Route("/health", _health), Route("/version", _version)]
-    # The MLflow web app, POST /graphql and the small routes the app polls (ingest/ui.py); first, so the
-    # empty registry searches answer before the registry's 501.
-    routes += ui_routes(tracking, Artifacts(tracking, objects, artifact_inline_max_bytes, artifact_part_max_bytes))
-    for path, methods, endpoint in tracking_routes(tracking) + logged_model_routes(LoggedModels(tracking)):
-        for prefix in PREFIXES:
-            routes.append(Route(prefix + path, endpoint, methods=methods))
-    routes += artifact_routes(Artifacts(tracking, objects, artifact_inline_max_bytes, artifact_part_max_bytes))
-    for path, methods_text in UNIMPLEMENTED.items():
-        methods = methods_text.split(", ")
-        for prefix in PREFIXES:
-            routes.append(Route(prefix + path, _not_implemented(f"{path.split('{')[0].rstrip('/')}"), methods=methods))
+    """``context`` is the runtime's (``Runtime.tracking()``); the object store and artifact limits are
+    added to it here. ``web`` defaults to the stock server's security defaults; ``max_body_bytes``
+    bounds JSON bodies and ``read_timeout`` a body that stops arriving (``ingest.limits``)."""
+    ctx = dataclasses.replace(
+        context,
+        objects=objects,
+        artifact_inline_max_bytes=artifact_inline_max_bytes,
+        artifact_part_max_bytes=artifact_part_max_bytes,
+    )
+    all_routes: list[BaseRoute] = [Route("/health", _health), Route("/version", _version)]
+    all_routes += routes(ENDPOINTS, ctx)
+    # The MLflow web app, /graphql and the small routes it polls (ingest/ui.py): before the unimplemented
+    # catch-alls, so the empty registry searches answer ahead of the registry's 501.
+    all_routes += ui_routes(ctx, lambda endpoints: routes(endpoints, ctx))
+    all_routes += routes(NOT_IMPLEMENTED, ctx)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -369,7 +260,7 @@ def create_app(
         Middleware(BodyLimit, max_bytes=max_body_bytes, read_timeout=read_timeout, streamed=streamed_upload),
     ]
     return Starlette(
-        routes=routes,
+        routes=all_routes,
         middleware=middleware,
         exception_handlers={404: _not_found, 405: _bad_method},
         lifespan=lifespan,

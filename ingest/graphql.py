@@ -4,7 +4,7 @@ GetMetricHistoryBulkInterval, ...), answered by graphql-core over the gateway's 
 The schema has the shape of the stock server's (graphene types generated from MLflow's protos, so field
 names are camelCase and 64-bit integers travel as ``LongString``); ``tests/ui/test_graphql.py`` checks
 it against the stock schema. Resolvers pass the input, with its keys turned to snake_case, to the
-``Tracking`` handler of the REST endpoint of the same name and return its MLflow JSON, so no read logic
+handler of the REST endpoint of the same name and return its MLflow JSON, so no read logic
 lives here. As in the stock server, an error raised by a handler becomes a GraphQL error (a message
 string in ``errors``) beside ``null`` data, with HTTP 200.
 """
@@ -37,7 +37,8 @@ from graphql import (
 )
 
 from ingest.errors import MlflowError
-from ingest.tracking import Tracking
+from ingest.handlers import ENDPOINTS, Context
+from ingest.requests import checked
 from trackstream.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ def _parse_long(value: Any) -> int:
 class GraphQL:
     """The schema with resolvers bound to the gateway's handlers."""
 
-    def __init__(self, tracking: Tracking, list_artifacts: Handler) -> None:
+    def __init__(self, ctx: Context) -> None:
         self.schema: GraphQLSchema = build_schema(SDL)
         long_string = self.schema.type_map["LongString"]
         long_string.serialize = _long  # type: ignore[attr-defined]
@@ -271,7 +272,16 @@ class GraphQL:
         for enum_name in ("MlflowRunStatus", "MlflowViewType", "MlflowModelVersionStatus"):
             for name, value in self.schema.type_map[enum_name].values.items():  # type: ignore[attr-defined]
                 value.value = name  # MLflow JSON carries enum names
-        t = tracking
+        by_path = {e.path: e for e in reversed(ENDPOINTS)}  # the first record of a path wins
+
+        def rest(path: str) -> Handler:
+            """The REST endpoint of ``path`` as a resolver would call it: its request model, its barrier."""
+            spec = by_path[path]
+
+            def call(fields: dict[str, Any]) -> Any:
+                return spec.invoke(ctx, checked(spec.request, fields) if spec.request is not None else fields)
+
+            return call
 
         def on_input(handler: Handler) -> Callable[..., Any]:
             def resolve(_source: Any, _info: GraphQLResolveInfo, input: Mapping[str, Any] | None = None) -> Any:
@@ -279,22 +289,26 @@ class GraphQL:
 
             return resolve
 
+        get_experiment = rest("/experiments/get")
+
         def run_experiment(run: Mapping[str, Any], _info: GraphQLResolveInfo) -> Any:
-            return t.get_experiment({"experiment_id": run["info"]["experiment_id"]})["experiment"]
+            return get_experiment({"experiment_id": run["info"]["experiment_id"]})["experiment"]
 
         query = self.schema.query_type
         mutation = self.schema.mutation_type
         assert query is not None and mutation is not None
-        query.fields["mlflowGetExperiment"].resolve = on_input(t.get_experiment)
-        query.fields["mlflowGetRun"].resolve = on_input(t.get_run)
-        query.fields["mlflowSearchRuns"].resolve = on_input(t.search_runs)
-        query.fields["mlflowGetMetricHistoryBulkInterval"].resolve = on_input(t.metric_history_bulk_interval)
-        query.fields["mlflowListArtifacts"].resolve = on_input(list_artifacts)
+        query.fields["mlflowGetExperiment"].resolve = on_input(get_experiment)
+        query.fields["mlflowGetRun"].resolve = on_input(rest("/runs/get"))
+        query.fields["mlflowSearchRuns"].resolve = on_input(rest("/runs/search"))
+        query.fields["mlflowGetMetricHistoryBulkInterval"].resolve = on_input(
+            rest("/metrics/get-history-bulk-interval")
+        )
+        query.fields["mlflowListArtifacts"].resolve = on_input(rest("/artifacts/list"))
         # The model registry is not built yet: nothing can be registered, so a search finds nothing.
         query.fields["mlflowSearchModelVersions"].resolve = on_input(lambda p: {})
         query.fields["test"].resolve = lambda _s, _i, inputString=None: {"output": inputString}
-        mutation.fields["mlflowSearchRuns"].resolve = on_input(t.search_runs)
-        mutation.fields["mlflowSearchDatasets"].resolve = on_input(t.search_datasets)
+        mutation.fields["mlflowSearchRuns"].resolve = on_input(rest("/runs/search"))
+        mutation.fields["mlflowSearchDatasets"].resolve = on_input(rest("/experiments/search-datasets"))
         mutation.fields["testMutation"].resolve = lambda _s, _i, inputString=None: {"output": inputString}
         run_type = self.schema.type_map["MlflowRunExtension"]
         run_type.fields["experiment"].resolve = run_experiment  # type: ignore[attr-defined]

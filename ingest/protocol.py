@@ -51,7 +51,7 @@ class LogMetric(_Body):
 
 class LogBatch(_Body):
     """Metric points stay as parsed: building a model per point, or even checking each is a dict, cost
-    more than the rest of the request; ``ingest.tracking.metric_columns`` checks them column by column."""
+    more than the rest of the request; ``ingest.handlers.metrics.metric_columns`` checks them column by column."""
 
     run_id: str | None = None
     metrics: list[Any] = []

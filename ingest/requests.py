@@ -19,6 +19,8 @@ from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError
 
+from ingest.errors import invalid
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _DECIMAL = re.compile(r"[-+]?[0-9]{1,20}")
@@ -386,3 +388,14 @@ def error_message(exc: ValidationError) -> str:
     cause = (first.get("ctx") or {}).get("error")
     reason = str(cause) if isinstance(cause, OutOfRange) else f"Hint: Value was of type '{type(value).__name__}'."
     return f"Invalid value {_render(value)} for parameter '{_where(loc)}' supplied: {reason}{_SEE_DOCS}"
+
+
+def checked(model: type[BaseModel], fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` once ``model`` accepted them: the fields as sent, with the model's values (int64 strings as
+    ints, enum numbers as names) over the ones it declares; unknown fields stay, as the handlers ignore
+    them. Raises INVALID_PARAMETER_VALUE with the stock server's wording otherwise."""
+    try:
+        parsed = model.model_validate(fields)
+    except ValidationError as exc:
+        raise invalid(error_message(exc)) from None
+    return {**fields, **parsed.model_dump(exclude_unset=True, by_alias=True)}

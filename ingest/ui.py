@@ -12,6 +12,7 @@ feature holds no data, so the pages show their empty state instead of an error.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from ingest import requests as r
-from ingest import validation as v
-from ingest.artifacts import Artifacts, proxied_root, safe_path
+from ingest.endpoint import Endpoint
 from ingest.errors import MlflowError
 from ingest.graphql import GraphQL, request_parts
-from ingest.logged_models import LoggedModels
-from ingest.tracking import Tracking
+from ingest.handlers import Context
 
 # The build's file names carry content hashes, so browsers may keep them (the stock server's max_age).
 STATIC_MAX_AGE = 2419200
@@ -94,26 +93,8 @@ ASSISTANT_PROVIDERS: dict[str, Any] = {"providers": [], "resolved": None, "gatew
 UI_TELEMETRY = {"disable_ui_events": [], "disable_ui_telemetry": True, "ui_rollout_percentage": 0}
 
 
-def ui_routes(tracking: Tracking, artifacts: Artifacts) -> list[BaseRoute]:
-    """Routes to place before the REST routes (the registry searches here answer before the 501 of the
-    not-yet-built registry)."""
-    from ingest.app import dict_endpoint, path_endpoint, request_endpoint  # error handling; app imports this module
-
-    graphql = GraphQL(tracking, artifacts.list_run)
-    models = LoggedModels(tracking)
-
-    def model_file(model_id: str, p: dict[str, Any]) -> Response:
-        """A logged model's file, as the model page's artifact browser previews it."""
-        rel = safe_path(v.required(p, "artifact_file_path"))
-        uri = models.get(model_id, {})["model"]["info"]["artifact_uri"]
-        root = proxied_root(uri)
-        if root is None:
-            raise MlflowError(f"Artifacts of model root {uri} are not served by this gateway", "NOT_IMPLEMENTED")
-        key = f"{root}/{rel}" if root else rel
-        artifacts._sync(key)
-        return artifacts._send(key)
-
-    async def graphql_endpoint(request: Request) -> Any:
+def _graphql(gql: GraphQL) -> Any:
+    async def handler(ctx: Context, request: Request, fields: dict[str, Any]) -> Any:
         body: dict[str, Any] = {}
         if request.method == "POST":
             raw = await request.body()
@@ -125,8 +106,18 @@ def ui_routes(tracking: Tracking, artifacts: Artifacts) -> list[BaseRoute]:
                 raise MlflowError("Request body must be a JSON object", "BAD_REQUEST")
             body = parsed
         query, variables, operation = request_parts(request.method, request.query_params, body)
-        return await run_in_threadpool(graphql.answer, query, variables, operation)
+        return await run_in_threadpool(gql.answer, query, variables, operation)
 
+    return handler
+
+
+def _no_registry(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    return {}  # the registry is not built yet: nothing can be registered, so a search finds nothing
+
+
+def ui_routes(ctx: Context, api_routes: Callable[[list[Endpoint]], list[Route]]) -> list[BaseRoute]:
+    """The web app (static files of the installed mlflow package), ``/graphql`` and the small routes the app
+    polls. ``api_routes`` turns endpoint records into routes with the API's one adapter."""
     build = ui_build_dir()
     routes: list[BaseRoute] = []
     if build is None:
@@ -135,18 +126,16 @@ def ui_routes(tracking: Tracking, artifacts: Artifacts) -> list[BaseRoute]:
         index = build / "index.html"
         routes.append(Route("/", lambda request: FileResponse(index)))
         routes.append(Mount("/static-files", app=_CachedStatic(directory=build), name="static-files"))
-    routes.append(Route("/graphql", request_endpoint(graphql_endpoint), methods=["GET", "POST"]))
-    no_registry = dict_endpoint(r.NoFields, lambda p: {})
-    for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow"):
-        routes.append(Route(prefix + "/registered-models/search", no_registry, methods=["GET"]))
-        routes.append(Route(prefix + "/model-versions/search", no_registry, methods=["GET"]))
+    routes += api_routes(
+        [
+            Endpoint("/graphql", ("GET", "POST"), _graphql(GraphQL(ctx)), None, raw=True, blocking=False,
+                     prefixes=("",)),
+            Endpoint("/registered-models/search", ("GET",), _no_registry, r.NoFields),
+            Endpoint("/model-versions/search", ("GET",), _no_registry, r.NoFields),
+        ]
+    )  # fmt: skip
     ajax2, ajax3 = "/ajax-api/2.0/mlflow", "/ajax-api/3.0/mlflow"
     routes += [
-        Route(
-            ajax2 + "/logged-models/{model_id}/artifacts/files",
-            path_endpoint(r.GetLoggedModelFile, model_file),
-            methods=["GET"],
-        ),
         Route(ajax2 + "/gateway-proxy", _const({"endpoints": []}), methods=["GET", "POST"]),
         Route(ajax3 + "/ui-telemetry", _const(UI_TELEMETRY), methods=["GET"]),
         Route(ajax3 + "/ui-telemetry", _const({"status": "disabled"}), methods=["POST"]),

@@ -24,6 +24,7 @@ import pytest
 import uvicorn
 
 from ingest.app import create_app
+from ingest.handlers import ensure_default_experiment
 from trackstream.runtime import Runtime, build
 from trackstream.settings import Mode, Settings, Topics
 
@@ -220,7 +221,7 @@ def gateway_factory() -> Iterator[Callable[[Settings], Gateway]]:
             runtime.start_consumers()
             runtime.wait_consumers_ready(timeout=60)
         tracking = runtime.tracking()
-        tracking.ensure_default_experiment()
+        ensure_default_experiment(tracking)
         port = free_port()
         app = create_app(
             tracking, runtime.objects, settings.artifact_inline_max_bytes, settings.artifact_part_max_bytes

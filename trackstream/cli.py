@@ -40,6 +40,7 @@ def _settle_heap() -> None:
 def gateway_app() -> Starlette:
     """uvicorn's app factory: each worker process builds its own runtime from the environment."""
     from ingest.app import create_app
+    from ingest.handlers import ensure_default_experiment
     from ingest.limits import HeadTimeoutProtocol
     from ingest.security import WebSecurity
     from trackstream.runtime import build
@@ -50,7 +51,7 @@ def gateway_app() -> Starlette:
     if settings.mode is Mode.EMBEDDED:
         runtime.start_consumers()
     tracking = runtime.tracking()
-    tracking.ensure_default_experiment()
+    ensure_default_experiment(tracking)
     app = create_app(
         tracking,
         runtime.objects,

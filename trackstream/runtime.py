@@ -17,8 +17,8 @@ from consumers.pipeline import FlushPolicy, Pipeline, WorkerFailed
 from consumers.sink import Sink
 from ingest.consistency import Barrier, Outcomes
 from ingest.errors import unavailable
+from ingest.handlers.context import Context
 from ingest.runstates import RunStates
-from ingest.tracking import Tracking
 from ingest.writer import EventWriter
 from trackstream.log import EventLog, Partition
 from trackstream.log.memory import MemoryLog
@@ -115,7 +115,7 @@ class Runtime:
             if not pipe.ready.wait(max(0.0, deadline - time.monotonic())):
                 raise TimeoutError(f"a consumer did not get partitions within {timeout}s")
 
-    def tracking(self) -> Tracking:
+    def tracking(self) -> Context:
         embedded = isinstance(self.events, MemoryLog)
         barrier = _ConsumersBarrier(self, self.events, self.groups(), self.settings.read_barrier_timeout)
         reader = TrackingReader(self.tables)
@@ -130,7 +130,7 @@ class Runtime:
             outcomes,
             on_metadata=states.observe,
         )
-        return Tracking(writer, reader, barrier, self.settings.topics, states)
+        return Context(writer, reader, barrier, self.settings.topics, states)
 
     def _wait_applied(self, partition: Partition, offset: int) -> None:
         """Embedded acknowledgement: wait until the sink applied the write; answer 503 with the reason

@@ -7,6 +7,8 @@ import time
 import pytest
 
 from ingest.errors import MlflowError
+from ingest.handlers import ensure_default_experiment
+from ingest.handlers.experiments import create_experiment
 from tests.conftest import SettingsFactory
 from trackstream.runtime import build
 
@@ -14,10 +16,10 @@ from trackstream.runtime import build
 def test_an_unknown_outcome_answers_503_and_the_write_is_decided_later(kafka_settings: SettingsFactory) -> None:
     runtime = build(kafka_settings(read_barrier_timeout=1.0))
     try:
-        tracking = runtime.tracking()
-        tracking.ensure_default_experiment()  # a gateway starts before its consumers: no wait, no error
+        ctx = runtime.tracking()
+        ensure_default_experiment(ctx)  # a gateway starts before its consumers: no wait, no error
         with pytest.raises(MlflowError) as lost:
-            tracking.create_experiment({"name": "late"})
+            create_experiment(ctx, {"name": "late"})
         assert lost.value.error_code == "TEMPORARILY_UNAVAILABLE"
         assert "may still be applied" in lost.value.message
         runtime.start_consumers()  # the sink catches up and decides the event still in the log
@@ -26,7 +28,7 @@ def test_an_unknown_outcome_answers_503_and_the_write_is_decided_later(kafka_set
         while runtime.tables.query("SELECT count() FROM decisions") != [(2,)] and time.monotonic() < deadline:
             time.sleep(0.05)
         with pytest.raises(MlflowError) as retried:  # the client's retry, as after a lost response
-            tracking.create_experiment({"name": "late"})
+            create_experiment(ctx, {"name": "late"})
         assert retried.value.error_code == "RESOURCE_ALREADY_EXISTS"
         assert runtime.tables.query("SELECT name FROM experiments FINAL ORDER BY name") == [("Default",), ("late",)]
     finally:

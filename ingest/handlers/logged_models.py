@@ -12,10 +12,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ingest import requests as r
 from ingest import validation as v
-from ingest.artifacts import children, proxied_root, safe_path
+from ingest.endpoint import Endpoint, Reads
 from ingest.errors import MlflowError, invalid, not_found
-from ingest.tracking import ACTIVE, DELETED, Tracking, _str_list, generate_run_name, now_ms, page_offset, page_token
+from ingest.handlers.artifact_keys import children, proxied_root, safe_path
+from ingest.handlers.common import ACTIVE, DELETED, generate_run_name, now_ms, str_list
+from ingest.handlers.context import Context
+from ingest.handlers.entities import experiment
+from ingest.paging import page_offset, page_token
 from trackstream.reads import search
 
 STATUSES = (
@@ -199,162 +204,165 @@ def _on_datasets(m: dict[str, Any], datasets: list[dict[str, Any]]) -> bool:
     )
 
 
-class LoggedModels:
-    def __init__(self, tracking: Tracking) -> None:
-        self.t = tracking
+def _state(ctx: Context, model_id: str) -> dict[str, Any]:
+    """The stored row of a model, deleted or not (MLflow's writes accept deleted models). Read after
+    ``MODEL``."""
+    row = ctx.reader.logged_model_row(model_id)
+    if row is None:
+        raise not_found(f"Logged model with ID '{model_id}' not found.")
+    return row
 
-    # -- helpers --
-    def _sync(self, model_id: str | None) -> None:
-        self.t.barrier.wait(self.t.topics.metadata, [model_id] if model_id else None)
-        self.t.barrier.wait(self.t.topics.metrics)  # metric points linked to a model may come from any run
 
-    def _state(self, model_id: str) -> dict[str, Any]:
-        """The stored row of a model, deleted or not (MLflow's writes accept deleted models)."""
-        self.t.barrier.wait(self.t.topics.metadata, [model_id])
-        row = self.t.reader.logged_model_row(model_id)
-        if row is None:
-            raise not_found(f"Logged model with ID '{model_id}' not found.")
-        return row
+def _emit_state(ctx: Context, row: dict[str, Any]) -> None:
+    ctx.writer.metadata(row["model_id"], "LoggedModelState", {k: row.get(k) for k in _STATE_FIELDS})
 
-    def _emit_state(self, row: dict[str, Any]) -> None:
-        self.t.writer.metadata(row["model_id"], "LoggedModelState", {k: row.get(k) for k in _STATE_FIELDS})
 
-    def _emit_data(self, model_id: str, params: list[dict[str, str]], tags: list[dict[str, Any]]) -> None:
-        if params or tags:
-            self.t.writer.metadata(model_id, "LoggedModelData", {"model_id": model_id, "params": params, "tags": tags})
+def _emit_data(ctx: Context, model_id: str, params: list[dict[str, str]], tags: list[dict[str, Any]]) -> None:
+    if params or tags:
+        ctx.writer.metadata(model_id, "LoggedModelData", {"model_id": model_id, "params": params, "tags": tags})
 
-    def _models(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        data = self.t.reader.logged_model_data([r["model_id"] for r in rows])
-        return [_to_json(r, data[r["model_id"]]) for r in rows]
 
-    def _model(self, model_id: str, allow_deleted: bool = False) -> dict[str, Any]:
-        self._sync(model_id)
-        row = self.t.reader.logged_model_row(model_id)
-        if row is None or (row["lifecycle_stage"] == DELETED and not allow_deleted):
-            raise not_found(f"Logged model with ID '{model_id}' not found.")
-        return self._models([row])[0]
+def _models(ctx: Context, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    data = ctx.reader.logged_model_data([r["model_id"] for r in rows])
+    return [_to_json(r, data[r["model_id"]]) for r in rows]
 
-    # -- endpoints --
-    def create(self, p: dict[str, Any]) -> dict[str, Any]:
-        experiment_id = str(v.required(p, "experiment_id"))
-        name = validate_name(p.get("name"))
-        params = [_param(x) for x in v.array_field(p, "params")]
-        tags = [_tag(x) for x in v.array_field(p, "tags")]
-        exp = self.t._experiment(experiment_id)
-        if exp["lifecycle_stage"] != ACTIVE:
-            raise invalid(
-                f"The experiment {experiment_id} must be in the 'active' state. "
-                f"Current state is {exp['lifecycle_stage']}."
-            )
-        model_id = f"m-{uuid.uuid4().hex}"
-        created = now_ms()
-        row = {
-            "model_id": model_id, "experiment_id": experiment_id, "name": name or generate_run_name(),
-            "artifact_uri": f"{exp['artifact_location'].rstrip('/')}/models/{model_id}/artifacts",
-            "creation_timestamp_ms": created, "last_updated_timestamp_ms": created, "status": "LOGGED_MODEL_PENDING",
-            "status_message": None, "lifecycle_stage": ACTIVE, "model_type": _opt_str(p.get("model_type")),
-            "source_run_id": _opt_str(p.get("source_run_id")),
-        }  # fmt: skip
-        self._emit_state(row)
-        params = list({x["key"]: x for x in params}.values())
-        tags = list({x["key"]: x for x in tags}.values())
-        self._emit_data(model_id, params, tags)
-        data = {
-            "tags": sorted(({"key": x["key"], "value": x["value"]} for x in tags), key=lambda x: x["key"]),
-            "params": sorted(params, key=lambda x: x["key"]),
-            "metrics": [],
-        }
-        return {"model": _to_json(row, data)}
 
-    def get(self, model_id: str, p: dict[str, Any]) -> dict[str, Any]:
-        allow_deleted = str(p.get("allow_deleted", "false")).lower() == "true"
-        return {"model": self._model(model_id, allow_deleted)}
+def _model(ctx: Context, model_id: str, allow_deleted: bool = False) -> dict[str, Any]:
+    """Read after ``MODEL_AND_METRICS``."""
+    row = ctx.reader.logged_model_row(model_id)
+    if row is None or (row["lifecycle_stage"] == DELETED and not allow_deleted):
+        raise not_found(f"Logged model with ID '{model_id}' not found.")
+    return _models(ctx, [row])[0]
 
-    def finalize(self, model_id: str, p: dict[str, Any]) -> dict[str, Any]:
-        status = status_name(v.required(p, "status"))
-        row = self._state(model_id)
-        row["status"] = status
-        row["last_updated_timestamp_ms"] = now_ms()
-        self._emit_state(row)
-        data = self.t.reader.logged_model_data([model_id])[model_id]
-        return {"model": _to_json(row, data)}
 
-    def delete(self, model_id: str, p: dict[str, Any]) -> dict[str, Any]:
-        row = self._state(model_id)
-        row["lifecycle_stage"] = DELETED
-        row["last_updated_timestamp_ms"] = now_ms()
-        self._emit_state(row)
-        return {}
+# -- endpoints --
 
-    def set_tags(self, model_id: str, p: dict[str, Any]) -> dict[str, Any]:
-        tags = [_tag(x) for x in v.array_field(p, "tags")]
-        self._state(model_id)
-        self._emit_data(model_id, [], list({x["key"]: x for x in tags}.values()))
-        return {}
 
-    def delete_tag(self, model_id: str, key: str) -> dict[str, Any]:
-        self._state(model_id)
-        live = {t["key"] for t in self.t.reader.logged_model_data([model_id])[model_id]["tags"]}
-        if key not in live:
-            raise not_found(f"No tag with key {key!r} found for model with ID {model_id!r}.")
-        self._emit_data(model_id, [], [{"key": key, "value": "", "deleted": True}])
-        return {}
-
-    def log_params(self, model_id: str, p: dict[str, Any]) -> dict[str, Any]:
-        params = [_param(x) for x in v.array_field(p, "params")]
-        self._state(model_id)
-        self._emit_data(model_id, list({x["key"]: x for x in params}.values()), [])
-        return {}
-
-    def list_artifacts(self, model_id: str, p: dict[str, Any]) -> dict[str, Any]:
-        """``logged-models/{id}/artifacts/directories``: the model's files directly under a directory."""
-        rel = safe_path(p.get("artifact_directory_path"), allow_empty=True)
-        uri = self._model(model_id)["info"]["artifact_uri"]
-        out: dict[str, Any] = {"root_uri": uri}
-        root = proxied_root(uri)
-        if root is None:
-            return out
-        prefix = f"{root}/{rel}" if rel else root
-        self.t.barrier.wait(self.t.topics.artifacts)
-        files = children(self.t.reader.artifact_files(prefix), prefix)
-        for f in files:
-            f["path"] = f"{rel}/{f['path']}" if rel else f["path"]
-        if files:
-            out["files"] = files
-        return out
-
-    def search(self, p: dict[str, Any]) -> dict[str, Any]:
-        experiment_ids = _str_list(p.get("experiment_ids"))
-        if not experiment_ids:
-            v.required({}, "experiment_ids")
-        comparisons = parse_filter(p.get("filter"))
-        datasets = [d for d in v.array_field(p, "datasets") if isinstance(d, dict)]
-        if any(not d.get("dataset_name") for d in datasets):
-            raise invalid("`dataset_name` in the `datasets` clause must be specified.")
-        order = [o for o in v.array_field(p, "order_by") if isinstance(o, dict)]
-        limit = SEARCH_DEFAULT_MAX_RESULTS
-        if p.get("max_results"):
-            limit = v.max_results(p["max_results"], SEARCH_DEFAULT_MAX_RESULTS, 2**31 - 1)
-        offset = page_offset(p.get("page_token"))
-        self._sync(None)
-        rows = self.t.reader.logged_model_rows(
-            "experiment_id IN %(exps)s AND lifecycle_stage != %(deleted)s",
-            {"exps": tuple(experiment_ids), "deleted": DELETED},
+def create(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    experiment_id = str(v.required(p, "experiment_id"))
+    name = validate_name(p.get("name"))
+    params = [_param(x) for x in v.array_field(p, "params")]
+    tags = [_tag(x) for x in v.array_field(p, "tags")]
+    exp = experiment(ctx, experiment_id)
+    if exp["lifecycle_stage"] != ACTIVE:
+        raise invalid(
+            f"The experiment {experiment_id} must be in the 'active' state. Current state is {exp['lifecycle_stage']}."
         )
-        models = self._models(rows)
-        for model, row in zip(models, rows, strict=True):
-            model["_lifecycle_stage"] = row["lifecycle_stage"]
-        found = [m for m in models if all(matches(c, m, datasets) for c in comparisons)]
-        if datasets and not any(c.entity == "metrics" for c in comparisons):
-            found = [m for m in found if any(_on_datasets(x, datasets) for x in m["data"].get("metrics", []))]
-        found = _sorted(found, order)
-        page = found[offset : offset + limit]
-        for m in page:
-            m.pop("_lifecycle_stage", None)
-        out: dict[str, Any] = {"models": page} if page else {}
-        if offset + limit < len(found):
-            out["next_page_token"] = page_token(offset + limit)
+    model_id = f"m-{uuid.uuid4().hex}"
+    created = now_ms()
+    row = {
+        "model_id": model_id, "experiment_id": experiment_id, "name": name or generate_run_name(),
+        "artifact_uri": f"{exp['artifact_location'].rstrip('/')}/models/{model_id}/artifacts",
+        "creation_timestamp_ms": created, "last_updated_timestamp_ms": created, "status": "LOGGED_MODEL_PENDING",
+        "status_message": None, "lifecycle_stage": ACTIVE, "model_type": _opt_str(p.get("model_type")),
+        "source_run_id": _opt_str(p.get("source_run_id")),
+    }  # fmt: skip
+    _emit_state(ctx, row)
+    params = list({x["key"]: x for x in params}.values())
+    tags = list({x["key"]: x for x in tags}.values())
+    _emit_data(ctx, model_id, params, tags)
+    data = {
+        "tags": sorted(({"key": x["key"], "value": x["value"]} for x in tags), key=lambda x: x["key"]),
+        "params": sorted(params, key=lambda x: x["key"]),
+        "metrics": [],
+    }
+    return {"model": _to_json(row, data)}
+
+
+def get(ctx: Context, p: dict[str, Any], model_id: str) -> dict[str, Any]:
+    allow_deleted = str(p.get("allow_deleted", "false")).lower() == "true"
+    return {"model": _model(ctx, model_id, allow_deleted)}
+
+
+def finalize(ctx: Context, p: dict[str, Any], model_id: str) -> dict[str, Any]:
+    status = status_name(v.required(p, "status"))
+    row = _state(ctx, model_id)
+    row["status"] = status
+    row["last_updated_timestamp_ms"] = now_ms()
+    _emit_state(ctx, row)
+    data = ctx.reader.logged_model_data([model_id])[model_id]
+    return {"model": _to_json(row, data)}
+
+
+def delete(ctx: Context, p: dict[str, Any], model_id: str) -> dict[str, Any]:
+    row = _state(ctx, model_id)
+    row["lifecycle_stage"] = DELETED
+    row["last_updated_timestamp_ms"] = now_ms()
+    _emit_state(ctx, row)
+    return {}
+
+
+def set_tags(ctx: Context, p: dict[str, Any], model_id: str) -> dict[str, Any]:
+    tags = [_tag(x) for x in v.array_field(p, "tags")]
+    _state(ctx, model_id)
+    _emit_data(ctx, model_id, [], list({x["key"]: x for x in tags}.values()))
+    return {}
+
+
+def delete_tag(ctx: Context, p: dict[str, Any], model_id: str, key: str) -> dict[str, Any]:
+    _state(ctx, model_id)
+    live = {t["key"] for t in ctx.reader.logged_model_data([model_id])[model_id]["tags"]}
+    if key not in live:
+        raise not_found(f"No tag with key {key!r} found for model with ID {model_id!r}.")
+    _emit_data(ctx, model_id, [], [{"key": key, "value": "", "deleted": True}])
+    return {}
+
+
+def log_params(ctx: Context, p: dict[str, Any], model_id: str) -> dict[str, Any]:
+    params = [_param(x) for x in v.array_field(p, "params")]
+    _state(ctx, model_id)
+    _emit_data(ctx, model_id, list({x["key"]: x for x in params}.values()), [])
+    return {}
+
+
+def list_artifacts(ctx: Context, p: dict[str, Any], model_id: str) -> dict[str, Any]:
+    """``logged-models/{id}/artifacts/directories``: the model's files directly under a directory."""
+    rel = safe_path(p.get("artifact_directory_path"), allow_empty=True)
+    uri = _model(ctx, model_id)["info"]["artifact_uri"]
+    out: dict[str, Any] = {"root_uri": uri}
+    root = proxied_root(uri)
+    if root is None:
         return out
+    prefix = f"{root}/{rel}" if rel else root
+    files = children(ctx.reader.artifact_files(prefix), prefix)
+    for f in files:
+        f["path"] = f"{rel}/{f['path']}" if rel else f["path"]
+    if files:
+        out["files"] = files
+    return out
+
+
+def search_models(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    experiment_ids = str_list(p.get("experiment_ids"))
+    if not experiment_ids:
+        v.required({}, "experiment_ids")
+    comparisons = parse_filter(p.get("filter"))
+    datasets = [d for d in v.array_field(p, "datasets") if isinstance(d, dict)]
+    if any(not d.get("dataset_name") for d in datasets):
+        raise invalid("`dataset_name` in the `datasets` clause must be specified.")
+    order = [o for o in v.array_field(p, "order_by") if isinstance(o, dict)]
+    limit = SEARCH_DEFAULT_MAX_RESULTS
+    if p.get("max_results"):
+        limit = v.max_results(p["max_results"], SEARCH_DEFAULT_MAX_RESULTS, 2**31 - 1)
+    offset = page_offset(p.get("page_token"))
+    rows = ctx.reader.logged_model_rows(
+        "experiment_id IN %(exps)s AND lifecycle_stage != %(deleted)s",
+        {"exps": tuple(experiment_ids), "deleted": DELETED},
+    )
+    models = _models(ctx, rows)
+    for model, row in zip(models, rows, strict=True):
+        model["_lifecycle_stage"] = row["lifecycle_stage"]
+    found = [m for m in models if all(matches(c, m, datasets) for c in comparisons)]
+    if datasets and not any(c.entity == "metrics" for c in comparisons):
+        found = [m for m in found if any(_on_datasets(x, datasets) for x in m["data"].get("metrics", []))]
+    found = _sorted(found, order)
+    page = found[offset : offset + limit]
+    for m in page:
+        m.pop("_lifecycle_stage", None)
+    out: dict[str, Any] = {"models": page} if page else {}
+    if offset + limit < len(found):
+        out["next_page_token"] = page_token(offset + limit)
+    return out
 
 
 def _sorted(models: list[dict[str, Any]], order: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -444,3 +452,25 @@ def _tag(x: Any) -> dict[str, Any]:
     if not isinstance(key, str) or not key:
         raise MlflowError("Missing value for required parameter 'key'.", "INVALID_PARAMETER_VALUE")
     return {"key": key, "value": "" if x.get("value") is None else str(x["value"]), "deleted": False}
+
+
+MODEL = Reads.keyed("metadata", "model_id")
+# a model's metric points may come from any run, so every partition of the metrics topic
+MODEL_AND_METRICS = MODEL + Reads.all("metrics")
+ENDPOINTS = [
+    Endpoint("/logged-models", ("POST",), create, r.CreateLoggedModel, Reads.experiment()),
+    Endpoint("/logged-models/search", ("POST",), search_models, r.SearchLoggedModels, Reads.all("metadata", "metrics")),
+    Endpoint("/logged-models/{model_id}", ("GET",), get, r.GetLoggedModel, MODEL_AND_METRICS),
+    Endpoint("/logged-models/{model_id}", ("PATCH",), finalize, r.FinalizeLoggedModel, MODEL),
+    Endpoint("/logged-models/{model_id}", ("DELETE",), delete, r.NoFields, MODEL),
+    Endpoint("/logged-models/{model_id}/tags", ("PATCH",), set_tags, r.LoggedModelTags, MODEL),
+    Endpoint("/logged-models/{model_id}/tags/{key:path}", ("DELETE",), delete_tag, r.NoFields, MODEL),
+    Endpoint("/logged-models/{model_id}/params", ("POST",), log_params, r.LoggedModelParams, MODEL),
+    Endpoint(
+        "/logged-models/{model_id}/artifacts/directories",
+        ("GET",),
+        list_artifacts,
+        r.ListLoggedModelArtifacts,
+        MODEL_AND_METRICS + Reads.all("artifacts"),
+    ),
+]

@@ -1,0 +1,270 @@
+"""Proxied artifacts (``/api/2.0/mlflow-artifacts/…``) and the run-relative artifact reads.
+
+Uploads up to ``artifact_inline_max_bytes`` travel inside the artifact event (the consumer stores
+them); larger ones are streamed to object storage first and the event only indexes them (claim check).
+Multipart uploads (``mpu/*``) hand the client part URLs on this gateway, so parts flow through it into
+the object store's own multipart upload; completion assembles the object there and indexes it the same
+way. Listing reads the ``artifacts`` index table; downloads stream from object storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import mimetypes
+import posixpath
+import tempfile
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ingest import requests as r
+from ingest import validation as v
+from ingest.endpoint import API, ARTIFACTS_API, Endpoint, Reads
+from ingest.errors import MlflowError, invalid, not_found
+from ingest.handlers.artifact_keys import children, proxied_root, safe_path, storable_key
+from ingest.handlers.common import now_ms
+from ingest.handlers.context import Context
+from ingest.handlers.entities import run_info
+from trackstream.errors import StoreRejected
+from trackstream.objects import MAX_PARTS, InvalidParts, ObjectNotFound, UploadNotFound
+
+_CHUNK = 1 << 20
+
+
+@contextlib.contextmanager
+def _upload_errors() -> Iterator[None]:
+    try:
+        yield
+    except UploadNotFound as exc:
+        raise not_found(f"Multipart upload not found: {exc}") from None
+    except InvalidParts as exc:
+        raise invalid(f"Invalid multipart upload: {exc}") from None
+
+
+# -- mlflow-artifacts --
+async def upload(ctx: Context, request: Request, p: dict[str, Any]) -> dict[str, Any]:
+    key = storable_key(safe_path(request.path_params.get("path")))
+    digest = hashlib.sha256()
+    size = 0
+    with tempfile.SpooledTemporaryFile(max_size=max(ctx.artifact_inline_max_bytes, 1)) as spool:
+        async for chunk in request.stream():
+            digest.update(chunk)
+            size += len(chunk)
+            spool.write(chunk)
+        spool.seek(0)
+        record: dict[str, Any] = {"path": key, "op": "PUT", "content": None, "stored": False, "size": size,
+                  "sha256": digest.hexdigest(), "time": now_ms()}  # fmt: skip
+        if size <= ctx.artifact_inline_max_bytes:
+            record["content"] = spool.read()
+        else:
+            try:
+                await run_in_threadpool(ctx.store().put_stream, key, spool, size)  # type: ignore[arg-type]
+            except StoreRejected as exc:  # the key passed storable_key, but this store still refused it
+                raise invalid(f"The object store refused the artifact: {exc}") from exc
+            record["stored"] = True
+    await run_in_threadpool(_index, ctx, record)
+    return {}
+
+
+def _index(ctx: Context, record: dict[str, Any]) -> None:
+    try:
+        ctx.writer.artifact(record)
+    except MlflowError:
+        if record["stored"]:  # the claim check was never recorded: take the bytes back out of sight
+            ctx.store().delete(record["path"])
+        raise
+
+
+# -- mlflow-artifacts multipart upload --
+def _upload_key(directory: Any, p: dict[str, Any]) -> str:
+    """MLflow's layout: the URL names the directory, the body's ``path`` the client's local file."""
+    name = posixpath.basename(str(v.required(p, "path")).replace("\\", "/"))
+    return storable_key(safe_path(posixpath.join(safe_path(directory, allow_empty=True), name)))
+
+
+def create_upload(ctx: Context, request: Request, p: dict[str, Any]) -> dict[str, Any]:
+    key = _upload_key(request.path_params.get("path"), p)
+    num_parts = v.bounded_int(p, "num_parts", 0, MAX_PARTS, default=0)
+    upload_id = ctx.store().create_upload(key)
+    prefix = request.url.path.split("/mpu/create/", 1)[0]
+    part_url = f"{request.url.scheme}://{request.url.netloc}{prefix}/mpu/part/{urllib.parse.quote(key)}"
+    credentials = []
+    for n in range(1, num_parts + 1):
+        query = urllib.parse.urlencode({"upload_id": upload_id, "part_number": n})
+        credentials.append({"url": f"{part_url}?{query}", "part_number": n, "headers": {}})
+    return {"upload_id": upload_id, "credentials": credentials}
+
+
+async def upload_part(ctx: Context, request: Request, p: dict[str, Any]) -> Response:
+    key = storable_key(safe_path(request.path_params.get("path")))
+    query = dict(request.query_params)
+    upload_id = str(v.required(query, "upload_id"))
+    part_number = v.bounded_int(query, "part_number", 1, MAX_PARTS)
+    part_max = ctx.artifact_part_max_bytes
+    too_big = invalid(f"A multipart upload part may hold at most {part_max} bytes")
+    if int(request.headers.get("content-length") or 0) > part_max:
+        raise too_big
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > part_max:
+            raise too_big
+    with _upload_errors():
+        etag = await run_in_threadpool(ctx.store().put_part, key, upload_id, part_number, bytes(data))
+    return Response(b"{}", media_type="application/json", headers={"ETag": f'"{etag}"'})
+
+
+def complete_upload(ctx: Context, p: dict[str, Any], path: str) -> dict[str, Any]:
+    key = _upload_key(path, p)
+    upload_id = str(v.required(p, "upload_id"))
+    parts = []
+    for part in v.array_field(p, "parts"):
+        etag = part.get("etag") if isinstance(part, dict) else None
+        if not isinstance(etag, str) or not etag:
+            raise invalid(f"Invalid value {part!r} in parameter 'parts': expected part_number and etag.")
+        parts.append((v.bounded_int(part, "part_number", 1, MAX_PARTS), etag))
+    with _upload_errors():
+        ctx.store().complete_upload(key, upload_id, parts)
+    # No whole-object digest: the store assembled the parts, and reading it back would cost a full pass.
+    record = {"path": key, "op": "PUT", "content": None, "stored": True, "size": ctx.store().size(key) or 0,
+              "sha256": "", "time": now_ms()}  # fmt: skip
+    _index(ctx, record)
+    return {}
+
+
+def abort_upload(ctx: Context, p: dict[str, Any], path: str) -> dict[str, Any]:
+    key = _upload_key(path, p)
+    ctx.store().abort_upload(key, str(v.required(p, "upload_id")))
+    return {}
+
+
+def download(ctx: Context, request: Request, p: dict[str, Any]) -> Response:
+    key = safe_path(request.path_params.get("path"))
+    ctx.wait("artifacts", [key])  # by hand: the key is the normalized path
+    return _send(ctx, key)
+
+
+def _send(ctx: Context, key: str) -> Response:
+    try:
+        chunks = ctx.store().get(key, _CHUNK)
+    except (ObjectNotFound, ValueError):
+        raise not_found(f"Artifact '{key}' does not exist") from None
+    name = posixpath.basename(key)
+    mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    quoted = urllib.parse.quote(name)
+    headers = {
+        "Content-Disposition": f"attachment; filename=\"{name}\"; filename*=UTF-8''{quoted}"
+        if name.isascii() and '"' not in name
+        else f"attachment; filename*=UTF-8''{quoted}",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return StreamingResponse(iterate_in_threadpool(chunks), media_type=mime, headers=headers)
+
+
+def delete(ctx: Context, request: Request, p: dict[str, Any]) -> dict[str, Any]:
+    key = safe_path(request.path_params.get("path"))
+    for path, _ in ctx.reader.artifact_files(key):
+        record = {"path": path, "op": "DELETE", "content": None, "stored": False, "size": 0, "sha256": ""}
+        ctx.writer.artifact({**record, "time": now_ms()})
+    return {}
+
+
+def list_artifacts(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    prefix = safe_path(p.get("path"), allow_empty=True)
+    files = children(ctx.reader.artifact_files(prefix), prefix)
+    return {"files": files} if files else {}
+
+
+# -- run-relative (tracking API and UI) --
+def _run_root(ctx: Context, run_id: Any) -> tuple[str, str | None]:
+    info = run_info(ctx, str(v.required({"run_id": run_id}, "run_id")))
+    uri = str(info["artifact_uri"])
+    return uri, proxied_root(uri)
+
+
+def list_run(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    rel = safe_path(p.get("path"), allow_empty=True)
+    uri, root = _run_root(ctx, p.get("run_id") or p.get("run_uuid"))
+    out: dict[str, Any] = {"root_uri": uri}
+    if root is None:
+        return out
+    prefix = posixpath.join(root, rel) if rel else root
+    files = children(ctx.reader.artifact_files(prefix), prefix)
+    for f in files:
+        f["path"] = posixpath.join(rel, f["path"]) if rel else f["path"]
+    if files:
+        out["files"] = files
+    return out
+
+
+def get_artifact(ctx: Context, p: dict[str, Any]) -> Response:
+    rel = safe_path(v.required(p, "path"))
+    uri, root = _run_root(ctx, p.get("run_id") or p.get("run_uuid"))
+    if root is None:
+        raise MlflowError(f"Artifacts of run root {uri} are not served by this gateway", "NOT_IMPLEMENTED")
+    key = posixpath.join(root, rel) if root else rel
+    ctx.wait("artifacts", [key])  # by hand: the key is computed from the run's root
+    return _send(ctx, key)
+
+
+def logged_model_file(ctx: Context, p: dict[str, Any], model_id: str) -> Response:
+    """A logged model's file, as the UI's model page previews it (``ajax-api`` only, as in the stock server)."""
+    rel = safe_path(v.required(p, "artifact_file_path"))
+    row = ctx.reader.logged_model_row(model_id)
+    if row is None:
+        raise not_found(f"Logged model with ID '{model_id}' not found.")
+    root = proxied_root(row["artifact_uri"])
+    if root is None:
+        raise MlflowError(
+            f"Artifacts of model root {row['artifact_uri']} are not served by this gateway", "NOT_IMPLEMENTED"
+        )
+    key = f"{root}/{rel}" if root else rel
+    ctx.wait("artifacts", [key])
+    return _send(ctx, key)
+
+
+def server_info(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "store_type": "SqlStore",
+        "workspaces_enabled": False,
+        "trace_archival_enabled": False,
+        "multipart_uploads_enabled": True,
+        "multipart_downloads_enabled": False,
+        "presigned_upload_run_id_supported": False,
+        "presigned_upload_model_id_supported": False,
+        "features_enabled": {"gateway": False},
+    }
+
+
+def _proxied(path: str, methods: tuple[str, ...], handler: Any, request: Any, **kw: Any) -> Endpoint:
+    return Endpoint(path, methods, handler, request, prefixes=ARTIFACTS_API, **kw)
+
+
+ALL_ARTIFACTS = Reads.all("artifacts")
+# Route order matters: "/artifacts" before "/artifacts/{path:path}".
+ENDPOINTS = [
+    _proxied("/artifacts", ("GET",), list_artifacts, r.ArtifactPath, reads=ALL_ARTIFACTS),
+    _proxied("/artifacts/{path:path}", ("PUT",), upload, None, raw=True, blocking=False),
+    _proxied("/artifacts/{path:path}", ("GET",), download, None, raw=True),
+    _proxied("/artifacts/{path:path}", ("DELETE",), delete, None, raw=True, reads=ALL_ARTIFACTS),
+    _proxied("/mpu/create/{path:path}", ("POST",), create_upload, r.CreateMultipartUpload, raw=True),
+    _proxied("/mpu/part/{path:path}", ("PUT",), upload_part, None, raw=True, blocking=False),
+    _proxied("/mpu/complete/{path:path}", ("POST",), complete_upload, r.CompleteMultipartUpload),
+    _proxied("/mpu/abort/{path:path}", ("POST",), abort_upload, r.AbortMultipartUpload),
+    Endpoint("/artifacts/list", ("GET",), list_run, r.ListRunArtifacts, Reads.run() + ALL_ARTIFACTS),
+    Endpoint("/server-info", ("GET",), server_info, r.NoFields, prefixes=("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")),
+    Endpoint("/get-artifact", ("GET",), get_artifact, r.GetArtifact, Reads.run(), prefixes=("", API[1])),
+    Endpoint(
+        "/logged-models/{model_id}/artifacts/files",
+        ("GET",),
+        logged_model_file,
+        r.GetLoggedModelFile,
+        Reads.keyed("metadata", "model_id"),
+        prefixes=(API[1],),
+    ),
+]

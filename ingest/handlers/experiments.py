@@ -1,0 +1,172 @@
+"""Experiments: create, read, search, rename, delete/restore (with their runs), tags.
+
+Every experiment change is decided by the metadata sink in log order (docs/DESIGN.md, "Decided
+events"); the checks here only answer early.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from ingest import requests as r
+from ingest import validation as v
+from ingest.endpoint import EXPERIMENTS_KEY, Endpoint, Reads
+from ingest.errors import MlflowError, invalid, not_found
+from ingest.handlers.common import ACTIVE, DEFAULT_EXPERIMENT_ID, DELETED, VIEW_TYPES, now_ms, str_list, tag
+from ingest.handlers.context import Context
+from ingest.handlers.entities import active_experiment, decide_experiment, experiment, set_run_stage
+from ingest.paging import page_offset, page_token
+from trackstream.reads import search
+
+log = logging.getLogger(__name__)
+
+
+def ensure_default_experiment(ctx: Context) -> None:
+    """Create experiment 0 ("Default") unless it exists; called once when a gateway starts."""
+    ctx.wait("metadata", [EXPERIMENTS_KEY])
+    if ctx.reader.experiment(DEFAULT_EXPERIMENT_ID) is None:
+        t = now_ms()
+        try:
+            decide_experiment(
+                ctx,
+                "create",
+                {"experiment_id": DEFAULT_EXPERIMENT_ID, "name": "Default",
+                 "artifact_location": f"mlflow-artifacts:/{DEFAULT_EXPERIMENT_ID}",
+                 "lifecycle_stage": ACTIVE, "creation_time": t, "last_update_time": t},
+            )  # fmt: skip
+        except MlflowError as exc:
+            if exc.error_code == "TEMPORARILY_UNAVAILABLE":
+                # the metadata consumers are not running yet: the event is in the log and is decided
+                # when they start, so the gateway need not wait for them
+                log.warning("default experiment: %s", exc.message)
+            elif exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another replica created it first
+                raise
+
+
+def create_experiment(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    name = v.experiment_name(p.get("name"))
+    tags = [tag(t, v.MAX_EXPERIMENT_TAG_VAL_LENGTH) for t in p.get("tags") or []]
+    experiment_id = str(random.randint(1, 2**53))
+    t = now_ms()
+    # name uniqueness is decided by the metadata sink in log order, not checked here
+    decide_experiment(
+        ctx,
+        "create",
+        {"experiment_id": experiment_id, "name": name,
+         "artifact_location": p.get("artifact_location") or f"mlflow-artifacts:/{experiment_id}",
+         "lifecycle_stage": ACTIVE, "creation_time": t, "last_update_time": t},
+    )  # fmt: skip
+    if tags:
+        ctx.writer.metadata(experiment_id, "ExperimentTags", {"experiment_id": experiment_id, "tags": tags})
+    return {"experiment_id": experiment_id}
+
+
+def get_experiment(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    return {"experiment": experiment(ctx, str(v.required(p, "experiment_id")))}
+
+
+def get_experiment_by_name(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    name = v.required(p, "experiment_name")
+    exp = ctx.reader.experiment_by_name(name)
+    if exp is None:
+        raise not_found(f"Could not find experiment with name '{name}'")
+    return {"experiment": exp}
+
+
+def search_experiments(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    view = VIEW_TYPES.get(str(p.get("view_type") or "ACTIVE_ONLY"))
+    if view is None:
+        raise invalid(f"Invalid view_type '{p.get('view_type')}'")
+    limit = v.max_results(p.get("max_results"), 1000, v.MAX_RESULTS_SEARCH_EXPERIMENTS)
+    offset = page_offset(p.get("page_token"))
+    try:
+        clauses = search.parse_experiment_filter(p.get("filter"))
+        order = search.parse_experiment_order_by(str_list(p.get("order_by")))
+    except search.SearchError as exc:
+        raise invalid(str(exc)) from None
+    found = [e for e in ctx.reader.experiments(view) if search.experiment_matches(clauses, e)]
+    keys: list[tuple[Any, bool]] = [
+        (lambda e, k=o.key: int(e[k]) if k == "experiment_id" else e[k], o.ascending) for o in order
+    ]
+    if not any(o.key == "creation_time" for o in order):
+        keys.append((lambda e: e["creation_time"], False))
+    if not any(o.key == "experiment_id" for o in order):
+        keys.append((lambda e: int(e["experiment_id"]), True))
+    found = search.sort_rows(found, keys)
+    page = found[offset : offset + limit]
+    out: dict[str, Any] = {"experiments": page}
+    if offset + limit < len(found):
+        out["next_page_token"] = page_token(offset + limit)
+    return out
+
+
+def _set_stage(ctx: Context, experiment_id: str, old: str, new: str) -> None:
+    exp = experiment(ctx, experiment_id)
+    if exp["lifecycle_stage"] != old:  # answered early; the sink decides again in log order
+        raise not_found(f"No Experiment with id={experiment_id} exists")
+    exp["lifecycle_stage"] = new
+    exp["last_update_time"] = now_ms()
+    decide_experiment(ctx, "delete" if new == DELETED else "restore", exp)
+    for info in ctx.reader.run_ids([experiment_id], (ACTIVE, DELETED)):
+        if info["lifecycle_stage"] != new:
+            set_run_stage(ctx, info, new)
+
+
+def delete_experiment(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    _set_stage(ctx, str(v.required(p, "experiment_id")), ACTIVE, DELETED)
+    return {}
+
+
+def restore_experiment(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    _set_stage(ctx, str(v.required(p, "experiment_id")), DELETED, ACTIVE)
+    return {}
+
+
+def update_experiment(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    experiment_id = str(v.required(p, "experiment_id"))
+    new_name = v.experiment_name(v.required(p, "new_name"))
+    exp = experiment(ctx, experiment_id)
+    if exp["lifecycle_stage"] != ACTIVE:
+        raise MlflowError("Cannot rename a non-active experiment.", "INVALID_STATE")
+    if new_name == exp["name"]:
+        return {}
+    exp["name"] = new_name
+    exp["last_update_time"] = now_ms()
+    decide_experiment(ctx, "rename", exp)  # a taken name is refused by the sink, in log order
+    return {}
+
+
+def set_experiment_tag(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    experiment_id = str(v.required(p, "experiment_id"))
+    key = v.key_name("tag", v.required(p, "key"))
+    t = tag({"key": key, "value": p.get("value")}, v.MAX_EXPERIMENT_TAG_VAL_LENGTH)
+    active_experiment(ctx, experiment_id)
+    ctx.writer.metadata(experiment_id, "ExperimentTags", {"experiment_id": experiment_id, "tags": [t]})
+    return {}
+
+
+def delete_experiment_tag(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    experiment_id = str(v.required(p, "experiment_id"))
+    key = str(v.required(p, "key"))
+    exp = active_experiment(ctx, experiment_id)
+    if key not in {t["key"] for t in exp["tags"]}:
+        raise not_found(f"No tag with name: {key} in experiment with id {experiment_id}")
+    deleted = {"key": key, "value": "", "deleted": True}
+    ctx.writer.metadata(experiment_id, "ExperimentTags", {"experiment_id": experiment_id, "tags": [deleted]})
+    return {}
+
+
+ONE = Reads.experiment()
+ENDPOINTS = [
+    Endpoint("/experiments/create", ("POST",), create_experiment, r.CreateExperiment),
+    Endpoint("/experiments/get", ("GET",), get_experiment, r.ExperimentId, ONE),
+    Endpoint("/experiments/get-by-name", ("GET",), get_experiment_by_name, r.GetExperimentByName, Reads.all_metadata),
+    Endpoint("/experiments/search", ("GET", "POST"), search_experiments, r.SearchExperiments, Reads.all_metadata),
+    Endpoint("/experiments/update", ("POST",), update_experiment, r.UpdateExperiment, ONE),
+    Endpoint("/experiments/delete", ("POST",), delete_experiment, r.ExperimentId, ONE),
+    Endpoint("/experiments/restore", ("POST",), restore_experiment, r.ExperimentId, ONE),
+    Endpoint("/experiments/set-experiment-tag", ("POST",), set_experiment_tag, r.SetExperimentTag, ONE),
+    Endpoint("/experiments/delete-experiment-tag", ("POST",), delete_experiment_tag, r.DeleteExperimentTag, ONE),
+]
