@@ -27,11 +27,9 @@ ARTIFACT = "artifact"
 # experiment changes are decided in one partition, in one order (docs/DESIGN.md, "Decided events").
 EXPERIMENTS_KEY = "experiments"
 
-_record = dataclass(frozen=True, slots=True, kw_only=True)
-
 
 # -- nested records --
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Tag:
     RECORD: ClassVar[str] = "trackstream.Tag"
     key: str
@@ -39,21 +37,21 @@ class Tag:
     deleted: bool = False
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Param:
     RECORD: ClassVar[str] = "trackstream.Param"
     key: str
     value: str
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InputTag:
     RECORD: ClassVar[str] = "trackstream.InputTag"
     key: str
     value: str
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DatasetInput:
     RECORD: ClassVar[str] = "trackstream.DatasetInput"
     name: str
@@ -65,7 +63,7 @@ class DatasetInput:
     tags: Sequence[InputTag]
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelOutput:
     RECORD: ClassVar[str] = "trackstream.ModelOutput"
     model_id: str
@@ -86,7 +84,7 @@ class Event:
         raise NotImplementedError
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MetricBatch(Event):
     """Metric points of one run, column by column (metric_batch.v2). Key: run_id."""
 
@@ -115,7 +113,7 @@ class MetricBatch(Event):
         return [names[i] for i in self.key_index]
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExperimentState(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.ExperimentState"
@@ -132,7 +130,7 @@ class ExperimentState(Event):
         return EXPERIMENTS_KEY
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExperimentTags(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.ExperimentTags"
@@ -144,7 +142,7 @@ class ExperimentTags(Event):
         return self.experiment_id
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunState(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.RunState"
@@ -165,7 +163,7 @@ class RunState(Event):
         return self.run_id
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunData(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.RunData"
@@ -178,7 +176,7 @@ class RunData(Event):
         return self.run_id
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggedModelState(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.LoggedModelState"
@@ -199,7 +197,7 @@ class LoggedModelState(Event):
         return self.model_id
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggedModelData(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.LoggedModelData"
@@ -212,7 +210,7 @@ class LoggedModelData(Event):
         return self.model_id
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunInputs(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.RunInputs"
@@ -226,7 +224,7 @@ class RunInputs(Event):
         return self.run_id
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunOutputs(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.RunOutputs"
@@ -238,7 +236,7 @@ class RunOutputs(Event):
         return self.run_id
 
 
-@_record
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ArtifactEvent(Event):
     """An artifact written or deleted; large ones travel by claim check (``content`` None). Key: path."""
 

@@ -80,7 +80,12 @@ def test_a_sink_added_by_one_registry_entry_runs_and_is_waited_for(
         tracking = runtime.tracking()
         tags = events.ExperimentTags(experiment_id="0", tags=[events.Tag(key="team", value="a")])
         acked = threading.Event()
-        thread = threading.Thread(target=lambda: (tracking.writer.emit(tags), acked.set()), daemon=True)
+
+        def write() -> None:
+            tracking.writer.emit(tags)
+            acked.set()
+
+        thread = threading.Thread(target=write, daemon=True)
         thread.start()
         # the metadata sink applies it at once; the write is acknowledged only once the audit sink did too
         assert not acked.wait(1.0)
