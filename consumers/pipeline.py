@@ -83,8 +83,8 @@ class Pipeline:
         self._policy = policy
         self._backoff_cap = backoff_cap
         self._codec = codec_
-        # partitions held at a message this worker cannot read yet (newer schema): partition -> why
-        self._held: dict[Partition, str] = {}
+        # partitions held at a message this worker cannot read yet (newer schema): partition -> (offset, why)
+        self._held: dict[Partition, tuple[int, str]] = {}
         self._batch = _Batch()
         self._stop = threading.Event()
         self.ready = threading.Event()  # set once the source holds partitions
@@ -105,12 +105,12 @@ class Pipeline:
         if not self._held:
             return None
         parts = ", ".join(f"{p.topic}[{p.index}]" for p in sorted(self._held, key=lambda p: p.index))
-        return f"the {self._sink.name} sink holds {parts}: {next(iter(self._held.values()))}"
+        return f"the {self._sink.name} sink holds {parts}: {next(iter(self._held.values()))[1]}"
 
     # -- the steps --
     def _hold(self, message: Message, exc: codec.NewerSchema) -> None:
         partition = message.partition
-        self._held[partition] = f"{exc} (at offset {message.offset})"
+        self._held[partition] = (message.offset, f"{exc} (at offset {message.offset})")
         log.critical("%s: holding %s[%d] at offset %d: %s", self._sink.name, partition.topic, partition.index,
                      message.offset, exc)  # fmt: skip
         self._source.pause([partition])
@@ -128,8 +128,11 @@ class Pipeline:
 
     def _add(self, messages: Sequence[Message]) -> None:
         for message in messages:
-            if message.partition in self._held:
-                continue  # neither written nor committed: re-read from the held message after the upgrade
+            held = self._held.get(message.partition)
+            if held is not None:
+                if message.offset > held[0]:
+                    continue  # neither written nor committed: re-read from the held message after the upgrade
+                del self._held[message.partition]  # read again from the commit (reassigned): decide afresh
             try:
                 event = self._decode(message)
             except codec.NewerSchema as exc:
@@ -216,7 +219,22 @@ class Pipeline:
         self._source.resume(sorted((p for p in self._source.paused() if p not in self._held), key=lambda p: p.index))
 
     # -- the loop --
+    def _keep_held(self) -> None:
+        """Held partitions stay held across rebalances: kafka-python keeps the position (past the held
+        message) and the pause of a partition a rebalance leaves with this member, so forgetting the hold
+        would skip the held message. A partition another member got is forgotten once this member holds
+        partitions again (its new owner reads it from the commit, i.e. from the held message); one read
+        again here from the commit is decided afresh (``_add``)."""
+        assignment = self._source.assignment()
+        if assignment:
+            for p in [p for p in self._held if p not in assignment]:
+                del self._held[p]
+        if held := [p for p in self._held if p in assignment and p not in self._source.paused()]:
+            self._source.pause(sorted(held, key=lambda p: p.index))
+
     def run_once(self, timeout: float) -> None:
+        if self._held:
+            self._keep_held()
         if self._uncommitted:
             self._commit({})
         if self.outage is not None:
@@ -265,8 +283,6 @@ class Pipeline:
         store down, the revoked partitions' part of the batch is dropped uncommitted (the new owner
         re-reads it); the rest stays for the retry."""
         gone = set(partitions)
-        for p in gone:  # its next owner (or this worker, reassigned) reads it again from the commit
-            self._held.pop(p, None)
         if self.flush():
             return
         self._batch.drop(gone)

@@ -415,3 +415,24 @@ def test_a_message_newer_than_the_worker_holds_its_partition_until_an_upgraded_w
     written = old_sink.written + new_sink.written
     assert sorted((e.message.partition.index, e.message.offset) for e in written) == sorted(produced)
     assert log.committed(GROUP, TOPIC) == ends(log)
+
+
+def test_a_held_partition_stays_held_across_a_rebalance_that_leaves_it_here(
+    log: MemoryLog, pipeline_factory: PipelineFactory
+) -> None:
+    """kafka-python keeps the position (past the held message) of a partition a rebalance leaves with
+    the member: forgetting the hold on revoke would write and commit what follows and skip the held one."""
+    run = _run_on(log, 0)
+    log.produce(TOPIC, run.encode(), CURRENT.encode_event(_batch(run, 0)), (CURRENT.header(codec.METRICS),))
+    _, newer = log.produce(TOPIC, run.encode(), NEXT.encode_event(_batch(run, 1)), (NEXT.header(codec.METRICS),))
+    log.produce(TOPIC, run.encode(), CURRENT.encode_event(_batch(run, 2)), (CURRENT.header(codec.METRICS),))
+    sink = RecordingSink()
+    pipe = pipeline_factory(sink)
+    drain(pipe)
+    assert pipe.stalled is not None
+    pipe.on_revoke([Partition(TOPIC, 0)])  # the partition stays with this member, position kept
+    log.produce(TOPIC, run.encode(), CURRENT.encode_event(_batch(run, 3)), (CURRENT.header(codec.METRICS),))
+    drain(pipe)
+    assert [e.message.offset for e in sink.written] == [newer - 1]
+    assert log.committed(GROUP, TOPIC).get(0) == newer
+    assert pipe.stalled is not None and dead_letters(log) == []
