@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from consumers.sink import Event, Sink
-from schemas.codec import ARTIFACT
+from schemas.events import ARTIFACT, ArtifactEvent
 from trackstream.objects import ObjectStore
 from trackstream.tables import TableStore
 
@@ -30,14 +30,16 @@ class ArtifactSink(Sink):
     def write(self, events: Sequence[Event]) -> None:
         cols: dict[str, list[Any]] = defaultdict(list)
         for event in events:
-            r = event.decoded.record
-            if r["op"] == "DELETE":
-                self._objects.delete(r["path"])
-            elif r["content"] is not None:
-                self._objects.put(r["path"], r["content"])
-            for name in ("path", "size", "sha256", "time"):
-                cols[name].append(r[name])
-            cols["deleted"].append(1 if r["op"] == "DELETE" else 0)
+            r = cast(ArtifactEvent, event.data)
+            if r.op == "DELETE":
+                self._objects.delete(r.path)
+            elif r.content is not None:
+                self._objects.put(r.path, r.content)
+            cols["path"].append(r.path)
+            cols["size"].append(r.size)
+            cols["sha256"].append(r.sha256)
+            cols["time"].append(r.time)
+            cols["deleted"].append(1 if r.op == "DELETE" else 0)
             cols["_version"].append(event.message.offset)
         if cols:
             self._tables.insert("artifacts", cols)

@@ -14,14 +14,15 @@ writes nothing else. Write order: decisions, then state rows, then (the pipeline
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
 from consumers.sink import Event, Sink
-from schemas.codec import METADATA
+from schemas import events as ev
 from schemas.decisions import ACCEPTED, Decision, refused
+from schemas.events import METADATA
 from trackstream.errors import StoreRejected
 from trackstream.log import Partition
 from trackstream.tables import TableStore
@@ -38,14 +39,15 @@ RUN_COLUMNS = ("run_id", "experiment_id", "run_name", "user_id", "status", "star
 DECIDED_VERSION_BASE = 1 << 48
 
 
-def _kind(event: Event) -> tuple[str, dict[str, Any]]:
-    kind, body = event.decoded.record["event"]
-    return kind.rsplit(".", 1)[-1], body
-
-
-def decided(kind: str, body: dict[str, Any]) -> bool:
+def decided(data: ev.Event) -> bool:
     """Whether an event carries a rule, i.e. gets a row in ``decisions``."""
-    return (kind == "ExperimentState" and body.get("op") is not None) or (kind == "RunData" and bool(body["params"]))
+    return (isinstance(data, ev.ExperimentState) and data.op is not None) or (
+        isinstance(data, ev.RunData) and bool(data.params)
+    )
+
+
+def _columns(data: Any, names: Sequence[str]) -> dict[str, Any]:
+    return {k: getattr(data, k) for k in names}
 
 
 class Rules:
@@ -66,18 +68,18 @@ class Rules:
         input_runs: set[str] = set()
         positions: list[tuple[Partition, int]] = []
         for event in events:
-            kind, body = _kind(event)
-            if decided(kind, body):
+            data = event.data
+            if decided(data):
                 positions.append((event.message.partition, event.message.offset))
-            if kind == "ExperimentState" and body.get("op") is not None:
-                exp_ids.add(body["experiment_id"])
-                names.add(body["name"])
-            elif kind == "RunData" and body["params"]:
-                param_runs.add(body["run_id"])
-            elif kind == "RunState" and body.get("changed") is not None:
-                merged_runs.add(body["run_id"])
-            elif kind == "RunInputs" and body["datasets"]:
-                input_runs.add(body["run_id"])
+            if isinstance(data, ev.ExperimentState) and data.op is not None:
+                exp_ids.add(data.experiment_id)
+                names.add(data.name)
+            elif isinstance(data, ev.RunData) and data.params:
+                param_runs.add(data.run_id)
+            elif isinstance(data, ev.RunState) and data.changed is not None:
+                merged_runs.add(data.run_id)
+            elif isinstance(data, ev.RunInputs) and data.datasets:
+                input_runs.add(data.run_id)
         self.recorded = self._recorded(positions)
         self.experiments: dict[str, dict[str, Any]] = {}
         if exp_ids:
@@ -138,30 +140,30 @@ class Rules:
     def _holder(self, name: str) -> str | None:
         return next((i for i, row in self.experiments.items() if row["name"] == name), None)
 
-    def experiment(self, body: dict[str, Any], recorded: Decision | None) -> tuple[Decision, dict[str, Any] | None]:
+    def experiment(self, body: ev.ExperimentState, recorded: Decision | None) -> tuple[Decision, dict[str, Any] | None]:
         """The decision on an ExperimentState event (``recorded`` if there is one) and the row it writes."""
         decision = recorded or self._check_experiment(body)
         if not decision.ok:
             return decision, None
-        op, exp_id = body.get("op"), body["experiment_id"]
-        row = {k: body[k] for k in EXPERIMENT_COLUMNS}
+        op, exp_id = body.op, body.experiment_id
+        row = _columns(body, EXPERIMENT_COLUMNS)
         current = self.experiments.get(exp_id)
         if op in ("rename", "delete", "restore") and current is not None:
-            if op == "rename" and current["name"] == body["name"]:
+            if op == "rename" and current["name"] == body.name:
                 return decision, None
             changed = ("name",) if op == "rename" else ("lifecycle_stage",)
-            row = {**current, **{k: body[k] for k in (*changed, "last_update_time")}}
+            row = {**current, **_columns(body, (*changed, "last_update_time"))}
         self.experiments[exp_id] = row
         return decision, row
 
-    def _check_experiment(self, body: dict[str, Any]) -> Decision:
-        op, exp_id = body.get("op"), body["experiment_id"]
+    def _check_experiment(self, body: ev.ExperimentState) -> Decision:
+        op, exp_id = body.op, body.experiment_id
         current = self.experiments.get(exp_id)
         if op is None:
             return ACCEPTED
         if op == "create":
-            if current is not None or self._holder(body["name"]) is not None:
-                return refused("RESOURCE_ALREADY_EXISTS", f"Experiment(name={body['name']}) already exists.")
+            if current is not None or self._holder(body.name) is not None:
+                return refused("RESOURCE_ALREADY_EXISTS", f"Experiment(name={body.name}) already exists.")
             return ACCEPTED
         if op not in ("rename", "delete", "restore"):
             raise StoreRejected(f"unknown experiment change {op!r}")
@@ -170,55 +172,148 @@ class Rules:
         if op == "rename":
             if current["lifecycle_stage"] != "active":
                 return refused("INVALID_STATE", "Cannot rename a non-active experiment.")
-            holder = self._holder(body["name"])
+            holder = self._holder(body.name)
             if holder is not None and holder != exp_id:
                 # the stock server's SQL store answers a rename onto a taken name with its unique-constraint failure
-                return refused("BAD_REQUEST", f"Experiment(name={body['name']}) already exists.")
+                return refused("BAD_REQUEST", f"Experiment(name={body.name}) already exists.")
             return ACCEPTED
         if current["lifecycle_stage"] != ("active" if op == "delete" else "deleted"):
             return refused("RESOURCE_DOES_NOT_EXIST", f"No Experiment with id={exp_id} exists")
         return ACCEPTED
 
     # -- params: a run's events are in one partition (key run_id) --
-    def run_params(self, body: dict[str, Any], recorded: Decision | None) -> Decision:
-        run_id = body["run_id"]
+    def run_params(self, body: ev.RunData, recorded: Decision | None) -> Decision:
         decision = recorded or self._check_params(body)
         if decision.ok:
-            for param in body["params"]:
-                self.params[(run_id, param["key"])] = param["value"]
+            for param in body.params:
+                self.params[(body.run_id, param.key)] = param.value
         return decision
 
-    def _check_params(self, body: dict[str, Any]) -> Decision:
-        run_id = body["run_id"]
-        for param in body["params"]:
-            old = self.params.get((run_id, param["key"]))
-            if old is not None and old != param["value"]:
+    def _check_params(self, body: ev.RunData) -> Decision:
+        run_id = body.run_id
+        for param in body.params:
+            old = self.params.get((run_id, param.key))
+            if old is not None and old != param.value:
                 return refused(
                     "INVALID_PARAMETER_VALUE",
-                    f"Changing param values is not allowed. Param with key='{param['key']}' was already logged "
-                    f"with value='{old}' for run ID='{run_id}'. Attempted logging new value '{param['value']}'.",
+                    f"Changing param values is not allowed. Param with key='{param.key}' was already logged "
+                    f"with value='{old}' for run ID='{run_id}'. Attempted logging new value '{param.value}'.",
                 )
         return ACCEPTED
 
     # -- runs: field-level changes merged into the current row in offset order (never refused) --
-    def run(self, body: dict[str, Any]) -> dict[str, Any]:
-        changed, run_id = body.get("changed"), body["run_id"]
-        row = {k: body[k] for k in RUN_COLUMNS}
+    def run(self, body: ev.RunState) -> dict[str, Any]:
+        changed, run_id = body.changed, body.run_id
+        row = _columns(body, RUN_COLUMNS)
         current = self.runs.get(run_id)
         if changed is not None and current is not None:
-            row = {**current, **{k: body[k] for k in changed if k in row}}
+            row = {**current, **{k: row[k] for k in changed if k in row}}
         self.runs[run_id] = row
         return row
 
-    def fresh_datasets(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+    def fresh_datasets(self, body: ev.RunInputs) -> list[ev.DatasetInput]:
         """MLflow keeps the first input of a (name, digest) in a run and ignores repeats."""
         out = []
-        for ds in body["datasets"]:
-            key = (body["run_id"], ds["name"], ds["digest"])
+        for ds in body.datasets:
+            key = (body.run_id, ds.name, ds.digest)
             if key not in self.datasets:
                 self.datasets.add(key)
                 out.append(ds)
         return out
+
+
+class _Batch:
+    """The rows and decisions one ``write`` inserts, and the rules it decides against."""
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self.tables: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+        self.decisions: dict[str, list[Any]] = defaultdict(list)
+
+    def add(self, table: str, row: dict[str, Any], version: int) -> None:
+        cols = self.tables[table]
+        for name, value in row.items():
+            cols[name].append(value)
+        cols["_version"].append(version)
+
+    def record(self, event: Event, decision: Decision) -> None:
+        partition, offset = event.message.partition, event.message.offset
+        for column, value in (
+            ("topic", partition.topic), ("log_partition", partition.index), ("log_offset", offset),
+            ("ok", int(decision.ok)), ("error_code", decision.error_code), ("message", decision.message),
+            ("result", decision.result),
+        ):  # fmt: skip
+            self.decisions[column].append(value)
+
+
+def _experiment_state(b: _Batch, event: Event, data: ev.ExperimentState, version: int) -> None:
+    decision, row = b.rules.experiment(data, b.rules.recorded.get((event.message.partition, version)))
+    if decided(data):
+        b.record(event, decision)
+    if row is not None:
+        b.add("experiments", row, version + (DECIDED_VERSION_BASE if decided(data) else 0))
+
+
+def _experiment_tags(b: _Batch, event: Event, data: ev.ExperimentTags, version: int) -> None:
+    for tag in data.tags:
+        b.add("experiment_tags", {"experiment_id": data.experiment_id, **_tag(tag)}, version)
+
+
+def _run_state(b: _Batch, event: Event, data: ev.RunState, version: int) -> None:
+    b.add("runs", b.rules.run(data), version)
+
+
+def _run_data(b: _Batch, event: Event, data: ev.RunData, version: int) -> None:
+    if data.params:
+        decision = b.rules.run_params(data, b.rules.recorded.get((event.message.partition, version)))
+        b.record(event, decision)
+        if not decision.ok:
+            return  # refused: neither its params nor its tags are stored
+    for param in data.params:
+        b.add("params", {"run_id": data.run_id, "key": param.key, "value": param.value}, version)
+    for tag in data.tags:
+        b.add("run_tags", {"run_id": data.run_id, **_tag(tag)}, version)
+
+
+def _logged_model_state(b: _Batch, event: Event, data: ev.LoggedModelState, version: int) -> None:
+    b.add("logged_models", ev.to_dict(data), version)
+
+
+def _logged_model_data(b: _Batch, event: Event, data: ev.LoggedModelData, version: int) -> None:
+    for param in data.params:
+        b.add("logged_model_params", {"model_id": data.model_id, "key": param.key, "value": param.value}, version)
+    for tag in data.tags:
+        b.add("logged_model_tags", {"model_id": data.model_id, **_tag(tag)}, version)
+
+
+def _run_inputs(b: _Batch, event: Event, data: ev.RunInputs, version: int) -> None:
+    for ds in b.rules.fresh_datasets(data):
+        row = {"run_id": data.run_id, "experiment_id": data.experiment_id, **ev.to_dict(ds)}
+        row["tags"] = orjson.dumps(row["tags"]).decode()
+        b.add("run_dataset_inputs", row, version)
+    for model_id in data.model_ids:
+        b.add("run_model_inputs", {"run_id": data.run_id, "model_id": model_id}, version)
+
+
+def _run_outputs(b: _Batch, event: Event, data: ev.RunOutputs, version: int) -> None:
+    for out in data.models:
+        b.add("run_model_outputs", {"run_id": data.run_id, "model_id": out.model_id, "step": out.step}, version)
+
+
+Apply = Callable[[_Batch, Event, Any, int], None]
+# The metadata sink's dispatch: event class -> what it writes. A new metadata event is one entry here
+# (and its class in schemas/events.py); an event class without one is rejected (dead-lettered).
+APPLY: dict[type[ev.Event], Apply] = {
+    ev.ExperimentState: _experiment_state,
+    ev.ExperimentTags: _experiment_tags,
+    ev.RunState: _run_state,
+    ev.RunData: _run_data,
+    ev.LoggedModelState: _logged_model_state,
+    ev.LoggedModelData: _logged_model_data,
+    ev.RunInputs: _run_inputs,
+    ev.RunOutputs: _run_outputs,
+}
+_COUNTED = ("params", "tags", "datasets", "model_ids", "models")
 
 
 class MetadataSink(Sink):
@@ -229,79 +324,22 @@ class MetadataSink(Sink):
         self._tables = tables
 
     def rows(self, event: Event) -> int:
-        _, body = event.decoded.record["event"]
-        return 1 + sum(len(body.get(k, ())) for k in ("params", "tags", "datasets", "model_ids", "models"))
+        data = event.data
+        return 1 + sum(len(getattr(data, k, ())) for k in _COUNTED)
 
     def write(self, events: Sequence[Event]) -> None:
-        tables: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
-        decisions: dict[str, list[Any]] = defaultdict(list)
-        rules = Rules(self._tables, events)
-
-        def add(table: str, row: dict[str, Any], version: int) -> None:
-            cols = tables[table]
-            for name, value in row.items():
-                cols[name].append(value)
-            cols["_version"].append(version)
-
-        def record(event: Event, decision: Decision) -> None:
-            partition, offset = event.message.partition, event.message.offset
-            for column, value in (
-                ("topic", partition.topic), ("log_partition", partition.index), ("log_offset", offset),
-                ("ok", int(decision.ok)), ("error_code", decision.error_code), ("message", decision.message),
-                ("result", decision.result),
-            ):  # fmt: skip
-                decisions[column].append(value)
-
+        batch = _Batch(Rules(self._tables, events))
         for event in events:
-            kind, body = _kind(event)
-            version = event.message.offset
-            recorded = rules.recorded.get((event.message.partition, version))
-            match kind:
-                case "ExperimentState":
-                    decision, row = rules.experiment(body, recorded)
-                    if decided(kind, body):
-                        record(event, decision)
-                    if row is not None:
-                        add("experiments", row, version + (DECIDED_VERSION_BASE if decided(kind, body) else 0))
-                case "ExperimentTags":
-                    for tag in body["tags"]:
-                        add("experiment_tags", {"experiment_id": body["experiment_id"], **_tag(tag)}, version)
-                case "RunState":
-                    add("runs", rules.run(body), version)
-                case "RunData":
-                    if body["params"]:
-                        decision = rules.run_params(body, recorded)
-                        record(event, decision)
-                        if not decision.ok:
-                            continue  # refused: neither its params nor its tags are stored
-                    for param in body["params"]:
-                        add("params", {"run_id": body["run_id"], **param}, version)
-                    for tag in body["tags"]:
-                        add("run_tags", {"run_id": body["run_id"], **_tag(tag)}, version)
-                case "LoggedModelState":
-                    add("logged_models", body, version)
-                case "LoggedModelData":
-                    for param in body["params"]:
-                        add("logged_model_params", {"model_id": body["model_id"], **param}, version)
-                    for tag in body["tags"]:
-                        add("logged_model_tags", {"model_id": body["model_id"], **_tag(tag)}, version)
-                case "RunInputs":
-                    for ds in rules.fresh_datasets(body):
-                        row = {"run_id": body["run_id"], "experiment_id": body["experiment_id"], **ds}
-                        row["tags"] = orjson.dumps(ds["tags"]).decode()
-                        add("run_dataset_inputs", row, version)
-                    for model_id in body["model_ids"]:
-                        add("run_model_inputs", {"run_id": body["run_id"], "model_id": model_id}, version)
-                case "RunOutputs":
-                    for out in body["models"]:
-                        add("run_model_outputs", {"run_id": body["run_id"], **out}, version)
-                case other:
-                    raise StoreRejected(f"metadata sink does not know event type {other}")
-        if decisions:
-            self._tables.insert("decisions", decisions)
-        for table, cols in tables.items():
+            data = event.data
+            apply = APPLY.get(type(data))
+            if apply is None:
+                raise StoreRejected(f"metadata sink does not know event type {type(data).__name__}")
+            apply(batch, event, data, event.message.offset)
+        if batch.decisions:
+            self._tables.insert("decisions", batch.decisions)
+        for table, cols in batch.tables.items():
             self._tables.insert(table, cols)
 
 
-def _tag(tag: dict[str, Any]) -> dict[str, Any]:
-    return {"key": tag["key"], "value": tag["value"], "deleted": 1 if tag["deleted"] else 0}
+def _tag(tag: ev.Tag) -> dict[str, Any]:
+    return {"key": tag.key, "value": tag.value, "deleted": 1 if tag.deleted else 0}

@@ -12,25 +12,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from consumers.sink import Event, Sink
-from schemas.codec import METRICS
+from schemas.events import METRICS, MetricBatch
 from trackstream.tables import TableStore
 
 OPTIONAL = (("model_id", "model_ids"), ("dataset_name", "dataset_names"), ("dataset_digest", "dataset_digests"))
 MODEL_COLUMNS = ("model_id", "key", "step", "timestamp", "run_id", "value", "is_nan", "dataset_name", "dataset_digest")
 
 Candidate = tuple[int, int, float]  # (step, timestamp, stored value): MLflow's order for the latest value
-
-
-def point_keys(record: dict[str, Any]) -> list[str]:
-    """Each point's metric name, from the plain ``keys`` column or the dictionary-encoded one (v2)."""
-    if record["keys"] or not record.get("key_index"):
-        keys: list[str] = record["keys"]
-        return keys
-    names = record["key_names"]
-    return [names[i] for i in record["key_index"]]
 
 
 class MetricsSink(Sink):
@@ -41,7 +32,7 @@ class MetricsSink(Sink):
         self._tables = tables
 
     def rows(self, event: Event) -> int:
-        return len(event.decoded.record["values"])
+        return len(cast(MetricBatch, event.data).values)
 
     def write(self, events: Sequence[Event]) -> None:
         cols: dict[str, list[Any]] = {c: [] for c in ("run_id", "key", "step", "timestamp", "value", "is_nan")}
@@ -50,12 +41,13 @@ class MetricsSink(Sink):
         model_cols: dict[str, list[Any]] = {c: [] for c in MODEL_COLUMNS}
         latest: dict[tuple[str, str], tuple[Candidate, int]] = {}  # (run, key) → (candidate, is_nan)
         for event in events:
-            r = event.decoded.record
-            keys = point_keys(r)
-            values, steps, timestamps = r["values"], r["steps"], r["timestamps"]
+            r = cast(MetricBatch, event.data)
+            keys = r.point_keys()
+            values, steps, timestamps = r.values, r.steps, r.timestamps
             n = len(keys)
-            run_id = r["run_id"]
+            run_id = r.run_id
             nan_flags = list(map(math.isnan, values))
+            stored: Sequence[float]
             if True in nan_flags:
                 is_nan = [1 if nan else 0 for nan in nan_flags]
                 stored = [0.0 if nan else v for v, nan in zip(values, nan_flags, strict=True)]
@@ -67,7 +59,7 @@ class MetricsSink(Sink):
             cols["timestamp"].extend(timestamps)
             cols["value"].extend(stored)
             cols["is_nan"].extend(is_nan)
-            given = [r[field] for _, field in OPTIONAL]
+            given = [r.model_ids, r.dataset_names, r.dataset_digests]
             if any(given) and not has_optional:  # the first event with optional columns: backfill the rest
                 has_optional = True
                 for backfill in optional.values():
@@ -75,7 +67,7 @@ class MetricsSink(Sink):
             if has_optional:
                 for (name, _), values_given in zip(OPTIONAL, given, strict=True):
                     optional[name].extend(values_given or [""] * n)
-            if r["model_ids"]:
+            if r.model_ids:
                 self._model_points(model_cols, r, keys, stored, is_nan)
             self._latest(latest, run_id, keys, zip(steps, timestamps, stored, strict=False), is_nan)
         if not cols["key"]:
@@ -101,7 +93,7 @@ class MetricsSink(Sink):
     def _latest(
         latest: dict[tuple[str, str], tuple[Candidate, int]],
         run_id: str,
-        keys: list[str],
+        keys: Sequence[str],
         candidates: Any,
         is_nan: list[int],
     ) -> None:
@@ -120,16 +112,16 @@ class MetricsSink(Sink):
 
     @staticmethod
     def _model_points(
-        cols: dict[str, list[Any]], r: dict[str, Any], keys: list[str], stored: list[float], is_nan: list[int]
+        cols: dict[str, list[Any]], r: MetricBatch, keys: Sequence[str], stored: Sequence[float], is_nan: list[int]
     ) -> None:
         n = len(keys)
-        names = r["dataset_names"] or [""] * n
-        digests = r["dataset_digests"] or [""] * n
-        for i, model_id in enumerate(r["model_ids"]):
+        names = r.dataset_names or [""] * n
+        digests = r.dataset_digests or [""] * n
+        for i, model_id in enumerate(r.model_ids):
             if model_id:
                 for column, value in zip(
                     MODEL_COLUMNS,
-                    (model_id, keys[i], r["steps"][i], r["timestamps"][i], r["run_id"], stored[i], is_nan[i],
+                    (model_id, keys[i], r.steps[i], r.timestamps[i], r.run_id, stored[i], is_nan[i],
                      names[i], digests[i]),
                     strict=True,
                 ):  # fmt: skip

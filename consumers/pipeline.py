@@ -6,6 +6,10 @@ interactive clients see their data within milliseconds and busy ones get large i
 
 Failure policy (see docs/DESIGN.md); every store error is one of three named classes:
 - undecodable message → dead-letter topic (sent with its batch, before the commit), offset advances;
+- a message written with a newer schema than this worker knows (:class:`codec.NewerSchema`: a gateway
+  upgraded before its consumers) → its partition is held at that message: nothing of it or after it is
+  written, dead-lettered or committed, the partition is paused and :attr:`Pipeline.stalled` says why
+  (health); the other partitions go on. An upgraded worker resumes from there (docs/DESIGN.md);
 - StoreUnavailable → the batch is kept, the partitions are paused and the loop keeps polling (the
   member stays in its group), and the same batch is retried with capped backoff; nothing is
   committed meanwhile. A rebalance during the outage drops the revoked partitions' part of the
@@ -71,12 +75,16 @@ class Pipeline:
         deadletters: DeadLetters,
         policy: FlushPolicy,
         backoff_cap: float = 5.0,
+        codec_: codec.Codec = codec.DEFAULT,
     ) -> None:
         self._source = source
         self._sink = sink
         self._dead = deadletters
         self._policy = policy
         self._backoff_cap = backoff_cap
+        self._codec = codec_
+        # partitions held at a message this worker cannot read yet (newer schema): partition -> (offset, why)
+        self._held: dict[Partition, tuple[int, str]] = {}
         self._batch = _Batch()
         self._stop = threading.Event()
         self.ready = threading.Event()  # set once the source holds partitions
@@ -91,10 +99,25 @@ class Pipeline:
     def name(self) -> str:
         return self._sink.name
 
+    @property
+    def stalled(self) -> str | None:
+        """Why partitions are held (messages newer than this worker's schemas), or None."""
+        if not self._held:
+            return None
+        parts = ", ".join(f"{p.topic}[{p.index}]" for p in sorted(self._held, key=lambda p: p.index))
+        return f"the {self._sink.name} sink holds {parts}: {next(iter(self._held.values()))[1]}"
+
     # -- the steps --
+    def _hold(self, message: Message, exc: codec.NewerSchema) -> None:
+        partition = message.partition
+        self._held[partition] = (message.offset, f"{exc} (at offset {message.offset})")
+        log.critical("%s: holding %s[%d] at offset %d: %s", self._sink.name, partition.topic, partition.index,
+                     message.offset, exc)  # fmt: skip
+        self._source.pause([partition])
+
     def _decode(self, message: Message) -> Event | None:
         try:
-            decoded = codec.decode(message.value)
+            decoded = self._codec.decode(message.value, message.headers)
         except codec.InvalidMessage as exc:
             self._batch.dead.append(DeadLetter(message, str(exc)))
             return None
@@ -105,8 +128,17 @@ class Pipeline:
 
     def _add(self, messages: Sequence[Message]) -> None:
         for message in messages:
+            held = self._held.get(message.partition)
+            if held is not None:
+                if message.offset > held[0]:
+                    continue  # neither written nor committed: re-read from the held message after the upgrade
+                del self._held[message.partition]  # read again from the commit (reassigned): decide afresh
+            try:
+                event = self._decode(message)
+            except codec.NewerSchema as exc:
+                self._hold(message, exc)
+                continue
             self._batch.advance(message)
-            event = self._decode(message)
             if event is not None:
                 self._batch.events.append(event)
                 self._batch.rows += self._sink.rows(event)
@@ -184,10 +216,25 @@ class Pipeline:
             return
         log.warning("%s: store available again, resuming", self._sink.name)
         self.outage = None
-        self._source.resume(sorted(self._source.paused(), key=lambda p: p.index))
+        self._source.resume(sorted((p for p in self._source.paused() if p not in self._held), key=lambda p: p.index))
 
     # -- the loop --
+    def _keep_held(self) -> None:
+        """Held partitions stay held across rebalances: kafka-python keeps the position (past the held
+        message) and the pause of a partition a rebalance leaves with this member, so forgetting the hold
+        would skip the held message. A partition another member got is forgotten once this member holds
+        partitions again (its new owner reads it from the commit, i.e. from the held message); one read
+        again here from the commit is decided afresh (``_add``)."""
+        assignment = self._source.assignment()
+        if assignment:
+            for p in [p for p in self._held if p not in assignment]:
+                del self._held[p]
+        if held := [p for p in self._held if p in assignment and p not in self._source.paused()]:
+            self._source.pause(sorted(held, key=lambda p: p.index))
+
     def run_once(self, timeout: float) -> None:
+        if self._held:
+            self._keep_held()
         if self._uncommitted:
             self._commit({})
         if self.outage is not None:
@@ -235,9 +282,9 @@ class Pipeline:
         """Rebalance: write and commit what we hold before the partitions move to another member. With the
         store down, the revoked partitions' part of the batch is dropped uncommitted (the new owner
         re-reads it); the rest stays for the retry."""
+        gone = set(partitions)
         if self.flush():
             return
-        gone = set(partitions)
         self._batch.drop(gone)
         self._batch.rows = sum(self._sink.rows(e) for e in self._batch.events)
         self._uncommitted = {p: o for p, o in self._uncommitted.items() if p not in gone}

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from schemas.codec import Decoded
+from schemas.events import Event as Data
 from trackstream.log import Message
 
 
@@ -16,6 +17,11 @@ class Event:
 
     message: Message
     decoded: Decoded
+
+    @property
+    def data(self) -> Data:
+        """The typed event (``schemas/events.py``)."""
+        return self.decoded.event
 
 
 class Sink(abc.ABC):

@@ -1,7 +1,8 @@
 """Read-your-writes through log offsets.
 
 Before a read, the gateway notes the end offset of every partition the read depends on and waits
-(bounded) until the sink's consumer group has committed past it. Consumers commit only after the
+(bounded) until every consumer group that applies the topic has committed past it (a topic may feed
+several sinks, each its own group; the runtime's sink registry says which). Consumers commit only after the
 sink write, so a committed offset means the data is in the store — whichever replica acked the write.
 Committed offsets only grow, so a cached value that already covers the end offset costs no query.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from ingest.errors import MlflowError, unavailable
 from schemas.decisions import Decision
@@ -22,9 +23,9 @@ from trackstream.log import EventLog, LogUnavailable, Partition
 
 
 class Barrier:
-    def __init__(self, events: EventLog, groups: dict[str, str], timeout: float) -> None:
+    def __init__(self, events: EventLog, groups: Mapping[str, Sequence[str]], timeout: float) -> None:
         self._log = events
-        self._groups = groups  # topic -> consumer group of the sink that applies it
+        self._groups = groups  # topic -> consumer groups of the sinks that apply it (a read waits for all)
         self._timeout = timeout
         self._known: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
@@ -55,7 +56,7 @@ class Barrier:
             behind = {p: e for p, e in ends.items() if e > self._known.get((topic, p), 0)}
             if not behind:
                 return
-            committed = self._log.committed(self._groups[topic], topic)
+            committed = self._committed(topic)
             with self._lock:
                 for p, o in committed.items():
                     if o > self._known.get((topic, p), 0):
@@ -69,6 +70,14 @@ class Barrier:
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
+
+    def _committed(self, topic: str) -> dict[int, int]:
+        """Per partition, the offset every group of ``topic`` committed past (the least of them)."""
+        least: dict[int, int] | None = None
+        for group in self._groups[topic]:
+            committed = self._log.committed(group, topic)
+            least = dict(committed) if least is None else {p: min(o, committed.get(p, 0)) for p, o in least.items()}
+        return least or {}
 
 
 Lookup = Callable[[Partition, int], Decision | None]

@@ -1,24 +1,31 @@
 """Events → the log. Mechanism only: encode, key, produce; the handlers decide what an event is.
 
-One message per request batch, keyed by run (experiment tags by experiment id, every experiment state
-change by one constant key, artifact events by path), so all events of one entity land in one
-partition, in order.
+An event's type names its family, so its topic, and its key (``schemas/events.py``): all events of
+one entity land in one partition, in order (a run's by run id, experiment tags by experiment id,
+every experiment state change by one constant key, logged models by model id, artifacts by path).
+One message per request batch.
 
 ``decide`` produces an event that carries a rule and returns the metadata sink's decision on it
 (docs/DESIGN.md, "Decided events"): the rule is decided where the events are ordered, not here.
+
+``metadata(key, kind, body)``, ``decide(key, kind, body)``, ``artifact(record)`` and
+``metrics_async(record)`` are the dict forms of ``emit``/``decide``/``emit_async``, kept for the
+handlers not yet converted: each builds the typed event and goes the same way (the key is derived from
+the event; the one given must agree with it).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from ingest.errors import MlflowError, unavailable
-from schemas import codec
+from schemas import codec, events
 from schemas.decisions import Decision
+from schemas.events import Event
 from trackstream.log import EventLog, LogUnavailable, Partition
 from trackstream.settings import Topics
 
@@ -35,63 +42,82 @@ Outcome = Callable[[Partition, int], Decision]
 class EventWriter:
     def __init__(
         self,
-        events: EventLog,
+        events_: EventLog,
         topics: Topics,
         after_produce: AfterProduce | None = None,
         outcome: Outcome | None = None,
         on_metadata: MetadataObserver | None = None,
+        codec_: codec.Codec = codec.DEFAULT,
     ) -> None:
-        self._log = events
+        self._log = events_
         self._topics = topics
         self._after = after_produce
         self._outcome = outcome
         self._on_metadata = on_metadata
+        self._codec = codec_
 
-    def _produce(self, topic: str, family: str, key: str, record: dict[str, Any]) -> tuple[Partition, int]:
-        payload = codec.encode(family, record)
+    def _topic(self, event: Event) -> str:
+        return self._topics.of_family(event.FAMILY)
+
+    def emit(self, event: Event) -> tuple[Partition, int]:
+        """Produce ``event`` on its family's topic, keyed by its entity; returns its log position once
+        the log acknowledged it (503 TEMPORARILY_UNAVAILABLE when it did not: nothing was recorded)."""
+        topic, family = self._topic(event), event.FAMILY
+        payload = self._codec.encode_event(event)
         with _acknowledged():
-            index, offset = self._log.produce(topic, key.encode(), payload, (codec.header(family),))
+            index, offset = self._log.produce(topic, event.key.encode(), payload, (self._codec.header(family),))
         partition = Partition(topic, index)
         if self._after is not None:
             self._after(partition, offset)
+        if self._on_metadata is not None and family == events.METADATA:
+            self._on_metadata(type(event).__name__, events.to_dict(event), offset)
         return partition, offset
 
-    async def metrics_async(self, record: dict[str, Any]) -> None:
-        """A metric batch, awaited on the event loop: the hot path holds no thread while the log acks."""
-        topic, family = self._topics.metrics, codec.METRICS
-        payload = codec.encode(family, record)
+    async def emit_async(self, event: Event) -> None:
+        """``emit`` awaited on the event loop (metric batches): the hot path holds no thread while the log acks."""
+        topic, family = self._topic(event), event.FAMILY
+        payload = self._codec.encode_event(event)
         with _acknowledged():
             partition, offset = await self._log.produce_async(
-                topic, record["run_id"].encode(), payload, (codec.header(family),)
+                topic, event.key.encode(), payload, (self._codec.header(family),)
             )
         if self._after is not None:
             await run_in_threadpool(self._after, Partition(topic, partition), offset)
 
-    def metadata(self, key: str, kind: str, body: dict[str, Any]) -> tuple[Partition, int]:
-        partition, offset = self._produce(
-            self._topics.metadata, codec.METADATA, key, {"event": (f"trackstream.{kind}", body)}
-        )
-        if self._on_metadata is not None:
-            self._on_metadata(kind, body, offset)
-        return partition, offset
-
-    def decide(self, key: str, kind: str, body: dict[str, Any]) -> str:
-        """Produce a metadata event that carries a rule and wait for the sink's decision on it.
+    def decide(self, event: Event | str, kind: str | None = None, body: Mapping[str, Any] | None = None) -> str:
+        """Produce an event that carries a rule and wait for the metadata sink's decision on it.
 
         Returns the decision's result payload, or raises the refusal as the MLflowError the stock
         server gives. If the decision does not come within the read-barrier timeout it raises 503
         TEMPORARILY_UNAVAILABLE: the event is in the log and will still be decided (docs/DESIGN.md).
+        ``decide(key, kind, body)`` is the dict form.
         """
+        if isinstance(event, str):
+            assert kind is not None and body is not None, "decide(key, kind, body)"
+            event = _keyed(event, events.metadata_event(kind, body))
         if self._outcome is None:
             raise RuntimeError("EventWriter.decide needs an outcome reader (see trackstream/runtime.py)")
-        partition, offset = self.metadata(key, kind, body)
+        partition, offset = self.emit(event)
         decision = self._outcome(partition, offset)
         if not decision.ok:
             raise MlflowError(decision.message, decision.error_code)
         return decision.result
 
-    def artifact(self, record: dict[str, Any]) -> tuple[Partition, int]:
-        return self._produce(self._topics.artifacts, codec.ARTIFACT, record["path"], record)
+    # -- the dict forms (adapters for handlers not yet converted to typed events) --
+    async def metrics_async(self, record: Mapping[str, Any]) -> None:
+        await self.emit_async(events.from_dict(events.MetricBatch, record))
+
+    def metadata(self, key: str, kind: str, body: Mapping[str, Any]) -> tuple[Partition, int]:
+        return self.emit(_keyed(key, events.metadata_event(kind, body)))
+
+    def artifact(self, record: Mapping[str, Any]) -> tuple[Partition, int]:
+        return self.emit(events.from_dict(events.ArtifactEvent, record))
+
+
+def _keyed(key: str, event: Event) -> Event:
+    if key != event.key:
+        raise ValueError(f"{type(event).__name__} is keyed by {event.key!r}, not {key!r}")
+    return event
 
 
 @contextlib.contextmanager

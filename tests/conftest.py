@@ -23,9 +23,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from ingest.app import create_app
-from ingest.handlers import ensure_default_experiment
-from trackstream.runtime import Runtime, build
+from trackstream import assembly
+from trackstream.runtime import Runtime
 from trackstream.settings import Mode, Settings, Topics
 
 START_SERVICES = "make services-up"
@@ -216,17 +215,9 @@ def gateway_factory() -> Iterator[Callable[[Settings], Gateway]]:
     servers: list[tuple[uvicorn.Server, threading.Thread, Runtime]] = []
 
     def start(settings: Settings, consumers: bool = True) -> Gateway:
-        runtime = build(settings)
-        if consumers:
-            runtime.start_consumers()
-            runtime.wait_consumers_ready(timeout=60)
-        tracking = runtime.tracking()
-        ensure_default_experiment(tracking)
+        built = assembly.gateway(settings, consumers=consumers, ready_timeout=60, close_on_shutdown=False)
+        app, runtime = built.app, built.runtime
         port = free_port()
-        app = create_app(
-            tracking, runtime.objects, settings.artifact_inline_max_bytes, settings.artifact_part_max_bytes
-        )
-        app.state.health = runtime.health
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)

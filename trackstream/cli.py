@@ -12,6 +12,7 @@ import sys
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
+from trackstream import registry
 from trackstream.settings import ConfigurationError, Mode, Settings
 
 
@@ -39,35 +40,12 @@ def _settle_heap() -> None:
 
 def gateway_app() -> Starlette:
     """uvicorn's app factory: each worker process builds its own runtime from the environment."""
-    from ingest.app import create_app
-    from ingest.handlers import ensure_default_experiment
     from ingest.limits import HeadTimeoutProtocol
-    from ingest.security import WebSecurity
-    from trackstream.runtime import build
+    from trackstream.assembly import gateway
 
     settings = _settings()
     HeadTimeoutProtocol.head_timeout = settings.request_read_timeout  # this worker's connections
-    runtime = build(settings)
-    if settings.mode is Mode.EMBEDDED:
-        runtime.start_consumers()
-    tracking = runtime.tracking()
-    ensure_default_experiment(tracking)
-    app = create_app(
-        tracking,
-        runtime.objects,
-        settings.artifact_inline_max_bytes,
-        settings.artifact_part_max_bytes,
-        on_shutdown=runtime.close,
-        web=WebSecurity(
-            allowed_hosts=settings.allowed_hosts,
-            cors_allowed_origins=settings.cors_allowed_origins,
-            x_frame_options=settings.x_frame_options,
-            enabled=not settings.disable_security_middleware,
-        ),
-        max_body_bytes=settings.max_request_body_bytes,
-        read_timeout=settings.request_read_timeout,
-    )
-    app.state.health = runtime.health
+    app = gateway(settings).app
     _settle_heap()
     return app
 
@@ -101,14 +79,14 @@ def serve(settings: Settings) -> None:
 
 def consume(settings: Settings, sink: str) -> None:
     from consumers.pipeline import WorkerFailed
-    from trackstream.runtime import SINKS, build
+    from trackstream.assembly import worker
 
     if settings.mode is not Mode.KAFKA:
         sys.exit("trackstream consume: needs TRACKSTREAM_MODE=kafka (embedded mode consumes inside 'serve')")
-    if sink not in SINKS:
-        sys.exit(f"trackstream consume: unknown sink {sink!r}; expected one of {', '.join(SINKS)}")
-    runtime = build(settings)
-    pipe = runtime.pipeline(sink)
+    if sink not in registry.NAMES:
+        sys.exit(f"trackstream consume: unknown sink {sink!r}; expected one of {', '.join(registry.NAMES)}")
+    w = worker(settings, sink)
+    runtime, pipe = w.runtime, w.pipeline
     signal.signal(signal.SIGTERM, lambda *_: pipe.stop())
     signal.signal(signal.SIGINT, lambda *_: pipe.stop())
     print(f"trackstream consume {sink}: group {runtime.group(sink)} on {runtime.topic(sink)}", flush=True)
@@ -119,8 +97,7 @@ def consume(settings: Settings, sink: str) -> None:
         # Loudly: a supervisor restarts the process; the group rebalances the partitions meanwhile.
         sys.exit(f"trackstream consume: {exc}")
     finally:
-        runtime.events.close()
-        runtime.tables.close()
+        w.close()
 
 
 def replay(settings: Settings, database: str | None) -> None:
@@ -144,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the gateway (embedded mode: with its consumers, in one process)")
     c = sub.add_parser("consume", help="run one sink worker (Kafka mode)")
-    c.add_argument("sink", choices=["metrics", "metadata", "artifacts"])
+    c.add_argument("sink", choices=registry.NAMES)
     sub.add_parser("migrate", help="create topics and tables")
     r = sub.add_parser("replay", help="rebuild the ClickHouse tables from the topics (Kafka mode)")
     r.add_argument(

@@ -31,7 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from consumers.pipeline import Pipeline
 from schemas import ddl
-from trackstream.runtime import SINKS, Runtime
+from trackstream import registry
+from trackstream.runtime import Runtime
 from trackstream.settings import Settings
 from trackstream.tables import TableStore
 
@@ -169,7 +170,7 @@ def replay(
     began = time.monotonic()
     events = runtime.events
     sinks: list[SinkProgress] = []
-    for name in SINKS:
+    for name in registry.names():
         topic = runtime.topic(name)
         partitions = list(range(events.partitions(topic)))
         end = events.end_offsets(topic, partitions)
@@ -272,7 +273,7 @@ def run_replay(
         try:
             return replay(worker, kafka_earliest_offsets(settings.kafka_bootstrap), progress=progress, timeout=timeout)
         finally:
-            delete_kafka_groups(settings.kafka_bootstrap, [worker.group(s) for s in SINKS])
+            delete_kafka_groups(settings.kafka_bootstrap, [worker.group(s) for s in registry.names()])
             if target is not runtime.tables:
                 target.close()
     finally:

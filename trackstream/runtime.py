@@ -1,4 +1,6 @@
-"""Assembles log, stores, sinks, consumers and gateway for one mode. The only place that knows both."""
+"""Assembles log, stores, sinks, consumers and gateway for one mode (the composition root, with
+``trackstream.registry``, ``trackstream.assembly``, ``trackstream.cli`` and ``trackstream.replay``:
+the only modules that see every layer; pyproject's import-linter contracts check it)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from consumers.artifacts import ArtifactSink
 from consumers.deadletter import DeadLetters
-from consumers.metadata import MetadataSink
-from consumers.metrics import MetricsSink
 from consumers.pipeline import FlushPolicy, Pipeline, WorkerFailed
 from consumers.sink import Sink
 from ingest.consistency import Barrier, Outcomes
@@ -20,6 +19,8 @@ from ingest.errors import unavailable
 from ingest.handlers.context import Context
 from ingest.runstates import RunStates
 from ingest.writer import EventWriter
+from schemas import codec
+from trackstream import registry
 from trackstream.log import EventLog, Partition
 from trackstream.log.memory import MemoryLog
 from trackstream.objects import ObjectStore
@@ -29,7 +30,7 @@ from trackstream.tables import TableStore
 
 log = logging.getLogger(__name__)
 
-SINKS = ("metrics", "metadata", "artifacts")
+SINKS = registry.NAMES
 
 
 @dataclass
@@ -45,39 +46,40 @@ class Runtime:
     _closing: bool = False
 
     def topic(self, sink: str) -> str:
-        return str(getattr(self.settings.topics, sink))
+        return str(getattr(self.settings.topics, registry.spec(sink).topic))
 
     def group(self, sink: str) -> str:
-        return f"{self.settings.consumer_group_prefix}-{sink}"
+        return f"{self.settings.consumer_group_prefix}-{registry.spec(sink).group_suffix}"
 
-    def groups(self) -> dict[str, str]:
-        return {self.topic(s): self.group(s) for s in SINKS}
+    def groups(self) -> dict[str, list[str]]:
+        """Topic -> the consumer groups that apply it (every sink reading it): a read waits for all."""
+        out: dict[str, list[str]] = {}
+        for s in registry.SINKS:
+            out.setdefault(self.topic(s.name), []).append(self.group(s.name))
+        return out
 
     def sink(self, name: str) -> Sink:
-        match name:
-            case "metrics":
-                return MetricsSink(self.tables)
-            case "metadata":
-                return MetadataSink(self.tables)
-            case "artifacts":
-                return ArtifactSink(self.tables, self.objects)
-        raise ValueError(f"unknown sink {name!r}; expected one of {', '.join(SINKS)}")
+        return registry.spec(name).make(self.tables, self.objects)
 
-    def pipeline(self, name: str) -> Pipeline:
+    def pipeline(self, name: str, codec_: codec.Codec = codec.DEFAULT) -> Pipeline:
         s = self.settings
         sink = self.sink(name)
         holder: list[Pipeline] = []
         source = self.events.consumer(self.group(name), self.topic(name), lambda parts: holder[0].on_revoke(parts))
         dead = DeadLetters(self.events, s.topics.deadletter, s.deadletter_max_ratio, s.deadletter_min_messages)
         pipe = Pipeline(
-            source, sink, dead, FlushPolicy(s.batch_max_rows, s.batch_max_seconds, min_seconds=s.batch_min_seconds)
+            source,
+            sink,
+            dead,
+            FlushPolicy(s.batch_max_rows, s.batch_max_seconds, min_seconds=s.batch_min_seconds),
+            codec_=codec_,
         )
         holder.append(pipe)
         return pipe
 
     def start_consumers(self) -> None:
-        """Embedded mode: every sink's pipeline in a thread of this process."""
-        for name in SINKS:
+        """Embedded mode: every registered sink's pipeline in a thread of this process."""
+        for name in registry.names():
             pipe = self.pipeline(name)
             thread = threading.Thread(target=_run_logged, args=(pipe,), name=f"consume-{name}", daemon=True)
             thread.start()
@@ -104,6 +106,7 @@ class Runtime:
     def health(self) -> list[str]:
         """Problems that make this process unhealthy (``/health`` answers 503 with them)."""
         problems = [failure] if (failure := self.consumer_failure()) else []
+        problems += [stalled for pipe in self.pipelines if (stalled := pipe.stalled)]
         if self.run_states is not None and not self.run_states.healthy():
             problems.append(f"the run-state view stopped: {self.run_states.error}")
         return problems
@@ -136,18 +139,21 @@ class Runtime:
         """Embedded acknowledgement: wait until the sink applied the write; answer 503 with the reason
         at once if that sink's worker stopped (it will not apply anything until the process restarts)."""
         assert isinstance(self.events, MemoryLog)
-        group = self.groups()[partition.topic]
+        waiting = list(self.groups()[partition.topic])
         deadline = time.monotonic() + self.settings.read_barrier_timeout
         while True:
             if failure := self.consumer_failure(partition.topic):
                 raise unavailable(f"The write was not applied: {failure}. See the gateway log and restart it.")
             slice_ = min(0.25, deadline - time.monotonic())
-            if slice_ > 0 and self.events.wait_committed(group, partition, offset, slice_):
-                return
+            if slice_ > 0 and self.events.wait_committed(waiting[0], partition, offset, slice_):
+                waiting.pop(0)
+                if not waiting:
+                    return
+                continue
             if time.monotonic() >= deadline:
                 why = next(
                     (f": {p.name} store unavailable ({p.outage})" for p in self._of(partition.topic) if p.outage), ""
-                )
+                ) or next((f": {p.stalled}" for p in self._of(partition.topic) if p.stalled), "")
                 raise unavailable(
                     f"The embedded consumers did not apply the write in time{why}; it may be applied later."
                 )
@@ -173,7 +179,7 @@ def _run_logged(pipe: Pipeline) -> None:
 class _ConsumersBarrier(Barrier):
     """Embedded reads: a stopped consumer answers 503 with its reason at once, not after the timeout."""
 
-    def __init__(self, runtime: Runtime, events: EventLog, groups: dict[str, str], timeout: float) -> None:
+    def __init__(self, runtime: Runtime, events: EventLog, groups: dict[str, list[str]], timeout: float) -> None:
         super().__init__(events, groups, timeout)
         self._runtime = runtime
 
@@ -185,7 +191,7 @@ class _ConsumersBarrier(Barrier):
 
 def build(settings: Settings) -> Runtime:
     topics = settings.topics
-    names = [topics.metrics, topics.metadata, topics.artifacts, topics.deadletter]
+    names = list(topics.names().values())
     if settings.mode is Mode.EMBEDDED:
         from trackstream.objects.local import LocalObjectStore
         from trackstream.tables.chdb import ChdbStore

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from schemas.events import ARTIFACT, METADATA, METRICS
 
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
@@ -38,9 +40,11 @@ class Mode(StrEnum):
 
 
 class Topics(BaseSettings):
-    """Topic names and partition counts, one topic per event family."""
+    """Topic names and partition counts, one topic per event family (every ``str`` field is a topic)."""
 
     model_config = SettingsConfigDict(env_prefix="TRACKSTREAM_TOPIC_")
+    # the topic (field) each event family is produced to; a sink reads the topic its registry entry names
+    FAMILIES: ClassVar[dict[str, str]] = {METRICS: "metrics", METADATA: "metadata", ARTIFACT: "artifacts"}
 
     metrics: str = "trackstream.metrics"
     metadata: str = "trackstream.metadata"
@@ -50,14 +54,20 @@ class Topics(BaseSettings):
 
     @model_validator(mode="after")
     def _complete(self) -> Topics:
-        names = {"metrics": self.metrics, "metadata": self.metadata, "artifacts": self.artifacts,
-                 "deadletter": self.deadletter}  # fmt: skip
+        names = self.names()
         bad = [f"TRACKSTREAM_TOPIC_{k.upper()}={v!r}" for k, v in names.items() if not _TOPIC_NAME.match(v)]
         if bad:
             raise ValueError(f"invalid or empty topic names ({', '.join(bad)}); use 1-249 of [a-zA-Z0-9._-]")
         if len(set(names.values())) != len(names):
             raise ValueError(f"each event family needs its own topic, got {names}")
         return self
+
+    def names(self) -> dict[str, str]:
+        """Every topic by setting name (the event families' and the dead-letter topic)."""
+        return {k: v for k, v in self.model_dump().items() if isinstance(v, str)}
+
+    def of_family(self, family: str) -> str:
+        return str(getattr(self, self.FAMILIES[family]))
 
 
 class Settings(BaseSettings):

@@ -11,7 +11,7 @@ import pytest
 from consumers.deadletter import DeadLetters, TooManyDeadLetters
 from consumers.pipeline import FlushPolicy, Pipeline, WorkerFailed
 from consumers.sink import Sink
-from schemas import codec
+from schemas import codec, events
 from tests.consumers.fakes import (
     BrokenSink,
     DownUntilToldSink,
@@ -21,6 +21,7 @@ from tests.consumers.fakes import (
     RejectingSink,
     UnacknowledgingLog,
 )
+from tests.upgrade.schemas import CURRENT, NEXT
 from trackstream.errors import StoreFailed
 from trackstream.log import LogConsumer, Message, Partition
 from trackstream.log.memory import MemoryLog
@@ -47,12 +48,13 @@ def _factory(log: MemoryLog) -> PipelineFactory:
         min_messages: int = 100,
         source: LogConsumer | None = None,
         deadletter_timeout: float = 5.0,
+        codec_: codec.Codec = codec.DEFAULT,
         **policy: float,
     ) -> Pipeline:
         holder: list[Pipeline] = []
         source = source or log.consumer(GROUP, TOPIC, lambda parts: holder[0].on_revoke(parts))
         dead = DeadLetters(log, DLQ, max_ratio, min_messages, timeout=deadletter_timeout)
-        pipe = Pipeline(source, sink, dead, FlushPolicy(**policy), backoff_cap=0.1)  # type: ignore[arg-type]
+        pipe = Pipeline(source, sink, dead, FlushPolicy(**policy), backoff_cap=0.1, codec_=codec_)  # type: ignore[arg-type]
         holder.append(pipe)
         return pipe
 
@@ -366,3 +368,71 @@ def test_stop_flushes_what_is_pending(log: MemoryLog, pipeline_factory: Pipeline
     pipe.run()
     assert len(sink.written) == 2
     assert sum(log.committed(GROUP, TOPIC).values()) == 2
+
+
+def _batch(run_id: str, i: int) -> events.MetricBatch:
+    return events.MetricBatch(run_id=run_id, keys=["loss"], values=[float(i)], timestamps=[i], steps=[i])
+
+
+def _run_on(log: MemoryLog, partition: int) -> str:
+    return next(r for r in (f"run-{i}" for i in range(100)) if log.partition_for(TOPIC, r.encode()) == partition)
+
+
+def test_a_message_newer_than_the_worker_holds_its_partition_until_an_upgraded_worker_reads_it(
+    log: MemoryLog, pipeline_factory: PipelineFactory
+) -> None:
+    """A gateway upgraded before its consumers: nothing is dead-lettered or committed past the newer
+    message; the other partition goes on; the upgraded worker applies the rest exactly once."""
+    held_run, other_run = _run_on(log, 0), _run_on(log, 1)
+
+    def produce(c: codec.Codec, run_id: str, i: int) -> tuple[int, int]:
+        return log.produce(TOPIC, run_id.encode(), c.encode_event(_batch(run_id, i)), (c.header(codec.METRICS),))
+
+    produced = [produce(CURRENT, held_run, 0), produce(CURRENT, other_run, 1)]
+    newer = produce(NEXT, held_run, 2)
+    produced += [newer, produce(CURRENT, held_run, 3), produce(CURRENT, other_run, 4), produce(NEXT, other_run, 5)]
+    produced += [produce(CURRENT, other_run, 6)]
+
+    old_sink = RecordingSink()
+    old = pipeline_factory(old_sink)
+    drain(old)
+    assert dead_letters(log) == []
+    assert {(e.message.partition.index, e.message.offset) for e in old_sink.written} == {
+        produced[0],
+        produced[1],
+        produced[4],
+    }
+    assert log.committed(GROUP, TOPIC) == {0: newer[1], 1: produced[5][1]}
+    assert old.stalled is not None and "metric_batch.v3" in old.stalled and "upgrade" in old.stalled
+    old.stop()
+    old.run()  # flushes and closes; commits nothing past the held messages
+
+    new_sink = RecordingSink()
+    upgraded = pipeline_factory(new_sink, codec_=NEXT)
+    drain(upgraded)
+    assert dead_letters(log) == []
+    assert upgraded.stalled is None
+    written = old_sink.written + new_sink.written
+    assert sorted((e.message.partition.index, e.message.offset) for e in written) == sorted(produced)
+    assert log.committed(GROUP, TOPIC) == ends(log)
+
+
+def test_a_held_partition_stays_held_across_a_rebalance_that_leaves_it_here(
+    log: MemoryLog, pipeline_factory: PipelineFactory
+) -> None:
+    """kafka-python keeps the position (past the held message) of a partition a rebalance leaves with
+    the member: forgetting the hold on revoke would write and commit what follows and skip the held one."""
+    run = _run_on(log, 0)
+    log.produce(TOPIC, run.encode(), CURRENT.encode_event(_batch(run, 0)), (CURRENT.header(codec.METRICS),))
+    _, newer = log.produce(TOPIC, run.encode(), NEXT.encode_event(_batch(run, 1)), (NEXT.header(codec.METRICS),))
+    log.produce(TOPIC, run.encode(), CURRENT.encode_event(_batch(run, 2)), (CURRENT.header(codec.METRICS),))
+    sink = RecordingSink()
+    pipe = pipeline_factory(sink)
+    drain(pipe)
+    assert pipe.stalled is not None
+    pipe.on_revoke([Partition(TOPIC, 0)])  # the partition stays with this member, position kept
+    log.produce(TOPIC, run.encode(), CURRENT.encode_event(_batch(run, 3)), (CURRENT.header(codec.METRICS),))
+    drain(pipe)
+    assert [e.message.offset for e in sink.written] == [newer - 1]
+    assert log.committed(GROUP, TOPIC).get(0) == newer
+    assert pipe.stalled is not None and dead_letters(log) == []
