@@ -282,25 +282,14 @@ class Tracking:
             raise invalid(f"Invalid view_type '{p.get('view_type')}'")
         limit = v.max_results(p.get("max_results"), 1000, v.MAX_RESULTS_SEARCH_EXPERIMENTS)
         offset = page_offset(p.get("page_token"))
+        self._sync_metadata()
         try:
-            clauses = search.parse_experiment_filter(p.get("filter"))
-            order = search.parse_experiment_order_by(_str_list(p.get("order_by")))
+            page = self.reader.search_experiments(view, p.get("filter"), _str_list(p.get("order_by")), offset, limit)
         except search.SearchError as exc:
             raise invalid(str(exc)) from None
-        self._sync_metadata()
-        found = [e for e in self.reader.experiments(view) if search.experiment_matches(clauses, e)]
-        keys: list[tuple[Any, bool]] = [
-            (lambda e, k=o.key: int(e[k]) if k == "experiment_id" else e[k], o.ascending) for o in order
-        ]
-        if not any(o.key == "creation_time" for o in order):
-            keys.append((lambda e: e["creation_time"], False))
-        if not any(o.key == "experiment_id" for o in order):
-            keys.append((lambda e: int(e["experiment_id"]), True))
-        found = search.sort_rows(found, keys)
-        page = found[offset : offset + limit]
-        out: dict[str, Any] = {"experiments": page}
-        if offset + limit < len(found):
-            out["next_page_token"] = page_token(offset + limit)
+        out: dict[str, Any] = {"experiments": page.items}
+        if page.next_offset is not None:
+            out["next_page_token"] = page_token(page.next_offset)
         return out
 
     def _active_experiment(self, experiment_id: str) -> dict[str, Any]:
@@ -448,45 +437,19 @@ class Tracking:
             raise invalid(f"Invalid run_view_type '{p.get('run_view_type')}'")
         limit = v.max_results(p.get("max_results"), 1000, v.MAX_RESULTS_SEARCH_RUNS)
         offset = page_offset(p.get("page_token"))
+        if experiment_ids:
+            self._sync_metadata()
+            self.barrier.wait(self.topics.metrics)
         try:
-            where, params = search.run_filter_sql(search.parse_run_filter(p.get("filter")))
-            order = search.parse_run_order_by(_str_list(p.get("order_by")))
+            page = self.reader.search_runs(
+                experiment_ids, view, p.get("filter"), _str_list(p.get("order_by")), offset, limit
+            )
         except search.SearchError as exc:
             raise invalid(str(exc)) from None
-        if not experiment_ids:  # no experiment: no run (and ClickHouse 18.16 refuses an empty IN list)
-            return {"runs": []}
-        self._sync_metadata()
-        self.barrier.wait(self.topics.metrics)
-        infos = self.reader.search_run_infos(experiment_ids, view, where, params)
-        infos = search.sort_rows(infos, self._run_sort_keys(order, experiment_ids))
-        page = infos[offset : offset + limit]
-        ids = [i["run_id"] for i in page]
-        data = self.reader.run_data(ids)
-        inputs = self.reader.run_inputs(ids, models=False)  # MLflow's search_runs leaves model inputs out
-        outputs = self.reader.run_outputs(ids)
-        out: dict[str, Any] = {
-            "runs": [
-                {"info": i, "data": data[i["run_id"]], "inputs": inputs[i["run_id"]], "outputs": outputs[i["run_id"]]}
-                for i in page
-            ]
-        }
-        if offset + limit < len(infos):
-            out["next_page_token"] = page_token(offset + limit)
+        out: dict[str, Any] = {"runs": page.items}
+        if page.next_offset is not None:
+            out["next_page_token"] = page_token(page.next_offset)
         return out
-
-    def _run_sort_keys(self, order: list[search.OrderKey], experiment_ids: list[str]) -> list[tuple[Any, bool]]:
-        keys: list[tuple[Any, bool]] = []
-        for o in order:
-            if o.entity == search.ATTR:
-                keys.append((lambda r, k=o.key: r.get(k), o.ascending))
-            else:
-                values = self.reader.order_values(o.entity, o.key, experiment_ids)
-                keys.append((lambda r, vals=values: vals.get(r["run_id"]), o.ascending))
-        if not any(o.entity == search.ATTR and o.key == "start_time" for o in order):
-            keys.append((lambda r: r["start_time"], False))
-        if not any(o.entity == search.ATTR and o.key == "run_id" for o in order):
-            keys.append((lambda r: r["run_id"], True))
-        return keys
 
     # -- run data --
     # log-metric and log-batch run on the event loop and await the log's acknowledgement there; only a
