@@ -59,6 +59,10 @@ def test_run_filters_and_orders(table_store: TableStore, put: Insert) -> None:
     assert _names(reader, order=["params.lr DESC"]) == ["d", "b", "a", "c"]
     assert _names(reader, order=["tags.kind", "metrics.loss DESC"]) == ["a", "d", "c", "b"]
     assert _names(reader, order=["start_time ASC"]) == ["a", "b", "c", "d"]
+    # a metric filtered and ordered by is aggregated once (the clause tests the ordering join)
+    assert _names(reader, "metrics.loss != 0.5", ["metrics.loss"]) == ["a", "c"]
+    assert _names(reader, "metrics.loss < 0.95 AND metrics.loss > 0.1", ["metrics.loss DESC"]) == ["a", "b"]
+    assert _names(reader, "metrics.loss > 0.6 AND params.lr = '0.1'", ["metrics.loss", "run_name"]) == ["a"]
 
 
 def test_run_pages(table_store: TableStore, put: Insert) -> None:

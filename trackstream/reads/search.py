@@ -132,10 +132,23 @@ class Searchable:
 
 
 # -- per-kind compilers: a clause (its parameters named ``p``) → a condition over the entity's table --
-LATEST_METRIC = (
-    "SELECT run_id, argMax(value, (step, timestamp, value)) AS v, argMax(is_nan, (step, timestamp, value)) AS n "
-    "FROM latest_metrics WHERE key = %({k})s GROUP BY run_id"
-)
+def latest_metric_sql(key_param: str, v: str = "v", n: str = "n", has: str = "") -> str:
+    """Each run's latest value of a metric (MLflow's rule: highest step, then timestamp, then value) as
+    columns ``v`` and ``n`` (is_nan), and ``has`` = 1 if named. One argMax over a tuple: half the work of two."""
+    flag = f"1 AS {has}, " if has else ""
+    return (
+        f"SELECT run_id, {flag}tupleElement(_t, 1) AS {v}, tupleElement(_t, 2) AS {n} FROM (SELECT run_id, "
+        f"argMax((value, is_nan), (step, timestamp, value)) AS _t FROM latest_metrics WHERE key = %({key_param})s "
+        "GROUP BY run_id)"
+    )
+
+
+def metric_match(op: str, value_param: str, v: str = "v", n: str = "n") -> str:
+    """A comparison with a run's latest value. NaN is stored as value 0 (is_nan = 1); as in MLflow's SQL
+    store, every comparison with a NaN latest value is false except "!=", which it always satisfies."""
+    if op == "!=":
+        return f"({v} != %({value_param})s OR {n} = 1)"
+    return f"({v} {op} %({value_param})s AND {n} = 0)"
 
 
 def _op_sql(column: str, op: str, name: str) -> str:
@@ -160,10 +173,7 @@ def _bind(c: Clause, p: str, params: dict[str, Any]) -> tuple[str, str]:
 
 def _run_metric(c: Clause, p: str, params: dict[str, Any]) -> Cond:
     k, val = _bind(c, p, params)
-    # NaN is stored as value 0 (is_nan = 1). As in MLflow's SQL store, every comparison with a NaN
-    # latest value is false except "!=", which it always satisfies.
-    match = f"(v != %({val})s OR n = 1)" if c.op == "!=" else f"(v {c.op} %({val})s AND n = 0)"
-    return cond(f"run_id IN (SELECT run_id FROM ({LATEST_METRIC.format(k=k)}) WHERE {match})", "run_id")
+    return cond(f"run_id IN (SELECT run_id FROM ({latest_metric_sql(k)}) WHERE {metric_match(c.op, val)})", "run_id")
 
 
 def _keyed_value(table: Any, id_column: str, live: tuple[Cond, ...] = ()) -> Callable[..., Cond]:

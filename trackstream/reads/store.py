@@ -111,6 +111,14 @@ class TrackingReader:
             return None
         return _run_info(rows[0])
 
+    def run_infos(self, run_ids: Sequence[str]) -> list[dict[str, Any]]:
+        if not run_ids:
+            return []
+        rows = self._t.query(
+            current(t.RUNS, RUN_COLUMNS, [cond("run_id IN %(ids)s", "run_id")]), {"ids": tuple(run_ids)}
+        )
+        return [_run_info(r) for r in rows]
+
     def run(self, run_id: str) -> dict[str, Any] | None:
         info = self.run_info(run_id)
         if info is None:
@@ -326,8 +334,17 @@ class TrackingReader:
         order = search.with_defaults(what, search.parse_order_by(what, order_by))
         if not experiment_ids:  # no experiment: no run (and ClickHouse 18.16 refuses an empty IN list)
             return Page([], None)
+        # a metric both filtered and ordered by is aggregated once: its clauses test the ordering join's columns
+        joined = {o.key: i for i, o in enumerate(order) if o.entity == search.METRIC}
+        on_join = [c for c in clauses if c.entity == search.METRIC and c.key in joined]
+        clauses = [c for c in clauses if c not in on_join]
         compiled = search.compile_filter(what, clauses, {"exps": tuple(experiment_ids), "_stages": tuple(stages)})
         params = compiled.params
+        after_join: list[str] = []
+        for i, c in enumerate(on_join):
+            params[f"_j{i}v"] = c.value
+            j = f"_o{joined[c.key]}"
+            after_join.append(f"{j}h = 1 AND " + search.metric_match(c.op, f"_j{i}v", f"{j}v", f"{j}n"))
         for name, value in list(params.items()):
             if isinstance(value, search.Deferred):
                 params[name] = self._dataset_context_runs(experiment_ids, value.clause)
@@ -336,8 +353,13 @@ class TrackingReader:
             cond("lifecycle_stage IN %(_stages)s", "lifecycle_stage"),
             *compiled.conds,
         ]
-        sql = current(t.RUNS, RUN_COLUMNS, where)
-        columns = RUN_COLUMNS.split(", ")
+        # only the id and the ordered attributes travel through the joins and the sort; the page's
+        # rows are read by id afterwards (a 100k-run sort carrying every column cost twice as much)
+        columns = ["run_id"]
+        for o in order:
+            if o.entity == search.ATTR:
+                columns += [c for c in what.order_attrs[o.key].columns if c not in columns]
+        sql = current(t.RUNS, columns, where)
         terms: list[str] = []
         for i, o in enumerate(order):
             if o.entity == search.ATTR:
@@ -347,11 +369,7 @@ class TrackingReader:
             params[f"{j}k"] = o.key
             direction = "ASC" if o.ascending else "DESC"
             if o.entity == search.METRIC:
-                right = (
-                    f"SELECT run_id, 1 AS {j}h, argMax(value, (step, timestamp, value)) AS {j}v, "
-                    f"argMax(is_nan, (step, timestamp, value)) AS {j}n FROM latest_metrics "
-                    f"WHERE key = %({j}k)s GROUP BY run_id"
-                )
+                right = search.latest_metric_sql(f"{j}k", f"{j}v", f"{j}n", f"{j}h")
                 added = [f"{j}h", f"{j}v", f"{j}n"]
                 # in either direction NaN after the values and a missing metric last, as MLflow's SQL store
                 terms += [f"{j}h DESC", f"{j}n ASC", f"{j}v {direction}"]
@@ -368,10 +386,14 @@ class TrackingReader:
                 f"ANY LEFT JOIN ({right}) AS _r{i} USING run_id"
             )
             columns += added
-        sql = f"SELECT {RUN_COLUMNS} FROM ({sql}) ORDER BY {', '.join(terms)} LIMIT %(_limit)s OFFSET %(_offset)s"
-        rows = self._t.query(sql, {**params, "_limit": limit + 1, "_offset": offset})
-        infos = [_run_info(r) for r in rows[:limit]]
-        ids = [i["run_id"] for i in infos]
+        where_joined = f" WHERE {' AND '.join(after_join)}" if after_join else ""
+        sql = (
+            f"SELECT run_id FROM ({sql}){where_joined} ORDER BY {', '.join(terms)} LIMIT %(_limit)s OFFSET %(_offset)s"
+        )
+        found = [r[0] for r in self._t.query(sql, {**params, "_limit": limit + 1, "_offset": offset})]
+        ids = found[:limit]
+        by_id = {i["run_id"]: i for i in self.run_infos(ids)}
+        infos = [by_id[r] for r in ids if r in by_id]
         data = self.run_data(ids)
         inputs = self.run_inputs(ids, models=False)  # MLflow's search_runs leaves model inputs out
         outputs = self.run_outputs(ids)
@@ -379,7 +401,7 @@ class TrackingReader:
             {"info": i, "data": data[i["run_id"]], "inputs": inputs[i["run_id"]], "outputs": outputs[i["run_id"]]}
             for i in infos
         ]
-        return Page(runs, offset + limit if len(rows) > limit else None)
+        return Page(runs, offset + limit if len(found) > limit else None)
 
     def _dataset_context_runs(self, experiment_ids: Sequence[str], clause: search.Clause) -> tuple[str, ...]:
         """Runs with a dataset input whose ``mlflow.data.context`` tag satisfies ``clause`` (a Python
