@@ -189,9 +189,10 @@ class LoggedModels:
         if p.get("max_results"):
             limit = v.max_results(p["max_results"], SEARCH_DEFAULT_MAX_RESULTS, 2**31 - 1)
         offset = page_offset(p.get("page_token"))
-        self._sync(None)
         try:
-            page = self.t.reader.search_logged_models(experiment_ids, p.get("filter"), datasets, order, offset, limit)
+            page = self.t.reader.search_logged_models(
+                experiment_ids, p.get("filter"), datasets, order, offset, limit, ready=lambda: self._sync(None)
+            )
         except search.SearchError as exc:
             raise invalid(str(exc)) from None
         out: dict[str, Any] = {"models": self._models(page.items)} if page.items else {}

@@ -282,9 +282,10 @@ class Tracking:
             raise invalid(f"Invalid view_type '{p.get('view_type')}'")
         limit = v.max_results(p.get("max_results"), 1000, v.MAX_RESULTS_SEARCH_EXPERIMENTS)
         offset = page_offset(p.get("page_token"))
-        self._sync_metadata()
         try:
-            page = self.reader.search_experiments(view, p.get("filter"), _str_list(p.get("order_by")), offset, limit)
+            page = self.reader.search_experiments(
+                view, p.get("filter"), _str_list(p.get("order_by")), offset, limit, ready=self._sync_metadata
+            )
         except search.SearchError as exc:
             raise invalid(str(exc)) from None
         out: dict[str, Any] = {"experiments": page.items}
@@ -437,12 +438,14 @@ class Tracking:
             raise invalid(f"Invalid run_view_type '{p.get('run_view_type')}'")
         limit = v.max_results(p.get("max_results"), 1000, v.MAX_RESULTS_SEARCH_RUNS)
         offset = page_offset(p.get("page_token"))
-        if experiment_ids:
+
+        def ready() -> None:
             self._sync_metadata()
             self.barrier.wait(self.topics.metrics)
+
         try:
             page = self.reader.search_runs(
-                experiment_ids, view, p.get("filter"), _str_list(p.get("order_by")), offset, limit
+                experiment_ids, view, p.get("filter"), _str_list(p.get("order_by")), offset, limit, ready
             )
         except search.SearchError as exc:
             raise invalid(str(exc)) from None

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+
+import pytest
 
 from tests.reads.conftest import Insert, rows
-from trackstream.reads import TrackingReader
+from trackstream.reads import TrackingReader, search
+from trackstream.reads.store import Page
 from trackstream.tables import TableStore
 
 
 def _runs(put: Insert) -> None:
     # name, start_time, latest loss (None: never logged, "nan"), lr param, tag
-    specs = [
+    specs: list[tuple[str, int, float | str | None, str | None, str | None]] = [
         ("a", 1, 0.9, "0.1", "x"),
         ("b", 2, 0.5, "0.2", None),
         ("c", 3, "nan", None, "y"),
@@ -21,7 +25,7 @@ def _runs(put: Insert) -> None:
         put("runs", 1, run_id=f"r{name}", run_name=name, start_time=start)
         if loss is not None:
             nan = loss == "nan"
-            for step, value, is_nan in ((0, 7.0, 0), (1, 0.0 if nan else float(loss), int(nan))):
+            for step, value, is_nan in ((0, 7.0, 0), (1, 0.0 if isinstance(loss, str) else loss, int(nan))):
                 put(
                     "latest_metrics",
                     None,
@@ -157,3 +161,19 @@ def test_logged_model_search(table_store: TableStore, put: Insert) -> None:
     assert found(order=[{"field_name": "metrics.acc"}]) == ["a", "b", "c"]  # a NaN latest sorts as missing
     assert found(order=[{"field_name": "metrics.acc", "dataset_name": "eval", "ascending": False}]) == ["a", "b", "c"]
     assert found(order=[{"field_name": "model_type"}, {"field_name": "name", "ascending": False}]) == ["a", "c", "b"]
+
+
+def test_the_read_barrier_waits_only_for_a_valid_request(table_store: TableStore, put: Insert) -> None:
+    _runs(put)
+    reader = TrackingReader(table_store)
+    calls: list[str] = []
+    calls_of: tuple[Callable[[str], Page], ...] = (
+        lambda f: reader.search_runs(["1"], ["active"], f, [], 0, 10, lambda: calls.append("runs")),
+        lambda f: reader.search_experiments(["active"], f, [], 0, 10, lambda: calls.append("experiments")),
+        lambda f: reader.search_logged_models(["1"], f, [], [], 0, 10, lambda: calls.append("models")),
+    )
+    for search_call in calls_of:
+        with pytest.raises(search.SearchError):
+            search_call("tags.t = 'a' OR tags.t = 'b'")
+        search_call("tags.t = 'a'")
+    assert calls == ["runs", "experiments", "models"]

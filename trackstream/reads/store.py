@@ -8,7 +8,7 @@ filtered outside it); metrics are de-duplicated on read with DISTINCT.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,11 @@ RUN_COLUMNS = (
 _DATASET_COLUMNS = "run_id, name, digest, source_type, source, schema, profile, tags"
 _IN_EXPS = "experiment_id IN %(exps)s"
 CONTEXT_TAG = "mlflow.data.context"
+
+
+Ready = Callable[[], None] | None
+"""Called by a search once its request is parsed and before it queries (the handler's read barrier):
+an invalid filter answers 400 at once, even while the barrier would wait."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +94,13 @@ class TrackingReader:
         return self._experiments([cond("lifecycle_stage IN %(stages)s", "lifecycle_stage")], {"stages": tuple(stages)})
 
     def search_experiments(
-        self, stages: Sequence[str], filter_string: str | None, order_by: list[str], offset: int, limit: int
+        self,
+        stages: Sequence[str],
+        filter_string: str | None,
+        order_by: list[str],
+        offset: int,
+        limit: int,
+        ready: Ready = None,
     ) -> Page:
         """One page of experiments (filter, order and limit in SQL, tags read for the page only).
 
@@ -98,6 +109,8 @@ class TrackingReader:
         what = search.EXPERIMENTS
         order = search.with_defaults(what, search.parse_order_by(what, order_by))
         compiled = search.compile_filter(what, search.parse_filter(what, filter_string), {"_stages": tuple(stages)})
+        if ready:
+            ready()
         where = [cond("lifecycle_stage IN %(_stages)s", "lifecycle_stage"), *compiled.conds]
         terms = [term for o in order for term in search.attr_order_sql(what.order_attrs[o.key], o.ascending)]
         tail = f" ORDER BY {', '.join(terms)} LIMIT %(_limit)s OFFSET %(_offset)s"
@@ -206,6 +219,7 @@ class TrackingReader:
         order_by: list[dict[str, Any]],
         offset: int,
         limit: int,
+        ready: Ready = None,
     ) -> Page:
         """One page of live logged-model rows (state columns; ``logged_model_data`` gives the rest).
 
@@ -227,6 +241,8 @@ class TrackingReader:
         clauses = search.parse_filter(what, filter_string)
         order = search.with_defaults(what, search.parse_logged_model_order_by(order_by))
         compiled = search.compile_filter(what, clauses, params)
+        if ready:
+            ready()
         where = [
             cond("experiment_id IN %(_exps)s", "experiment_id"),
             cond("lifecycle_stage != %(_deleted)s", "lifecycle_stage"),
@@ -324,6 +340,7 @@ class TrackingReader:
         order_by: list[str],
         offset: int,
         limit: int,
+        ready: Ready = None,
     ) -> Page:
         """One page of runs as MLflow's search_runs answers them (info, data, inputs without model
         inputs, outputs). Filter, order and limit run in SQL: the work per page is one sorted, limited
@@ -334,6 +351,8 @@ class TrackingReader:
         order = search.with_defaults(what, search.parse_order_by(what, order_by))
         if not experiment_ids:  # no experiment: no run (and ClickHouse 18.16 refuses an empty IN list)
             return Page([], None)
+        if ready:
+            ready()
         # a metric both filtered and ordered by is aggregated once: its clauses test the ordering join's columns
         joined = {o.key: i for i, o in enumerate(order) if o.entity == search.METRIC}
         on_join = [c for c in clauses if c.entity == search.METRIC and c.key in joined]
