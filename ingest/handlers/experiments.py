@@ -76,29 +76,21 @@ def get_experiment_by_name(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def search_experiments(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    """Parsed and checked before the barrier (``ready``); filter, order and page run in ClickHouse."""
     view = VIEW_TYPES.get(str(p.get("view_type") or "ACTIVE_ONLY"))
     if view is None:
         raise invalid(f"Invalid view_type '{p.get('view_type')}'")
     limit = v.max_results(p.get("max_results"), 1000, v.MAX_RESULTS_SEARCH_EXPERIMENTS)
     offset = page_offset(p.get("page_token"))
     try:
-        clauses = search.parse_experiment_filter(p.get("filter"))
-        order = search.parse_experiment_order_by(str_list(p.get("order_by")))
+        page = ctx.reader.search_experiments(
+            view, p.get("filter"), str_list(p.get("order_by")), offset, limit, ready=lambda: ctx.wait("metadata")
+        )
     except search.SearchError as exc:
         raise invalid(str(exc)) from None
-    found = [e for e in ctx.reader.experiments(view) if search.experiment_matches(clauses, e)]
-    keys: list[tuple[Any, bool]] = [
-        (lambda e, k=o.key: int(e[k]) if k == "experiment_id" else e[k], o.ascending) for o in order
-    ]
-    if not any(o.key == "creation_time" for o in order):
-        keys.append((lambda e: e["creation_time"], False))
-    if not any(o.key == "experiment_id" for o in order):
-        keys.append((lambda e: int(e["experiment_id"]), True))
-    found = search.sort_rows(found, keys)
-    page = found[offset : offset + limit]
-    out: dict[str, Any] = {"experiments": page}
-    if offset + limit < len(found):
-        out["next_page_token"] = page_token(offset + limit)
+    out: dict[str, Any] = {"experiments": page.items}
+    if page.next_offset is not None:
+        out["next_page_token"] = page_token(page.next_offset)
     return out
 
 
@@ -163,7 +155,7 @@ ENDPOINTS = [
     Endpoint("/experiments/create", ("POST",), create_experiment, r.CreateExperiment),
     Endpoint("/experiments/get", ("GET",), get_experiment, r.ExperimentId, ONE),
     Endpoint("/experiments/get-by-name", ("GET",), get_experiment_by_name, r.GetExperimentByName, Reads.all_metadata),
-    Endpoint("/experiments/search", ("GET", "POST"), search_experiments, r.SearchExperiments, Reads.all_metadata),
+    Endpoint("/experiments/search", ("GET", "POST"), search_experiments, r.SearchExperiments),  # waits itself
     Endpoint("/experiments/update", ("POST",), update_experiment, r.UpdateExperiment, ONE),
     Endpoint("/experiments/delete", ("POST",), delete_experiment, r.ExperimentId, ONE),
     Endpoint("/experiments/restore", ("POST",), restore_experiment, r.ExperimentId, ONE),

@@ -7,9 +7,7 @@ model's events stay in order in one partition and reads of one model wait only f
 
 from __future__ import annotations
 
-import re
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from ingest import requests as r
@@ -35,18 +33,6 @@ _STATE_FIELDS = (
     "model_id", "experiment_id", "name", "artifact_uri", "creation_timestamp_ms", "last_updated_timestamp_ms",
     "status", "status_message", "lifecycle_stage", "model_type", "source_run_id",
 )  # fmt: skip
-ALIASES = {
-    "creation_time": "creation_timestamp_ms",
-    "creation_timestamp": "creation_timestamp_ms",
-    "last_updated_timestamp": "last_updated_timestamp_ms",
-}
-ATTRIBUTES = {
-    "model_id", "experiment_id", "name", "artifact_location", "creation_timestamp_ms", "last_updated_timestamp_ms",
-    "status", "lifecycle_stage", "model_type", "source_run_id", "status_message",
-}  # fmt: skip
-NUMERIC_ATTRIBUTES = {"creation_timestamp_ms", "last_updated_timestamp_ms"}
-NUMERIC_OPS = ("<", "<=", ">", ">=", "=", "!=")
-STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 
 
 def status_name(value: Any) -> str:
@@ -70,138 +56,6 @@ def validate_name(name: Any) -> str | None:
             f"and cannot contain the following characters: {_BAD_NAME_CHARS}"
         )
     return name
-
-
-# -- search filter (mlflow/utils/search_logged_model_utils.py grammar) --
-@dataclass(frozen=True, slots=True)
-class Comparison:
-    entity: str  # attributes | metrics | params | tags
-    key: str
-    op: str
-    value: Any  # float, str or tuple[str, ...]
-
-
-_CLAUSE = re.compile(
-    r"""\s*(?P<ident>(?:[a-z]+\.)?(?:`[^`]+`|[\w.\-:/]+))\s*
-    (?P<op>NOT\s+IN|IN|ILIKE|LIKE|<=|>=|!=|<|>|=)\s*
-    (?P<value>\((?:[^()'"]|'[^']*'|"[^"]*")*\)|'[^']*'|"[^"]*"|[-+]?[\w.]+)\s*""",
-    re.VERBOSE | re.IGNORECASE,
-)
-_AND = re.compile(r"\s*AND\s+", re.IGNORECASE)
-_LIST_ITEM = re.compile(r"""\s*('[^']*'|"[^"]*")\s*(,|$)""")
-
-
-def parse_filter(text: str | None) -> list[Comparison]:
-    if not text or not text.strip():
-        return []
-    out: list[Comparison] = []
-    pos = 0
-    while True:
-        m = _CLAUSE.match(text, pos)
-        if not m:
-            raise invalid(
-                f"Invalid filter string: {text!r}. Expected a list of comparisons separated by 'AND' "
-                "(e.g. 'metrics.loss > 0.1 AND params.lr = 0.01')."
-            )
-        out.append(_comparison(m["ident"], " ".join(m["op"].upper().split()), m["value"]))
-        pos = m.end()
-        if pos >= len(text):
-            return out
-        a = _AND.match(text, pos)
-        if not a:
-            raise invalid(
-                f"Invalid filter string: {text!r}. Expected a list of comparisons separated by 'AND' "
-                "(e.g. 'metrics.loss > 0.1 AND params.lr = 0.01')."
-            )
-        pos = a.end()
-
-
-def _comparison(ident: str, op: str, raw: str) -> Comparison:
-    m = re.match(r"^([a-z]+)\.(.+)$", ident)
-    if m and not ident.startswith("`"):
-        entity, key = m.group(1), m.group(2).strip("`")
-        if entity not in ("attributes", "metrics", "params", "tags"):
-            raise invalid(
-                f"Invalid entity type: {entity!r}. Expected one of ['attributes', 'metrics', 'params', 'tags']."
-            )
-    else:
-        entity, key = "attributes", ident.strip("`")
-    if entity == "attributes":
-        key = ALIASES.get(key, key)
-        if key not in ATTRIBUTES:
-            raise invalid(f"Invalid attribute key: {key!r}.")
-    numeric = entity == "metrics" or (entity == "attributes" and key in NUMERIC_ATTRIBUTES)
-    ops = NUMERIC_OPS if numeric else STRING_OPS
-    if op not in ops:
-        raise invalid(f"Invalid comparison operator for {entity}.{key}: {op!r}. Expected one of {ops}.")
-    value: Any
-    if numeric:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise invalid(f"Invalid numeric value {raw!r} for {entity}.{key}.") from None
-    elif raw.startswith("("):
-        items = []
-        inner = raw[1:-1]
-        pos = 0
-        while pos < len(inner):
-            item = _LIST_ITEM.match(inner, pos)
-            if not item:
-                raise invalid(f"Invalid value list {raw!r}.")
-            items.append(item.group(1)[1:-1])
-            pos = item.end()
-        value = tuple(items)
-    else:
-        value = raw.strip("'")
-    if op in ("IN", "NOT IN") and not isinstance(value, tuple):
-        raise invalid(f"Invalid value {raw!r} for {op}: expected a parenthesized list of strings.")
-    return Comparison(entity, key, op, value)
-
-
-def _compare(op: str, left: Any, right: Any) -> bool:
-    try:
-        return search.compare(op, left, right)
-    except search.SearchError as exc:
-        raise invalid(str(exc)) from None
-
-
-def _attribute(model: dict[str, Any], key: str) -> Any:
-    info = model["info"]
-    match key:
-        case "artifact_location":
-            return info["artifact_uri"]
-        case "status":
-            return str(STATUSES.index(info["status"]))  # the SQL store keeps the enum number
-        case "lifecycle_stage":
-            return model["_lifecycle_stage"]
-    return info.get(key)
-
-
-def matches(c: Comparison, model: dict[str, Any], datasets: list[dict[str, Any]]) -> bool:
-    if c.entity == "attributes":
-        return _compare(c.op, _attribute(model, c.key), c.value)
-    if c.entity == "params":
-        return any(p["key"] == c.key and _compare(c.op, p["value"], c.value) for p in model["data"].get("params", []))
-    if c.entity == "tags":
-        return any(t["key"] == c.key and _compare(c.op, t["value"], c.value) for t in model["info"].get("tags", []))
-    return any(
-        m["key"] == c.key and _on_datasets(m, datasets) and _compare(c.op, _metric_number(m), c.value)
-        for m in model["data"].get("metrics", [])
-    )
-
-
-def _metric_number(m: dict[str, Any]) -> float | None:
-    return None if m["value"] == "NaN" else float(m["value"])
-
-
-def _on_datasets(m: dict[str, Any], datasets: list[dict[str, Any]]) -> bool:
-    if not datasets:
-        return True
-    return any(
-        m.get("dataset_name") == d["dataset_name"]
-        and (not d.get("dataset_digest") or m.get("dataset_digest") == d["dataset_digest"])
-        for d in datasets
-    )
 
 
 def _state(ctx: Context, model_id: str) -> dict[str, Any]:
@@ -333,10 +187,11 @@ def list_artifacts(ctx: Context, p: dict[str, Any], model_id: str) -> dict[str, 
 
 
 def search_models(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    """Parsed and checked before the barrier (``ready``), so a bad filter answers 400 even while the
+    consumers lag; the filter, order and page run in ClickHouse (``trackstream.reads.search``)."""
     experiment_ids = str_list(p.get("experiment_ids"))
     if not experiment_ids:
         v.required({}, "experiment_ids")
-    comparisons = parse_filter(p.get("filter"))
     datasets = [d for d in v.array_field(p, "datasets") if isinstance(d, dict)]
     if any(not d.get("dataset_name") for d in datasets):
         raise invalid("`dataset_name` in the `datasets` clause must be specified.")
@@ -345,69 +200,21 @@ def search_models(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     if p.get("max_results"):
         limit = v.max_results(p["max_results"], SEARCH_DEFAULT_MAX_RESULTS, 2**31 - 1)
     offset = page_offset(p.get("page_token"))
-    rows = ctx.reader.logged_model_rows(
-        "experiment_id IN %(exps)s AND lifecycle_stage != %(deleted)s",
-        {"exps": tuple(experiment_ids), "deleted": DELETED},
-    )
-    models = _models(ctx, rows)
-    for model, row in zip(models, rows, strict=True):
-        model["_lifecycle_stage"] = row["lifecycle_stage"]
-    found = [m for m in models if all(matches(c, m, datasets) for c in comparisons)]
-    if datasets and not any(c.entity == "metrics" for c in comparisons):
-        found = [m for m in found if any(_on_datasets(x, datasets) for x in m["data"].get("metrics", []))]
-    found = _sorted(found, order)
-    page = found[offset : offset + limit]
-    for m in page:
-        m.pop("_lifecycle_stage", None)
-    out: dict[str, Any] = {"models": page} if page else {}
-    if offset + limit < len(found):
-        out["next_page_token"] = page_token(offset + limit)
+    try:
+        page = ctx.reader.search_logged_models(
+            experiment_ids, p.get("filter"), datasets, order, offset, limit, ready=lambda: _wait_all(ctx)
+        )
+    except search.SearchError as exc:
+        raise invalid(str(exc)) from None
+    out: dict[str, Any] = {"models": _models(ctx, page.items)} if page.items else {}
+    if page.next_offset is not None:
+        out["next_page_token"] = page_token(page.next_offset)
     return out
 
 
-def _sorted(models: list[dict[str, Any]], order: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    keys: list[tuple[Any, bool]] = []
-    has_created = has_id = False
-    for ob in order:
-        field = str(ob.get("field_name") or "")
-        ascending = ob.get("ascending", True) is not False
-        if "." not in field:
-            name = ALIASES.get(field, field)
-            if name not in ATTRIBUTES:
-                raise invalid(f"Invalid order by field name: {field}")
-            has_created |= name == "creation_timestamp_ms"
-            has_id |= name == "model_id"
-            keys.append((lambda m, n=name: _attribute(m, n), ascending))
-            continue
-        entity, name = field.split(".", 1)
-        if entity != "metrics":
-            raise invalid(f"Invalid order by field name: {field}. Only metrics are supported.")
-        ds_name, ds_digest = ob.get("dataset_name"), ob.get("dataset_digest")
-
-        def latest(m: dict[str, Any], key: str = name, dn: Any = ds_name, dd: Any = ds_digest) -> Any:
-            points = [
-                x for x in m["data"].get("metrics", [])
-                if x["key"] == key and (not dn or x.get("dataset_name") == dn)
-                and (not dd or x.get("dataset_digest") == dd)
-            ]  # fmt: skip
-            if not points:
-                return None
-            # latest: highest timestamp, then step, then the smallest run id
-            best = min(points, key=lambda x: (-x["timestamp"], -x["step"], x["run_id"]))
-            return _metric_number(best)
-
-        keys.append((latest, ascending))
-    if not has_created:
-        keys.append((lambda m: m["info"]["creation_timestamp_ms"], False))
-    if not has_id:
-        keys.append((lambda m: m["info"]["model_id"], True))
-    out = list(models)
-    for key, ascending in reversed(keys):  # stable sorts, last key first; None sorts last either way
-        present = [m for m in out if key(m) is not None]
-        missing = [m for m in out if key(m) is None]
-        present.sort(key=key, reverse=not ascending)
-        out = present + missing
-    return out
+def _wait_all(ctx: Context) -> None:
+    ctx.wait("metadata")
+    ctx.wait("metrics")
 
 
 def _to_json(row: dict[str, Any], data: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -459,7 +266,8 @@ MODEL = Reads.keyed("metadata", "model_id")
 MODEL_AND_METRICS = MODEL + Reads.all("metrics")
 ENDPOINTS = [
     Endpoint("/logged-models", ("POST",), create, r.CreateLoggedModel, Reads.experiment()),
-    Endpoint("/logged-models/search", ("POST",), search_models, r.SearchLoggedModels, Reads.all("metadata", "metrics")),
+    # the barrier is passed by the search itself, once the filter parsed (search_models)
+    Endpoint("/logged-models/search", ("POST",), search_models, r.SearchLoggedModels),
     Endpoint("/logged-models/{model_id}", ("GET",), get, r.GetLoggedModel, MODEL_AND_METRICS),
     Endpoint("/logged-models/{model_id}", ("PATCH",), finalize, r.FinalizeLoggedModel, MODEL),
     Endpoint("/logged-models/{model_id}", ("DELETE",), delete, r.NoFields, MODEL),

@@ -48,7 +48,7 @@ def test_search_runs(gateway: Gateway, mlflow_client: Any) -> None:
     assert search('tags.`mlflow.runName` = "a"') == ["a"]
     ids = {r.info.run_name: r.info.run_id for r in client.search_runs([exp])}
     assert search(f"attributes.run_id IN ('{ids['a']}', '{ids['c']}')") == ["c", "a"]
-    assert search("datasets.name = 'train'") == []
+    assert search("datasets.name = 'train'") == []  # no run has logged a dataset yet
     # ORDER BY: metric (missing last either way), param, attribute; ties by start_time DESC.
     assert search(order=["metrics.loss ASC"]) == ["c", "b", "a", "d"]
     assert search(order=["metrics.loss DESC"]) == ["a", "b", "c", "d"]
@@ -104,3 +104,33 @@ def test_search_experiments(gateway: Gateway, mlflow_client: Any) -> None:
         with pytest.raises(MlflowException) as exc:
             client.search_experiments(filter_string=bad)
         assert exc.value.error_code == "INVALID_PARAMETER_VALUE", bad
+
+
+def test_search_runs_by_dataset(gateway: Gateway, mlflow_client: Any) -> None:
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    client = mlflow_client
+    exp = client.create_experiment("search-datasets")
+    ids = {}
+    for i, name in enumerate(("a", "b", "c")):
+        ids[name] = client.create_run(exp, run_name=name, start_time=1000 + i).info.run_id
+
+    def dataset(name: str, digest: str, context: str | None) -> DatasetInput:
+        tags = [InputTag("mlflow.data.context", context)] if context else []
+        return DatasetInput(Dataset(name, digest, "local", f"/data/{name}"), tags)
+
+    client.log_inputs(ids["a"], [dataset("train", "d1", "training"), dataset("eval", "d2", "validation")])
+    client.log_inputs(ids["b"], [dataset("train", "d3", None)])
+
+    def search(filt: str) -> list[str]:
+        return _names(client.search_runs([exp], filt))
+
+    assert search("datasets.name = 'train'") == ["b", "a"]
+    assert search("dataset.name != 'train'") == ["a"]  # a run with another dataset than 'train'
+    assert search("dataset.digest IN ('d2', 'd3')") == ["b", "a"]
+    assert search("dataset.context = 'training'") == ["a"]
+    assert search("dataset.context LIKE '%ion' AND dataset.name = 'eval'") == ["a"]
+    assert search("dataset.name = 'train' AND dataset.context = 'nothing'") == []
+    with pytest.raises(MlflowException) as exc:
+        client.search_runs([exp], "dataset.size = 'x'")
+    assert exc.value.error_code == "INVALID_PARAMETER_VALUE"

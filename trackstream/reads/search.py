@@ -1,17 +1,41 @@
-"""MLflow's search grammar (``search_runs`` / ``search_experiments`` filters and ``order_by``).
+"""MLflow's search grammar and its one compiler, for every searchable entity.
 
-Filters parse into :class:`Clause` values; :func:`run_filter_sql` turns them into a ClickHouse
-WHERE fragment whose values are all ``%(name)s`` parameters, so a filter can never change the
-structure of a query. The SQL uses only functions ClickHouse 18.16 already had.
+A filter (``metrics.loss < 0.5 AND tags.team LIKE 'a%'``) is tokenized and parsed into
+:class:`Clause` values (the typed AST: entity kind, key, operator, literal); an ``order_by`` into
+:class:`OrderKey` values. What an entity allows — its attribute keys and their SQL columns, which are
+numeric, which operators each kind takes, which kinds may be ordered by — is data, a
+:class:`Searchable` (:data:`RUNS`, :data:`EXPERIMENTS`, :data:`LOGGED_MODELS`; the registry's entities
+next), and :func:`compile_filter` turns clauses plus that description into conditions over the entity's
+table whose values are all ``%(name)s`` parameters, so a filter can never change a query's structure.
+The conditions say which columns they read, so ``trackstream.reads.current`` places them inside or
+outside FINAL (docs/SQL.md). The SQL uses only what ClickHouse 18.16 already had.
+
+One clause is not SQL: ``dataset.context`` (the ``mlflow.data.context`` tag of a run's dataset input,
+kept in a JSON array string that ClickHouse 18.16 cannot take apart). It compiles to ``run_id IN
+%(name)s`` with a :class:`Deferred` parameter that the reader fills by evaluating the clause in Python
+(:func:`compare`) over the dataset inputs of the searched experiments.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+
+from trackstream.reads.current import (
+    EXPERIMENT_TAGS,
+    LOGGED_MODEL_PARAMS,
+    LOGGED_MODEL_TAGS,
+    PARAMS,
+    RUN_DATASET_INPUTS,
+    RUN_TAGS,
+    Cond,
+    cond,
+    current,
+)
 
 
 class SearchError(ValueError):
@@ -26,16 +50,12 @@ ENTITIES = {
     "attribute": ATTR, "attributes": ATTR, "attr": ATTR, "run": ATTR,
     "dataset": DATASET, "datasets": DATASET,
 }  # fmt: skip
-RUN_STRING_ATTRS = {"run_id", "run_name", "status", "user_id", "artifact_uri"}
-RUN_NUMERIC_ATTRS = {"start_time": "start_time", "end_time": "end_time", "created": "start_time"}
-RUN_ORDER_ATTRS = {"artifact_uri", "end_time", "run_id", "run_name", "start_time", "status", "user_id", "created"}
 DATASET_ATTRS = {"name", "digest", "context"}
-EXPERIMENT_STRING_ATTRS = {"name"}
-EXPERIMENT_NUMERIC_ATTRS = {"creation_time", "last_update_time"}
-EXPERIMENT_ORDER_ATTRS = {"name", "experiment_id", "creation_time", "last_update_time"}
 
 NUMERIC_OPS = ("=", "!=", "<", "<=", ">", ">=")
 STRING_OPS = ("=", "!=", "LIKE", "ILIKE")
+LIST_OPS = (*STRING_OPS, "IN", "NOT IN")
+NULL_OPS = ("IS NULL", "IS NOT NULL")
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -65,7 +85,7 @@ class Clause:
     entity: str
     key: str
     op: str  # = != < <= > >= LIKE ILIKE IN NOT IN, IS NULL, IS NOT NULL
-    value: Any  # float, str, tuple[str, ...] or None
+    value: Any  # float, int, str, tuple[str, ...] or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +93,224 @@ class OrderKey:
     entity: str
     key: str
     ascending: bool
+    dataset_name: str | None = None  # logged models: order by a metric's value on one dataset
+    dataset_digest: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Attr:
+    """A searchable attribute: its SQL expression, the table column(s) it reads, its type and operators."""
+
+    sql: str
+    columns: tuple[str, ...]
+    numeric: bool = False
+    ops: tuple[str, ...] = STRING_OPS
+    nullable: bool = False  # None sorts last in either direction
+
+
+def _col(name: str, ops: tuple[str, ...] = STRING_OPS, nullable: bool = False) -> Attr:
+    return Attr(name, (name,), False, ops, nullable)
+
+
+def _num(name: str, nullable: bool = False) -> Attr:
+    return Attr(name, (name,), True, NUMERIC_OPS, nullable)
+
+
+@dataclass(frozen=True)
+class Searchable:
+    """What one entity's search allows, as data; :func:`compile_filter` does the rest."""
+
+    name: str
+    id_column: str
+    kinds: frozenset[str]  # entity kinds a filter may name
+    kind_ops: dict[str, tuple[str, ...]]  # operators of the non-attribute kinds
+    attrs: dict[str, Attr]  # filterable attributes (aliases included)
+    order_kinds: frozenset[str]
+    order_attrs: dict[str, Attr]
+    default_order: tuple[OrderKey, ...]  # appended unless the same key is ordered by already
+    compile_kind: dict[str, Callable[[Clause, str, dict[str, Any]], Cond]] = field(default_factory=dict)
+
+
+# -- per-kind compilers: a clause (its parameters named ``p``) → a condition over the entity's table --
+def latest_metric_sql(key_param: str, v: str = "v", n: str = "n", has: str = "") -> str:
+    """Each run's latest value of a metric (MLflow's rule: highest step, then timestamp, then value) as
+    columns ``v`` and ``n`` (is_nan), and ``has`` = 1 if named. One argMax over a tuple: half the work of two."""
+    flag = f"1 AS {has}, " if has else ""
+    return (
+        f"SELECT run_id, {flag}tupleElement(_t, 1) AS {v}, tupleElement(_t, 2) AS {n} FROM (SELECT run_id, "
+        f"argMax((value, is_nan), (step, timestamp, value)) AS _t FROM latest_metrics WHERE key = %({key_param})s "
+        "GROUP BY run_id)"
+    )
+
+
+def metric_match(op: str, value_param: str, v: str = "v", n: str = "n") -> str:
+    """A comparison with a run's latest value. NaN is stored as value 0 (is_nan = 1); as in MLflow's SQL
+    store, every comparison with a NaN latest value is false except "!=", which it always satisfies."""
+    if op == "!=":
+        return f"({v} != %({value_param})s OR {n} = 1)"
+    return f"({v} {op} %({value_param})s AND {n} = 0)"
+
+
+def _op_sql(column: str, op: str, name: str) -> str:
+    match op:
+        case "LIKE":
+            return f"{column} LIKE %({name})s"
+        case "ILIKE":
+            return f"lower({column}) LIKE lower(%({name})s)"
+        case "IN":
+            return f"{column} IN %({name})s"
+        case "NOT IN":
+            return f"{column} NOT IN %({name})s"
+    return f"{column} {op} %({name})s"
+
+
+def _bind(c: Clause, p: str, params: dict[str, Any]) -> tuple[str, str]:
+    params[f"{p}k"] = c.key
+    if c.value is not None:
+        params[f"{p}v"] = c.value
+    return f"{p}k", f"{p}v"
+
+
+def _run_metric(c: Clause, p: str, params: dict[str, Any]) -> Cond:
+    k, val = _bind(c, p, params)
+    return cond(f"run_id IN (SELECT run_id FROM ({latest_metric_sql(k)}) WHERE {metric_match(c.op, val)})", "run_id")
+
+
+def _keyed_value(table: Any, id_column: str, live: tuple[Cond, ...] = ()) -> Callable[..., Cond]:
+    """A param or tag clause: the ids whose live (id, key) row's value matches (IS [NOT] NULL: has one)."""
+
+    def compile_(c: Clause, p: str, params: dict[str, Any]) -> Cond:
+        k, val = _bind(c, p, params)
+        where = [cond(f"key = %({k})s", "key"), *live]
+        if c.op in NULL_OPS:
+            ids = current(table, id_column, where)
+            return cond(f"{id_column} {'NOT IN' if c.op == 'IS NULL' else 'IN'} ({ids})", id_column)
+        ids = current(table, id_column, [*where, cond(_op_sql("value", c.op, val), "value")])
+        return cond(f"{id_column} IN ({ids})", id_column)
+
+    return compile_
+
+
+_NOT_DELETED = (cond("deleted = 0", "deleted"),)
+
+
+def _run_dataset(c: Clause, p: str, params: dict[str, Any]) -> Cond:
+    if c.key == "context":
+        params[f"{p}ids"] = Deferred(c)
+        return cond(f"run_id IN %({p}ids)s", "run_id")
+    params[f"{p}v"] = c.value
+    ids = current(RUN_DATASET_INPUTS, "run_id", [cond(_op_sql(c.key, c.op, f"{p}v"), c.key)])
+    return cond(f"run_id IN ({ids})", "run_id")
+
+
+def _model_metric(c: Clause, p: str, params: dict[str, Any]) -> Cond:
+    # any point of the metric linked to the model matches (a NaN point never does); with dataset
+    # filters, only points on one of those datasets count (MLflow's logged-model search)
+    k, val = _bind(c, p, params)
+    on = params.get("_datasets_sql", "1")
+    return cond(
+        f"model_id IN (SELECT model_id FROM logged_model_metrics WHERE key = %({k})s AND is_nan = 0 "
+        f"AND value {c.op} %({val})s AND {on})",
+        "model_id",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A parameter the reader computes before running the query (a clause SQL cannot evaluate)."""
+
+    clause: Clause
+
+
+# -- the entities --
+_RUN_ATTRS = {
+    "run_id": _col("run_id", LIST_OPS),
+    "run_name": _col("run_name"),
+    "status": _col("status"),
+    "user_id": _col("user_id"),
+    "artifact_uri": _col("artifact_uri"),
+    "start_time": _num("start_time"),
+    "end_time": _num("end_time", nullable=True),
+    "created": _num("start_time"),
+}
+RUNS = Searchable(
+    name="runs",
+    id_column="run_id",
+    kinds=frozenset({METRIC, PARAM, TAG, ATTR, DATASET}),
+    kind_ops={METRIC: NUMERIC_OPS, PARAM: STRING_OPS + NULL_OPS, TAG: STRING_OPS + NULL_OPS, DATASET: LIST_OPS},
+    attrs=_RUN_ATTRS,
+    order_kinds=frozenset({METRIC, PARAM, TAG, ATTR}),
+    order_attrs=_RUN_ATTRS,
+    default_order=(OrderKey(ATTR, "start_time", False), OrderKey(ATTR, "run_id", True)),
+    compile_kind={
+        METRIC: _run_metric,
+        PARAM: _keyed_value(PARAMS, "run_id"),
+        TAG: _keyed_value(RUN_TAGS, "run_id", _NOT_DELETED),
+        DATASET: _run_dataset,
+    },
+)
+
+_EXPERIMENT_ATTRS = {
+    "name": _col("name"),
+    "creation_time": _num("creation_time"),
+    "last_update_time": _num("last_update_time"),
+}
+EXPERIMENTS = Searchable(
+    name="experiments",
+    id_column="experiment_id",
+    kinds=frozenset({ATTR, TAG}),
+    kind_ops={TAG: STRING_OPS + NULL_OPS},
+    attrs=_EXPERIMENT_ATTRS,
+    order_kinds=frozenset({ATTR}),
+    # experiment ids are decimal strings ordered as numbers, as the SQL store's integer column
+    order_attrs={**_EXPERIMENT_ATTRS, "experiment_id": Attr("toUInt64OrZero(experiment_id)", ("experiment_id",))},
+    default_order=(OrderKey(ATTR, "creation_time", False), OrderKey(ATTR, "experiment_id", True)),
+    compile_kind={TAG: _keyed_value(EXPERIMENT_TAGS, "experiment_id", _NOT_DELETED)},
+)
+
+LOGGED_MODEL_STATUSES = (
+    "LOGGED_MODEL_STATUS_UNSPECIFIED",
+    "LOGGED_MODEL_PENDING",
+    "LOGGED_MODEL_READY",
+    "LOGGED_MODEL_UPLOAD_FAILED",
+)
+_STATUS_NUMBER = "toString(indexOf([{}], status) - 1)".format(", ".join(f"'{s}'" for s in LOGGED_MODEL_STATUSES))
+_MODEL_ATTRS = {
+    "model_id": _col("model_id", LIST_OPS),
+    "experiment_id": _col("experiment_id", LIST_OPS),
+    "name": _col("name", LIST_OPS),
+    "artifact_location": Attr("artifact_uri", ("artifact_uri",), False, LIST_OPS),
+    "status": Attr(_STATUS_NUMBER, ("status",), False, LIST_OPS),  # the SQL store keeps the enum number
+    "lifecycle_stage": _col("lifecycle_stage", LIST_OPS),
+    "model_type": _col("model_type", LIST_OPS, nullable=True),
+    "source_run_id": _col("source_run_id", LIST_OPS, nullable=True),
+    "status_message": _col("status_message", LIST_OPS, nullable=True),
+    "creation_timestamp_ms": _num("creation_timestamp_ms"),
+    "last_updated_timestamp_ms": _num("last_updated_timestamp_ms"),
+}
+_MODEL_ATTRS |= {
+    "creation_time": _MODEL_ATTRS["creation_timestamp_ms"],
+    "creation_timestamp": _MODEL_ATTRS["creation_timestamp_ms"],
+    "last_updated_timestamp": _MODEL_ATTRS["last_updated_timestamp_ms"],
+}
+LOGGED_MODELS = Searchable(
+    name="logged models",
+    id_column="model_id",
+    kinds=frozenset({ATTR, METRIC, PARAM, TAG}),
+    kind_ops={METRIC: NUMERIC_OPS, PARAM: LIST_OPS, TAG: LIST_OPS},
+    attrs=_MODEL_ATTRS,
+    order_kinds=frozenset({ATTR, METRIC}),
+    order_attrs=_MODEL_ATTRS,
+    default_order=(OrderKey(ATTR, "creation_timestamp_ms", False), OrderKey(ATTR, "model_id", True)),
+    compile_kind={
+        METRIC: _model_metric,
+        PARAM: _keyed_value(LOGGED_MODEL_PARAMS, "model_id"),
+        TAG: _keyed_value(LOGGED_MODEL_TAGS, "model_id", _NOT_DELETED),
+    },
+)
+
+
+# -- the parser --
 def _tokens(text: str) -> list[Token]:
     out: list[Token] = []
     pos = 0
@@ -97,11 +333,11 @@ def _unquote(token: Token) -> str:
 
 
 class _Parser:
-    def __init__(self, text: str, attrs: set[str], numeric: set[str], entities: set[str]) -> None:
+    def __init__(self, text: str, what: Searchable, attrs: dict[str, Attr], kinds: frozenset[str]) -> None:
         self.text = text
         self.toks = _tokens(text)
         self.i = 0
-        self.attrs, self.numeric, self.entities = attrs, numeric, entities
+        self.what, self.attrs, self.kinds = what, attrs, kinds
 
     def peek(self, ahead: int = 0) -> Token | None:
         j = self.i + ahead
@@ -132,8 +368,8 @@ class _Parser:
                 f"Invalid clause(s) in filter string: '{self.text}'. Expected an identifier, got '{tok.text}'."
             )
         kind = ENTITIES.get(entity.lower())
-        if kind is None or kind not in self.entities:
-            raise SearchError(f"Invalid entity type '{entity}'. Valid values are {sorted(self.entities)}")
+        if kind is None or kind not in self.kinds:
+            raise SearchError(f"Invalid entity type '{entity}'. Valid values are {sorted(self.kinds)}")
         if kind == ATTR and key not in self.attrs:
             raise SearchError(f"Invalid attribute key '{key}' specified. Valid keys are '{sorted(self.attrs)}'")
         if kind == DATASET and key not in DATASET_ATTRS:
@@ -155,16 +391,14 @@ class _Parser:
                 self.take()
             if self.take().upper != "NULL":
                 raise SearchError(f"Invalid clause(s) in filter string: '{self.text}'. Expected NULL after IS.")
-            if entity not in (PARAM, TAG):
-                raise SearchError(f"Invalid comparator 'IS {'NOT ' if negate else ''}NULL' for {entity} '{key}'")
-            return Clause(entity, key, "IS NOT NULL" if negate else "IS NULL", None)
-        numeric = entity == METRIC or (entity == ATTR and key in self.numeric)
-        if numeric:
-            allowed: tuple[str, ...] = NUMERIC_OPS
-        elif entity == DATASET or (entity == ATTR and key == "run_id"):
-            allowed = (*STRING_OPS, "IN", "NOT IN")
-        else:
-            allowed = STRING_OPS
+            op = "IS NOT NULL" if negate else "IS NULL"
+            if op not in self.what.kind_ops.get(entity, ()):
+                raise SearchError(f"Invalid comparator '{op}' for {entity} '{key}'")
+            return Clause(entity, key, op, None)
+        attr = self.attrs[key] if entity == ATTR else None
+        numeric = entity == METRIC or (attr is not None and attr.numeric)
+        allowed = attr.ops if attr is not None else self.what.kind_ops[entity]
+        allowed = tuple(o for o in allowed if o not in NULL_OPS)
         if op not in allowed:
             raise SearchError(f"Invalid comparator '{tok.text}' not one of '{list(allowed)}' for {entity} '{key}'")
         if op in ("IN", "NOT IN"):
@@ -225,21 +459,15 @@ def _int64_literal(text: str) -> int:
     return number
 
 
-def parse_run_filter(text: str | None) -> list[Clause]:
+def parse_filter(what: Searchable, text: str | None) -> list[Clause]:
+    """The clauses of a filter string (``None`` or blank: none)."""
     if not text or not text.strip():
         return []
-    attrs = RUN_STRING_ATTRS | set(RUN_NUMERIC_ATTRS)
-    return _Parser(text, attrs, set(RUN_NUMERIC_ATTRS), {METRIC, PARAM, TAG, ATTR, DATASET}).clauses()
+    return _Parser(text, what, what.attrs, what.kinds).clauses()
 
 
-def parse_experiment_filter(text: str | None) -> list[Clause]:
-    if not text or not text.strip():
-        return []
-    attrs = EXPERIMENT_STRING_ATTRS | EXPERIMENT_NUMERIC_ATTRS
-    return _Parser(text, attrs, EXPERIMENT_NUMERIC_ATTRS, {ATTR, TAG}).clauses()
-
-
-def parse_order_by(items: list[str] | None, order_attrs: set[str], entities: set[str]) -> list[OrderKey]:
+def parse_order_by(what: Searchable, items: list[str] | None) -> list[OrderKey]:
+    """MLflow's ``order_by`` strings (``"metrics.loss DESC"``) of runs and experiments."""
     out: list[OrderKey] = []
     for item in items or []:
         text = str(item).strip()
@@ -247,7 +475,7 @@ def parse_order_by(items: list[str] | None, order_attrs: set[str], entities: set
         head, _, last = text.rpartition(" ")  # not a regex: "(.*?)\s+(ASC|DESC)$" is quadratic on long blanks
         if head.strip() and last.upper() in ("ASC", "DESC"):
             text, ascending = head.strip(), last.upper() == "ASC"
-        p = _Parser(text, order_attrs, set(), entities)
+        p = _Parser(text, what, what.order_attrs, what.order_kinds | {DATASET})
         try:
             entity, key = p.identifier()
         except SearchError as exc:
@@ -260,73 +488,60 @@ def parse_order_by(items: list[str] | None, order_attrs: set[str], entities: set
     return out
 
 
-def parse_run_order_by(items: list[str] | None) -> list[OrderKey]:
-    keys = parse_order_by(items, RUN_ORDER_ATTRS, {METRIC, PARAM, TAG, ATTR})
-    return [OrderKey(k.entity, "start_time", k.ascending) if k.key == "created" else k for k in keys]
+def parse_logged_model_order_by(items: list[dict[str, Any]]) -> list[OrderKey]:
+    """The logged-model ``order_by``: ``{field_name, ascending, dataset_name, dataset_digest}`` objects."""
+    out: list[OrderKey] = []
+    for ob in items:
+        name = str(ob.get("field_name") or "")
+        ascending = ob.get("ascending", True) is not False
+        if "." not in name:
+            if name not in LOGGED_MODELS.order_attrs:
+                raise SearchError(f"Invalid order by field name: {name}")
+            out.append(OrderKey(ATTR, name, ascending))
+            continue
+        entity, key = name.split(".", 1)
+        if ENTITIES.get(entity) != METRIC:
+            raise SearchError(f"Invalid order by field name: {name}. Only metrics are supported.")
+        dn, dd = ob.get("dataset_name"), ob.get("dataset_digest")
+        out.append(OrderKey(METRIC, key, ascending, str(dn) if dn else None, str(dd) if dd else None))
+    return out
 
 
-def parse_experiment_order_by(items: list[str] | None) -> list[OrderKey]:
-    return parse_order_by(items, EXPERIMENT_ORDER_ATTRS, {ATTR})
+# -- the compiler --
+@dataclass
+class Compiled:
+    """Conditions over the entity's table (to pass to ``current``) and their parameters."""
+
+    conds: list[Cond]
+    params: dict[str, Any]
 
 
-def _string_cond(column: str, op: str, name: str) -> str:
-    match op:
-        case "LIKE":
-            return f"{column} LIKE %({name})s"
-        case "ILIKE":
-            return f"lower({column}) LIKE lower(%({name})s)"
-        case "IN":
-            return f"{column} IN %({name})s"
-        case "NOT IN":
-            return f"{column} NOT IN %({name})s"
-    return f"{column} {op} %({name})s"
-
-
-LATEST_METRIC = (
-    "SELECT run_id, argMax(value, (step, timestamp, value)) AS v, argMax(is_nan, (step, timestamp, value)) AS n "
-    "FROM latest_metrics WHERE key = %({k})s GROUP BY run_id"
-)
-
-
-def run_filter_sql(clauses: list[Clause]) -> tuple[str, dict[str, Any]]:
-    """A condition over the columns of ``runs`` (applied after FINAL) and its parameters."""
-    conds: list[str] = []
-    params: dict[str, Any] = {}
+def compile_filter(what: Searchable, clauses: list[Clause], params: dict[str, Any] | None = None) -> Compiled:
+    params = dict(params or {})
+    conds: list[Cond] = []
     for i, c in enumerate(clauses):
-        k, val = f"f{i}k", f"f{i}v"
-        params[k] = c.key
-        if c.value is not None:
-            params[val] = c.value
+        p = f"f{i}"
         if c.entity == ATTR:
-            params.pop(k)
-            column = RUN_NUMERIC_ATTRS.get(c.key, c.key)
-            conds.append(_string_cond(column, c.op, val))
-        elif c.entity == METRIC:
-            # NaN is stored as value 0 (is_nan = 1). As in MLflow's SQL store, every comparison with a NaN
-            # latest value is false except "!=", which it always satisfies.
-            match = f"(v != %({val})s OR n = 1)" if c.op == "!=" else f"(v {c.op} %({val})s AND n = 0)"
-            conds.append(f"run_id IN (SELECT run_id FROM ({LATEST_METRIC.format(k=k)}) WHERE {match})")
-        elif c.entity in (PARAM, TAG):
-            live = (
-                "SELECT run_id, value FROM params FINAL WHERE key = %({k})s"
-                if c.entity == PARAM
-                else (
-                    "SELECT run_id, value FROM (SELECT run_id, value, deleted FROM run_tags FINAL WHERE key = %({k})s) "
-                    "WHERE deleted = 0"
-                )
-            )
-            live = live.format(k=k)
-            if c.op == "IS NULL":
-                conds.append(f"run_id NOT IN (SELECT run_id FROM ({live}))")
-            elif c.op == "IS NOT NULL":
-                conds.append(f"run_id IN (SELECT run_id FROM ({live}))")
-            else:
-                conds.append(f"run_id IN (SELECT run_id FROM ({live}) WHERE {_string_cond('value', c.op, val)})")
-        else:  # datasets: none are recorded (log-inputs is not implemented), so nothing matches
-            params.pop(k)
-            params.pop(val, None)
-            conds.append("0")
-    return (" AND ".join(conds) or "1"), params
+            attr = what.attrs[c.key]
+            params[f"{p}v"] = c.value
+            conds.append(Cond(_op_sql(attr.sql, c.op, f"{p}v"), attr.columns))
+        else:
+            conds.append(what.compile_kind[c.entity](c, p, params))
+    params.pop("_datasets_sql", None)
+    return Compiled(conds, params)
+
+
+def with_defaults(what: Searchable, order: list[OrderKey]) -> list[OrderKey]:
+    """``order`` followed by the entity's default keys it does not already name (the stable tie-breaks)."""
+    named = {(o.entity, what.order_attrs[o.key].sql if o.entity == ATTR else o.key) for o in order}
+    extra = [d for d in what.default_order if (d.entity, what.order_attrs[d.key].sql) not in named]
+    return [*order, *extra]
+
+
+def attr_order_sql(attr: Attr, ascending: bool) -> list[str]:
+    """ORDER BY terms of an attribute: a missing value (NULL) last in either direction."""
+    terms = [f"isNull({attr.sql})"] if attr.nullable else []
+    return [*terms, f"{attr.sql} {'ASC' if ascending else 'DESC'}"]
 
 
 def like(pattern: str, value: str, ignore_case: bool = False) -> bool:
@@ -399,39 +614,3 @@ def compare(op: str, left: Any, right: Any) -> bool:
         case "NOT IN":
             return str(left) not in right
     raise SearchError(f"Unsupported comparator {op}")
-
-
-def experiment_matches(clauses: list[Clause], exp: dict[str, Any]) -> bool:
-    tags = {t["key"]: t["value"] for t in exp.get("tags", [])}
-    for c in clauses:
-        if c.entity == TAG:
-            present = c.key in tags
-            if c.op == "IS NULL":
-                ok = not present
-            elif c.op == "IS NOT NULL":
-                ok = present
-            else:
-                ok = present and compare(c.op, tags[c.key], c.value)
-        else:
-            ok = compare(c.op, exp[c.key], c.value)
-        if not ok:
-            return False
-    return True
-
-
-def _is_nan(value: Any) -> bool:
-    return (isinstance(value, float) and math.isnan(value)) or value == "NaN"
-
-
-def sort_rows(rows: list[dict[str, Any]], keys: list[tuple[Any, bool]]) -> list[dict[str, Any]]:
-    """Stable multi-key sort; ``keys`` are (row → value or None, ascending), most significant first.
-    In either direction NaN (float or "NaN") sorts after the values and None (missing) last, as MLflow's
-    SQL store orders them."""
-    out = list(rows)
-    for get, ascending in reversed(keys):
-        present = [r for r in out if get(r) is not None and not _is_nan(get(r))]
-        nans = [r for r in out if get(r) is not None and _is_nan(get(r))]
-        missing = [r for r in out if get(r) is None]
-        present.sort(key=get, reverse=not ascending)
-        out = present + nans + missing
-    return out

@@ -1,18 +1,22 @@
 """Queries behind the MLflow read endpoints. Rows come back as MLflow REST JSON shapes.
 
 All values are bound with ``%(name)s`` placeholders (see ``trackstream.tables.base.bind``).
-Mutable tables are read with FINAL; metrics are de-duplicated on read with DISTINCT.
+Versioned tables are read through ``trackstream.reads.current.current`` (FINAL, mutable columns
+filtered outside it); metrics are de-duplicated on read with DISTINCT.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from schemas.decisions import Decision
 from trackstream.log import Partition
+from trackstream.reads import current as t
+from trackstream.reads import search
+from trackstream.reads.current import Cond, cond, current
 from trackstream.tables import TableStore
 
 EXPERIMENT_COLUMNS = "experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time"
@@ -26,6 +30,24 @@ RUN_COLUMNS = (
 )
 
 
+_DATASET_COLUMNS = "run_id, name, digest, source_type, source, schema, profile, tags"
+_IN_EXPS = "experiment_id IN %(exps)s"
+CONTEXT_TAG = "mlflow.data.context"
+
+
+Ready = Callable[[], None] | None
+"""Called by a search once its request is parsed and before it queries (the handler's read barrier):
+an invalid filter answers 400 at once, even while the barrier would wait."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a search: its items and the offset of the next page (None: this is the last one)."""
+
+    items: list[dict[str, Any]]
+    next_offset: int | None
+
+
 def metric_value(value: float, is_nan: int) -> float | str:
     """MLflow JSON: NaN travels as the string "NaN"."""
     return "NaN" if is_nan else value
@@ -36,40 +58,79 @@ class TrackingReader:
         self._t = tables
 
     # -- experiments --
-    def _experiments(self, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = self._t.query(f"SELECT {EXPERIMENT_COLUMNS} FROM experiments FINAL WHERE {where}", params)
-        out = []
-        for r in rows:
-            exp = dict(zip(EXPERIMENT_COLUMNS.split(", "), r, strict=True))
-            exp["tags"] = self.experiment_tags(exp["experiment_id"])
-            out.append(exp)
+    def _experiments(self, where: Sequence[Cond], params: dict[str, Any], tail: str = "") -> list[dict[str, Any]]:
+        rows = self._t.query(current(t.EXPERIMENTS, EXPERIMENT_COLUMNS, where) + tail, params)
+        out = [dict(zip(EXPERIMENT_COLUMNS.split(", "), r, strict=True)) for r in rows]
+        tags = self.experiment_tags_of([e["experiment_id"] for e in out])
+        for exp in out:
+            exp["tags"] = tags[exp["experiment_id"]]
         return out
 
     def experiment(self, experiment_id: str) -> dict[str, Any] | None:
-        found = self._experiments("experiment_id = %(id)s", {"id": experiment_id})
+        found = self._experiments([cond("experiment_id = %(id)s", "experiment_id")], {"id": experiment_id})
         return found[0] if found else None
 
     def experiment_by_name(self, name: str) -> dict[str, Any] | None:
-        found = self._experiments("name = %(name)s", {"name": name})
+        found = self._experiments([cond("name = %(name)s", "name")], {"name": name})
         active = [e for e in found if e["lifecycle_stage"] == "active"]
         return (active or found)[0] if found else None
 
     def experiment_tags(self, experiment_id: str) -> list[dict[str, str]]:
-        rows = self._t.query(
-            "SELECT key, value FROM experiment_tags FINAL WHERE experiment_id = %(id)s AND deleted = 0 ORDER BY key",
-            {"id": experiment_id},
-        )
-        return [{"key": k, "value": v} for k, v in rows]
+        return self.experiment_tags_of([experiment_id])[experiment_id]
+
+    def experiment_tags_of(self, experiment_ids: Sequence[str]) -> dict[str, list[dict[str, str]]]:
+        out: dict[str, list[dict[str, str]]] = {e: [] for e in experiment_ids}
+        if not experiment_ids:
+            return out
+        live = [cond("experiment_id IN %(ids)s", "experiment_id"), cond("deleted = 0", "deleted")]
+        for exp_id, k, v in self._t.query(
+            current(t.EXPERIMENT_TAGS, "experiment_id, key, value", live) + " ORDER BY experiment_id, key",
+            {"ids": tuple(experiment_ids)},
+        ):
+            out[exp_id].append({"key": k, "value": v})
+        return out
 
     def experiments(self, stages: Sequence[str]) -> list[dict[str, Any]]:
-        return self._experiments("lifecycle_stage IN %(stages)s", {"stages": tuple(stages)})
+        return self._experiments([cond("lifecycle_stage IN %(stages)s", "lifecycle_stage")], {"stages": tuple(stages)})
+
+    def search_experiments(
+        self,
+        stages: Sequence[str],
+        filter_string: str | None,
+        order_by: list[str],
+        offset: int,
+        limit: int,
+        ready: Ready = None,
+    ) -> Page:
+        """One page of experiments (filter, order and limit in SQL, tags read for the page only).
+
+        Raises ``search.SearchError`` for an invalid filter or order_by.
+        """
+        what = search.EXPERIMENTS
+        order = search.with_defaults(what, search.parse_order_by(what, order_by))
+        compiled = search.compile_filter(what, search.parse_filter(what, filter_string), {"_stages": tuple(stages)})
+        if ready:
+            ready()
+        where = [cond("lifecycle_stage IN %(_stages)s", "lifecycle_stage"), *compiled.conds]
+        terms = [term for o in order for term in search.attr_order_sql(what.order_attrs[o.key], o.ascending)]
+        tail = f" ORDER BY {', '.join(terms)} LIMIT %(_limit)s OFFSET %(_offset)s"
+        found = self._experiments(where, {**compiled.params, "_limit": limit + 1, "_offset": offset}, tail)
+        return Page(found[:limit], offset + limit if len(found) > limit else None)
 
     # -- runs --
     def run_info(self, run_id: str) -> dict[str, Any] | None:
-        rows = self._t.query(f"SELECT {RUN_COLUMNS} FROM runs FINAL WHERE run_id = %(id)s", {"id": run_id})
+        rows = self._t.query(current(t.RUNS, RUN_COLUMNS, [cond("run_id = %(id)s", "run_id")]), {"id": run_id})
         if not rows:
             return None
         return _run_info(rows[0])
+
+    def run_infos(self, run_ids: Sequence[str]) -> list[dict[str, Any]]:
+        if not run_ids:
+            return []
+        rows = self._t.query(
+            current(t.RUNS, RUN_COLUMNS, [cond("run_id IN %(ids)s", "run_id")]), {"ids": tuple(run_ids)}
+        )
+        return [_run_info(r) for r in rows]
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         info = self.run_info(run_id)
@@ -86,8 +147,8 @@ class TrackingReader:
             return out
         ids = {"ids": tuple(run_ids)}
         for run_id, name, digest, source_type, source, schema, profile, tags in self._t.query(
-            "SELECT run_id, name, digest, source_type, source, schema, profile, tags FROM run_dataset_inputs FINAL "
-            "WHERE run_id IN %(ids)s ORDER BY run_id, _version, name, digest",
+            current(t.RUN_DATASET_INPUTS, _DATASET_COLUMNS, [cond("run_id IN %(ids)s", "run_id")])
+            + " ORDER BY run_id, _version, name, digest",
             ids,
         ):
             dataset = {"name": name, "digest": digest, "source_type": source_type, "source": source}
@@ -100,8 +161,9 @@ class TrackingReader:
                 entry["tags"] = parsed
             out[run_id].setdefault("dataset_inputs", []).append(entry)
         if models:
-            for run_id, model_id in self._t.query(
-                "SELECT run_id, model_id FROM run_model_inputs FINAL WHERE run_id IN %(ids)s ORDER BY run_id, _version",
+            for run_id, model_id, _ in self._t.query(
+                current(t.RUN_MODEL_INPUTS, "run_id, model_id, _version", [cond("run_id IN %(ids)s", "run_id")])
+                + " ORDER BY run_id, _version",
                 ids,
             ):
                 out[run_id].setdefault("model_inputs", []).append({"model_id": model_id})
@@ -111,9 +173,9 @@ class TrackingReader:
         out: dict[str, dict[str, Any]] = {r: {} for r in run_ids}
         if not run_ids:
             return out
-        for run_id, model_id, step in self._t.query(
-            "SELECT run_id, model_id, step FROM run_model_outputs FINAL WHERE run_id IN %(ids)s "
-            "ORDER BY run_id, _version, model_id, step",
+        for run_id, model_id, step, _ in self._t.query(
+            current(t.RUN_MODEL_OUTPUTS, "run_id, model_id, step, _version", [cond("run_id IN %(ids)s", "run_id")])
+            + " ORDER BY run_id, _version, model_id, step",
             {"ids": tuple(run_ids)},
         ):
             out[run_id].setdefault("model_outputs", []).append({"model_id": model_id, "step": step})
@@ -121,8 +183,9 @@ class TrackingReader:
 
     def dataset_summaries(self, experiment_ids: Sequence[str], limit: int) -> list[dict[str, Any]]:
         rows = self._t.query(
-            "SELECT DISTINCT experiment_id, name, digest, tags FROM run_dataset_inputs FINAL "
-            "WHERE experiment_id IN %(exps)s ORDER BY experiment_id, name, digest",
+            "SELECT DISTINCT experiment_id, name, digest, tags FROM ("
+            + current(t.RUN_DATASET_INPUTS, "experiment_id, name, digest, tags", [cond(_IN_EXPS, "experiment_id")])
+            + ") ORDER BY experiment_id, name, digest",
             {"exps": tuple(experiment_ids)},
         )
         out: list[dict[str, Any]] = []
@@ -139,18 +202,92 @@ class TrackingReader:
         return out[:limit]
 
     # -- logged models --
-    def logged_model_rows(self, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """Logged-model rows (the state columns only) matching ``where``; mutable columns filtered outside FINAL."""
-        rows = self._t.query(
-            f"SELECT {LOGGED_MODEL_COLUMNS} FROM (SELECT {LOGGED_MODEL_COLUMNS} FROM logged_models FINAL) "
-            f"WHERE {where}",
-            params,
-        )
+    def logged_model_rows(self, where: Sequence[Cond], params: dict[str, Any], tail: str = "") -> list[dict[str, Any]]:
+        """Logged-model rows (the state columns only) matching every condition of ``where``."""
+        rows = self._t.query(current(t.LOGGED_MODELS, LOGGED_MODEL_COLUMNS, where) + tail, params)
         return [dict(zip(LOGGED_MODEL_COLUMNS.split(", "), r, strict=True)) for r in rows]
 
     def logged_model_row(self, model_id: str) -> dict[str, Any] | None:
-        found = self.logged_model_rows("model_id = %(id)s", {"id": model_id})
+        found = self.logged_model_rows([cond("model_id = %(id)s", "model_id")], {"id": model_id})
         return found[0] if found else None
+
+    def search_logged_models(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None,
+        datasets: list[dict[str, Any]],
+        order_by: list[dict[str, Any]],
+        offset: int,
+        limit: int,
+        ready: Ready = None,
+    ) -> Page:
+        """One page of live logged-model rows (state columns; ``logged_model_data`` gives the rest).
+
+        ``datasets`` (``{dataset_name, dataset_digest?}``) restrict metric clauses to points on one of
+        them, and without a metric clause keep only models with a point on one of them (MLflow's rule).
+        Raises ``search.SearchError`` for an invalid filter or order_by.
+        """
+        what = search.LOGGED_MODELS
+        params: dict[str, Any] = {"_exps": tuple(experiment_ids), "_deleted": "deleted"}
+        on: list[str] = []
+        for i, d in enumerate(datasets):
+            params[f"_ds{i}n"] = str(d["dataset_name"])
+            if d.get("dataset_digest"):
+                params[f"_ds{i}d"] = str(d["dataset_digest"])
+                on.append(f"(dataset_name = %(_ds{i}n)s AND dataset_digest = %(_ds{i}d)s)")
+            else:
+                on.append(f"dataset_name = %(_ds{i}n)s")
+        params["_datasets_sql"] = f"({' OR '.join(on)})" if on else "1"
+        clauses = search.parse_filter(what, filter_string)
+        order = search.with_defaults(what, search.parse_logged_model_order_by(order_by))
+        compiled = search.compile_filter(what, clauses, params)
+        if ready:
+            ready()
+        where = [
+            cond("experiment_id IN %(_exps)s", "experiment_id"),
+            cond("lifecycle_stage != %(_deleted)s", "lifecycle_stage"),
+            *compiled.conds,
+        ]
+        if on and not any(c.entity == search.METRIC for c in clauses):
+            where.append(
+                cond(f"model_id IN (SELECT model_id FROM logged_model_metrics WHERE {' OR '.join(on)})", "model_id")
+            )
+        sql = current(t.LOGGED_MODELS, LOGGED_MODEL_COLUMNS, where)
+        columns = LOGGED_MODEL_COLUMNS.split(", ")
+        terms: list[str] = []
+        for i, o in enumerate(order):
+            if o.entity == search.ATTR:
+                terms += search.attr_order_sql(what.order_attrs[o.key], o.ascending)
+                continue
+            j = f"_o{i}"
+            params[f"{j}k"] = o.key
+            point = f"key = %({j}k)s"
+            if o.dataset_name:
+                params[f"{j}n"] = o.dataset_name
+                point += f" AND dataset_name = %({j}n)s"
+            if o.dataset_digest:
+                params[f"{j}d"] = o.dataset_digest
+                point += f" AND dataset_digest = %({j}d)s"
+            # the latest point: highest timestamp, then step, then the smallest run id; a NaN one sorts as missing
+            latest = "(-timestamp, -step, run_id)"
+            right = (
+                f"SELECT model_id, 1 AS {j}h, argMin(value, {latest}) AS {j}v, argMin(is_nan, {latest}) AS {j}n "
+                f"FROM logged_model_metrics WHERE {point} GROUP BY model_id"
+            )
+            sql = (
+                f"SELECT {', '.join(columns)}, {j}h, {j}v, {j}n FROM ({sql}) AS _l{i} "
+                f"ANY LEFT JOIN ({right}) AS _r{i} USING model_id"
+            )
+            columns += [f"{j}h", f"{j}v", f"{j}n"]
+            terms += [f"({j}h = 1 AND {j}n = 0) DESC", f"{j}v {'ASC' if o.ascending else 'DESC'}"]
+        params.pop("_datasets_sql", None)
+        sql = (
+            f"SELECT {LOGGED_MODEL_COLUMNS} FROM ({sql}) ORDER BY {', '.join(terms)} "
+            "LIMIT %(_limit)s OFFSET %(_offset)s"
+        )
+        rows = self._t.query(sql, {**params, **compiled.params, "_limit": limit + 1, "_offset": offset})
+        found = [dict(zip(LOGGED_MODEL_COLUMNS.split(", "), r, strict=True)) for r in rows]
+        return Page(found[:limit], offset + limit if len(found) > limit else None)
 
     def logged_model_data(self, model_ids: Sequence[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
         """model_id → ``{tags, params, metrics}``; metrics are every point linked to the model."""
@@ -160,15 +297,15 @@ class TrackingReader:
         if not model_ids:
             return data
         ids = {"ids": tuple(model_ids)}
+        by_model = cond("model_id IN %(ids)s", "model_id")
         for model_id, key, value in self._t.query(
-            "SELECT model_id, key, value FROM (SELECT model_id, key, value, deleted FROM logged_model_tags FINAL "
-            "WHERE model_id IN %(ids)s) WHERE deleted = 0 ORDER BY model_id, key",
+            current(t.LOGGED_MODEL_TAGS, "model_id, key, value", [by_model, cond("deleted = 0", "deleted")])
+            + " ORDER BY model_id, key",
             ids,
         ):
             data[model_id]["tags"].append({"key": key, "value": value})
         for model_id, key, value in self._t.query(
-            "SELECT model_id, key, value FROM logged_model_params FINAL WHERE model_id IN %(ids)s "
-            "ORDER BY model_id, key",
+            current(t.LOGGED_MODEL_PARAMS, "model_id, key, value", [by_model]) + " ORDER BY model_id, key",
             ids,
         ):
             data[model_id]["params"].append({"key": key, "value": value})
@@ -188,45 +325,115 @@ class TrackingReader:
         return data
 
     def run_ids(self, experiment_ids: Sequence[str], stages: Sequence[str]) -> list[dict[str, Any]]:
+        where = [cond(_IN_EXPS, "experiment_id"), cond("lifecycle_stage IN %(stages)s", "lifecycle_stage")]
         rows = self._t.query(
-            f"SELECT {RUN_COLUMNS} FROM runs FINAL WHERE experiment_id IN %(exps)s AND lifecycle_stage IN %(stages)s "
-            "ORDER BY start_time DESC, run_id",
+            current(t.RUNS, RUN_COLUMNS, where) + " ORDER BY start_time DESC, run_id",
             {"exps": tuple(experiment_ids), "stages": tuple(stages)},
         )
         return [_run_info(r) for r in rows]
 
-    def search_run_infos(
-        self, experiment_ids: Sequence[str], stages: Sequence[str], where: str, params: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        """Runs matching ``where`` (a condition from ``search.run_filter_sql``), unordered.
-
-        Mutable columns are filtered outside FINAL: old servers may apply a WHERE before the merge.
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        stages: Sequence[str],
+        filter_string: str | None,
+        order_by: list[str],
+        offset: int,
+        limit: int,
+        ready: Ready = None,
+    ) -> Page:
+        """One page of runs as MLflow's search_runs answers them (info, data, inputs without model
+        inputs, outputs). Filter, order and limit run in SQL: the work per page is one sorted, limited
+        query plus the page's data. Raises ``search.SearchError`` for an invalid filter or order_by.
         """
-        rows = self._t.query(
-            f"SELECT {RUN_COLUMNS} FROM (SELECT {RUN_COLUMNS} FROM runs FINAL WHERE experiment_id IN %(_exps)s) "
-            f"WHERE lifecycle_stage IN %(_stages)s AND ({where})",
-            {**params, "_exps": tuple(experiment_ids), "_stages": tuple(stages)},
-        )
-        return [_run_info(r) for r in rows]
-
-    def order_values(self, entity: str, key: str, experiment_ids: Sequence[str]) -> dict[str, Any]:
-        """run_id → the metric's latest value (NaN as NaN), the param's or the live tag's value."""
-        runs = "SELECT run_id FROM runs FINAL WHERE experiment_id IN %(exps)s"
-        if entity == "metric":
-            rows = self._t.query(
-                "SELECT run_id, argMax((value, is_nan), (step, timestamp, value)) FROM latest_metrics "
-                f"WHERE key = %(key)s AND run_id IN ({runs}) GROUP BY run_id",
-                {"key": key, "exps": tuple(experiment_ids)},
-            )
-            return {run_id: math.nan if latest[1] else latest[0] for run_id, latest in rows}
-        elif entity == "parameter":
-            sql = f"SELECT run_id, value FROM params FINAL WHERE key = %(key)s AND run_id IN ({runs})"
-        else:
+        what = search.RUNS
+        clauses = search.parse_filter(what, filter_string)
+        order = search.with_defaults(what, search.parse_order_by(what, order_by))
+        if not experiment_ids:  # no experiment: no run (and ClickHouse 18.16 refuses an empty IN list)
+            return Page([], None)
+        if ready:
+            ready()
+        # a metric both filtered and ordered by is aggregated once: its clauses test the ordering join's columns
+        joined = {o.key: i for i, o in enumerate(order) if o.entity == search.METRIC}
+        on_join = [c for c in clauses if c.entity == search.METRIC and c.key in joined]
+        clauses = [c for c in clauses if c not in on_join]
+        compiled = search.compile_filter(what, clauses, {"exps": tuple(experiment_ids), "_stages": tuple(stages)})
+        params = compiled.params
+        after_join: list[str] = []
+        for i, c in enumerate(on_join):
+            params[f"_j{i}v"] = c.value
+            j = f"_o{joined[c.key]}"
+            after_join.append(f"{j}h = 1 AND " + search.metric_match(c.op, f"_j{i}v", f"{j}v", f"{j}n"))
+        for name, value in list(params.items()):
+            if isinstance(value, search.Deferred):
+                params[name] = self._dataset_context_runs(experiment_ids, value.clause)
+        where = [
+            cond(_IN_EXPS, "experiment_id"),
+            cond("lifecycle_stage IN %(_stages)s", "lifecycle_stage"),
+            *compiled.conds,
+        ]
+        # only the id and the ordered attributes travel through the joins and the sort; the page's
+        # rows are read by id afterwards (a 100k-run sort carrying every column cost twice as much)
+        columns = ["run_id"]
+        for o in order:
+            if o.entity == search.ATTR:
+                columns += [c for c in what.order_attrs[o.key].columns if c not in columns]
+        sql = current(t.RUNS, columns, where)
+        terms: list[str] = []
+        for i, o in enumerate(order):
+            if o.entity == search.ATTR:
+                terms += search.attr_order_sql(what.order_attrs[o.key], o.ascending)
+                continue
+            j = f"_o{i}"
+            params[f"{j}k"] = o.key
+            direction = "ASC" if o.ascending else "DESC"
+            if o.entity == search.METRIC:
+                right = search.latest_metric_sql(f"{j}k", f"{j}v", f"{j}n", f"{j}h")
+                added = [f"{j}h", f"{j}v", f"{j}n"]
+                # in either direction NaN after the values and a missing metric last, as MLflow's SQL store
+                terms += [f"{j}h DESC", f"{j}n ASC", f"{j}v {direction}"]
+            else:
+                table, live = (
+                    (t.PARAMS, []) if o.entity == search.PARAM else (t.RUN_TAGS, [cond("deleted = 0", "deleted")])
+                )
+                values = current(table, "run_id, value", [cond(f"key = %({j}k)s", "key"), *live])
+                right = f"SELECT run_id, 1 AS {j}h, value AS {j}v FROM ({values})"
+                added = [f"{j}h", f"{j}v"]
+                terms += [f"{j}h DESC", f"{j}v {direction}"]
             sql = (
-                "SELECT run_id, value FROM (SELECT run_id, value, deleted FROM run_tags FINAL "
-                f"WHERE key = %(key)s AND run_id IN ({runs})) WHERE deleted = 0"
+                f"SELECT {', '.join(columns + added)} FROM ({sql}) AS _l{i} "
+                f"ANY LEFT JOIN ({right}) AS _r{i} USING run_id"
             )
-        return dict(self._t.query(sql, {"key": key, "exps": tuple(experiment_ids)}))
+            columns += added
+        where_joined = f" WHERE {' AND '.join(after_join)}" if after_join else ""
+        sql = (
+            f"SELECT run_id FROM ({sql}){where_joined} ORDER BY {', '.join(terms)} LIMIT %(_limit)s OFFSET %(_offset)s"
+        )
+        found = [r[0] for r in self._t.query(sql, {**params, "_limit": limit + 1, "_offset": offset})]
+        ids = found[:limit]
+        by_id = {i["run_id"]: i for i in self.run_infos(ids)}
+        infos = [by_id[r] for r in ids if r in by_id]
+        data = self.run_data(ids)
+        inputs = self.run_inputs(ids, models=False)  # MLflow's search_runs leaves model inputs out
+        outputs = self.run_outputs(ids)
+        runs = [
+            {"info": i, "data": data[i["run_id"]], "inputs": inputs[i["run_id"]], "outputs": outputs[i["run_id"]]}
+            for i in infos
+        ]
+        return Page(runs, offset + limit if len(found) > limit else None)
+
+    def _dataset_context_runs(self, experiment_ids: Sequence[str], clause: search.Clause) -> tuple[str, ...]:
+        """Runs with a dataset input whose ``mlflow.data.context`` tag satisfies ``clause`` (a Python
+        predicate: the tags are a JSON array string, which ClickHouse 18.16 cannot take apart)."""
+        ids: set[str] = set()
+        for run_id, tags in self._t.query(
+            current(t.RUN_DATASET_INPUTS, "run_id, tags", [cond(_IN_EXPS, "experiment_id")]),
+            {"exps": tuple(experiment_ids)},
+        ):
+            for tag in json.loads(tags):
+                if tag.get("key") == CONTEXT_TAG and search.compare(clause.op, tag.get("value"), clause.value):
+                    ids.add(run_id)
+        return tuple(ids) or ("",)  # never an empty list (18.16 refuses it); no run has id ''
 
     def run_data(self, run_ids: Sequence[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
         data: dict[str, dict[str, list[dict[str, Any]]]] = {
@@ -235,12 +442,14 @@ class TrackingReader:
         if not run_ids:
             return data
         ids = {"ids": tuple(run_ids)}
+        by_run = cond("run_id IN %(ids)s", "run_id")
         for run_id, key, value in self._t.query(
-            "SELECT run_id, key, value FROM params FINAL WHERE run_id IN %(ids)s ORDER BY key", ids
+            current(t.PARAMS, "run_id, key, value", [by_run]) + " ORDER BY key", ids
         ):
             data[run_id]["params"].append({"key": key, "value": value})
         for run_id, key, value in self._t.query(
-            "SELECT run_id, key, value FROM run_tags FINAL WHERE run_id IN %(ids)s AND deleted = 0 ORDER BY key", ids
+            current(t.RUN_TAGS, "run_id, key, value", [by_run, cond("deleted = 0", "deleted")]) + " ORDER BY key",
+            ids,
         ):
             data[run_id]["tags"].append({"key": key, "value": value})
         for run_id, key, latest in self._t.query(
@@ -255,7 +464,7 @@ class TrackingReader:
         return data
 
     def params(self, run_id: str) -> dict[str, str]:
-        return dict(self._t.query("SELECT key, value FROM params FINAL WHERE run_id = %(id)s", {"id": run_id}))
+        return dict(self._t.query(current(t.PARAMS, "key, value", [cond("run_id = %(id)s", "run_id")]), {"id": run_id}))
 
     # -- decisions --
     def decision(self, partition: Partition, offset: int) -> Decision | None:
@@ -300,20 +509,13 @@ class TrackingReader:
 
     # -- artifacts --
     def artifact_files(self, prefix: str) -> list[tuple[str, int]]:
-        """Live indexed files at ``prefix`` or under ``prefix/`` (every file when ``prefix`` is empty).
-
-        ``deleted`` is filtered outside FINAL: old servers may move a WHERE before the FINAL merge.
-        """
-        where = "1"
+        """Live indexed files at ``prefix`` or under ``prefix/`` (every file when ``prefix`` is empty)."""
+        where = [cond("deleted = 0", "deleted")]
         params: dict[str, Any] = {}
         if prefix:
-            where = "path = %(p)s OR substring(path, 1, %(n)s) = %(dir)s"
+            where.append(cond("path = %(p)s OR substring(path, 1, %(n)s) = %(dir)s", "path"))
             params = {"p": prefix, "dir": prefix + "/", "n": len(prefix.encode()) + 1}
-        rows = self._t.query(
-            f"SELECT path, size FROM (SELECT path, size, deleted FROM artifacts FINAL WHERE {where}) "
-            "WHERE deleted = 0 ORDER BY path",
-            params,
-        )
+        rows = self._t.query(current(t.ARTIFACTS, "path, size", where) + " ORDER BY path", params)
         return [(str(p), int(n)) for p, n in rows]
 
 
