@@ -30,6 +30,7 @@ from ingest.handlers.artifact_keys import children, proxied_root, safe_path, sto
 from ingest.handlers.common import now_ms
 from ingest.handlers.context import Context
 from ingest.handlers.entities import run_info
+from schemas.events import ArtifactEvent
 from trackstream.errors import StoreRejected
 from trackstream.objects import MAX_PARTS, InvalidParts, ObjectNotFound, UploadNotFound
 
@@ -73,7 +74,7 @@ async def upload(ctx: Context, request: Request, p: dict[str, Any]) -> dict[str,
 
 def _index(ctx: Context, record: dict[str, Any]) -> None:
     try:
-        ctx.writer.artifact(record)
+        ctx.writer.emit(ArtifactEvent(**record))
     except MlflowError:
         if record["stored"]:  # the claim check was never recorded: take the bytes back out of sight
             ctx.store().delete(record["path"])
@@ -169,8 +170,7 @@ def _send(ctx: Context, key: str) -> Response:
 def delete(ctx: Context, request: Request, p: dict[str, Any]) -> dict[str, Any]:
     key = safe_path(request.path_params.get("path"))
     for path, _ in ctx.reader.artifact_files(key):
-        record = {"path": path, "op": "DELETE", "content": None, "stored": False, "size": 0, "sha256": ""}
-        ctx.writer.artifact({**record, "time": now_ms()})
+        ctx.writer.emit(ArtifactEvent(path=path, op="DELETE", size=0, sha256="", time=now_ms()))
     return {}
 
 

@@ -11,6 +11,7 @@ from ingest.errors import invalid
 from ingest.handlers.common import int_or, str_list
 from ingest.handlers.context import Context
 from ingest.handlers.entities import active_run
+from schemas.events import ModelOutput, RunInputs, RunOutputs, from_dict
 
 MAX_EXPERIMENT_IDS_PER_DATASET_SEARCH = 20
 MAX_DATASET_SUMMARIES = 1000
@@ -25,11 +26,9 @@ def log_inputs(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     for d in datasets:  # MLflow keeps the first input of a (name, digest) and ignores repeats; the
         fresh.setdefault((d["name"], d["digest"]), d)  # sink drops repeats of earlier events, in log order
     if fresh or model_ids:
-        ctx.writer.metadata(
-            run_id,
-            "RunInputs",
-            {"run_id": run_id, "experiment_id": info["experiment_id"], "datasets": list(fresh.values()),
-             "model_ids": list(dict.fromkeys(model_ids))},
+        ctx.writer.emit(
+            from_dict(RunInputs, {"run_id": run_id, "experiment_id": info["experiment_id"],
+                                  "datasets": list(fresh.values()), "model_ids": list(dict.fromkeys(model_ids))})
         )  # fmt: skip
     return {}
 
@@ -40,12 +39,12 @@ def log_outputs(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     if not models:
         v.required({}, "models")
     outputs = [
-        {"model_id": str(v.required(m if isinstance(m, dict) else {}, "model_id")),
-         "step": int_or(m.get("step"), 0) or 0}
+        ModelOutput(model_id=str(v.required(m if isinstance(m, dict) else {}, "model_id")),
+                    step=int_or(m.get("step"), 0) or 0)
         for m in v.array_field(p, "models")
     ]  # fmt: skip
     active_run(ctx, run_id)
-    ctx.writer.metadata(run_id, "RunOutputs", {"run_id": run_id, "models": outputs})
+    ctx.writer.emit(RunOutputs(run_id=run_id, models=outputs))
     return {}
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from ingest import validation as v
-from ingest.endpoint import EXPERIMENTS_KEY
 from ingest.errors import MlflowError, invalid, not_found
 from ingest.handlers.common import ACTIVE, DELETED, now_ms, tag
 from ingest.handlers.context import Context
+from schemas.events import ExperimentState, Param, RunData, RunState, Tag
 
 
 def experiment(ctx: Context, experiment_id: str) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def decide_experiment(ctx: Context, op: str, state: dict[str, Any]) -> None:
     """
     row = {k: state[k] for k in ("experiment_id", "name", "artifact_location", "lifecycle_stage",
                                  "creation_time", "last_update_time")}  # fmt: skip
-    ctx.writer.decide(EXPERIMENTS_KEY, "ExperimentState", {**row, "op": op})
+    ctx.writer.decide(ExperimentState(**row, op=op))
 
 
 def run_info(ctx: Context, run_id: str) -> dict[str, Any]:
@@ -94,12 +94,12 @@ def emit_run(ctx: Context, info: dict[str, Any], changed: tuple[str, ...] | None
         "run_id", "experiment_id", "run_name", "user_id", "status", "start_time", "end_time",
         "artifact_uri", "lifecycle_stage", "deleted_time")}  # fmt: skip
     state["changed"] = None if changed is None else list(changed)
-    ctx.writer.metadata(info["run_id"], "RunState", state)
+    ctx.writer.emit(RunState(**state))
 
 
 def emit_run_data(ctx: Context, run_id: str, params: list[dict[str, str]], tags: list[dict[str, Any]]) -> None:
     if params or tags:
-        ctx.writer.metadata(run_id, "RunData", {"run_id": run_id, "params": params, "tags": tags})
+        ctx.writer.emit(RunData(run_id=run_id, params=[Param(**x) for x in params], tags=[Tag(**t) for t in tags]))
 
 
 def set_run_stage(ctx: Context, info: dict[str, Any], stage: str) -> None:
@@ -131,12 +131,15 @@ def log_params_tags(
             )
         fresh[param["key"]] = param["value"]
     last_tags = {t["key"]: t for t in tags}  # a key given twice: the last value wins
-    body = {"run_id": run_id, "params": [{"key": k, "value": val} for k, val in fresh.items()],
-            "tags": list(last_tags.values())}  # fmt: skip
+    event = RunData(
+        run_id=run_id,
+        params=[Param(key=k, value=val) for k, val in fresh.items()],
+        tags=[Tag(**t) for t in last_tags.values()],
+    )
     if fresh:
-        ctx.writer.decide(run_id, "RunData", body)
+        ctx.writer.decide(event)
     else:
-        ctx.writer.metadata(run_id, "RunData", body)
+        ctx.writer.emit(event)
 
 
 def run_tag(t: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from ingest.handlers.common import ACTIVE, DEFAULT_EXPERIMENT_ID, DELETED, VIEW_
 from ingest.handlers.context import Context
 from ingest.handlers.entities import active_experiment, decide_experiment, experiment, set_run_stage
 from ingest.paging import page_offset, page_token
+from schemas.events import ExperimentTags, Tag
 from trackstream.reads import search
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def create_experiment(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
          "lifecycle_stage": ACTIVE, "creation_time": t, "last_update_time": t},
     )  # fmt: skip
     if tags:
-        ctx.writer.metadata(experiment_id, "ExperimentTags", {"experiment_id": experiment_id, "tags": tags})
+        ctx.writer.emit(ExperimentTags(experiment_id=experiment_id, tags=[Tag(**t) for t in tags]))
     return {"experiment_id": experiment_id}
 
 
@@ -135,7 +136,7 @@ def set_experiment_tag(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     key = v.key_name("tag", v.required(p, "key"))
     t = tag({"key": key, "value": p.get("value")}, v.MAX_EXPERIMENT_TAG_VAL_LENGTH)
     active_experiment(ctx, experiment_id)
-    ctx.writer.metadata(experiment_id, "ExperimentTags", {"experiment_id": experiment_id, "tags": [t]})
+    ctx.writer.emit(ExperimentTags(experiment_id=experiment_id, tags=[Tag(**t)]))
     return {}
 
 
@@ -145,8 +146,7 @@ def delete_experiment_tag(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     exp = active_experiment(ctx, experiment_id)
     if key not in {t["key"] for t in exp["tags"]}:
         raise not_found(f"No tag with name: {key} in experiment with id {experiment_id}")
-    deleted = {"key": key, "value": "", "deleted": True}
-    ctx.writer.metadata(experiment_id, "ExperimentTags", {"experiment_id": experiment_id, "tags": [deleted]})
+    ctx.writer.emit(ExperimentTags(experiment_id=experiment_id, tags=[Tag(key=key, value="", deleted=True)]))
     return {}
 
 

@@ -19,6 +19,7 @@ from ingest.handlers.common import ACTIVE, DELETED, generate_run_name, now_ms, s
 from ingest.handlers.context import Context
 from ingest.handlers.entities import experiment
 from ingest.paging import page_offset, page_token
+from schemas.events import LoggedModelData, LoggedModelState, Param, Tag, from_dict
 from trackstream.reads import search
 
 STATUSES = (
@@ -68,12 +69,14 @@ def _state(ctx: Context, model_id: str) -> dict[str, Any]:
 
 
 def _emit_state(ctx: Context, row: dict[str, Any]) -> None:
-    ctx.writer.metadata(row["model_id"], "LoggedModelState", {k: row.get(k) for k in _STATE_FIELDS})
+    ctx.writer.emit(from_dict(LoggedModelState, {k: row.get(k) for k in _STATE_FIELDS}))
 
 
 def _emit_data(ctx: Context, model_id: str, params: list[dict[str, str]], tags: list[dict[str, Any]]) -> None:
     if params or tags:
-        ctx.writer.metadata(model_id, "LoggedModelData", {"model_id": model_id, "params": params, "tags": tags})
+        ctx.writer.emit(
+            LoggedModelData(model_id=model_id, params=[Param(**x) for x in params], tags=[Tag(**t) for t in tags])
+        )
 
 
 def _models(ctx: Context, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from ingest.handlers.context import Context
 from ingest.handlers.entities import check_active, known_active, log_params_tags
 from ingest.paging import page_offset, page_token
 from ingest.protocol import LogBatch, LogMetric
+from schemas.events import MetricBatch
 
 MAX_RUNS_GET_METRIC_HISTORY_BULK = 100
 MAX_RESULTS_PER_RUN = 2500
@@ -109,7 +110,7 @@ async def _log(ctx: Context, rid: str, metrics: list[Any], params: list[Any], ta
     if param_rows or tag_rows:
         await run_in_threadpool(log_params_tags, ctx, rid, param_rows, tag_rows, True)
     if columns is not None:
-        await ctx.writer.metrics_async({"run_id": rid, **columns})
+        await ctx.writer.emit_async(MetricBatch(run_id=rid, **columns))
 
 
 def metric_history(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
