@@ -17,7 +17,7 @@ def test_kafka_mode_names_every_missing_service_variable(monkeypatch: pytest.Mon
     for name in ("TRACKSTREAM_CLICKHOUSE_URL", "TRACKSTREAM_S3_ENDPOINT", "TRACKSTREAM_S3_ACCESS_KEY"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ValidationError) as err:
-        Settings(mode="kafka", kafka_bootstrap="127.0.0.1:1")
+        Settings.model_validate({"mode": "kafka", "kafka_bootstrap": "127.0.0.1:1"})
     message = str(err.value)
     for name in ("TRACKSTREAM_CLICKHOUSE_URL", "TRACKSTREAM_S3_ENDPOINT", "TRACKSTREAM_S3_ACCESS_KEY"):
         assert name in message
@@ -30,7 +30,7 @@ def test_kafka_mode_names_every_missing_service_variable(monkeypatch: pytest.Mon
 )
 def test_incomplete_topic_configuration_is_refused(overrides: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
-        Topics(**overrides)
+        Topics.model_validate(overrides)
 
 
 def test_cli_refuses_to_start_and_names_the_setting() -> None:

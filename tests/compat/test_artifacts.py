@@ -101,7 +101,7 @@ def test_multipart_upload_through_the_client(
     monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", str(1 << 20))
     monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE", str(5 << 20))  # S3's smallest part
     multipart_calls: list[str] = []
-    real_try = HttpArtifactRepository._try_multipart_upload
+    real_try: Callable[..., None] = HttpArtifactRepository._try_multipart_upload
 
     def spy(self: HttpArtifactRepository, local_file: str, artifact_path: str | None = None) -> None:
         multipart_calls.append(local_file)

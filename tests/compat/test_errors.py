@@ -42,13 +42,14 @@ def test_error_codes(gateway: Gateway, mlflow_client: Any) -> None:
     )
     assert resp.status_code == 400 and resp.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     ok = {"key": "fine", "value": 1.0, "timestamp": now, "step": 0}
-    for metrics in (
+    bad_batches: tuple[list[Any], ...] = (
         [ok, "not-an-object"],
         [ok, {**ok, "key": ["unhashable"]}],
         [ok, {**ok, "model_id": 7}],
         [ok, {**ok, "timestamp": -1}],
         [ok, {**ok, "value": "abc"}],
-    ):
+    )
+    for metrics in bad_batches:
         resp = requests.post(
             f"{gateway.url}/api/2.0/mlflow/runs/log-batch", json={"run_id": run_id, "metrics": metrics}, timeout=10
         )

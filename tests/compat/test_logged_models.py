@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,11 +142,12 @@ def test_logged_model_crud_and_search(gateway: Gateway, mlflow_client: Any) -> N
 def test_logged_model_errors(gateway: Gateway, mlflow_client: Any) -> None:
     client = mlflow_client
     missing = "m-" + "0" * 32
-    for call in (
+    calls: tuple[Callable[[], Any], ...] = (
         lambda: client.get_logged_model(missing),
         lambda: client.finalize_logged_model(missing, LoggedModelStatus.READY),
         lambda: client.delete_logged_model(missing),
-    ):
+    )
+    for call in calls:
         with pytest.raises(MlflowException) as err:
             call()
         assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST"

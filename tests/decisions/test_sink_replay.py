@@ -124,7 +124,7 @@ def test_a_runs_first_dataset_input_of_a_name_and_digest_is_kept(tables: ChdbSto
     whichever gateway produced it, in one batch or across batches."""
 
     def inputs(source: str) -> tuple[str, dict[str, Any]]:
-        dataset = {"name": "d", "digest": "1", "source_type": "local", "source": source, "schema": None,
+        dataset: dict[str, Any] = {"name": "d", "digest": "1", "source_type": "local", "source": source, "schema": None,
                    "profile": None, "tags": []}  # fmt: skip
         return "RunInputs", {"run_id": "r", "experiment_id": "1", "datasets": [dataset], "model_ids": []}
 

@@ -410,7 +410,7 @@ class MetricLoad:
         self._deadline = time.monotonic() + max_seconds
         self._threads = [threading.Thread(target=self._client, args=(c,), daemon=True) for c in range(len(run_ids))]
 
-    def batch_body(self, client: int, batch: int) -> dict[str, object]:
+    def batch_body(self, client: int, batch: int) -> dict[str, Any]:
         ts = 1_700_000_000_000 + batch
         return {
             "run_id": self.run_ids[client],

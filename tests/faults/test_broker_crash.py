@@ -40,6 +40,7 @@ def test_broker_crash_under_load_recovers_without_restart_and_loses_nothing(
         worker_factory(settings, "metadata")
         metrics_worker = worker_factory(settings, "metrics")
         gateway = gateway_process_factory(settings)
+        assert settings.kafka_bootstrap is not None
         watch = PortWatch(int(settings.kafka_bootstrap.rpartition(":")[2]))
         load = MetricLoad(gateway.url, create_runs(gateway.url, CLIENTS), points=POINTS).start()
         try:

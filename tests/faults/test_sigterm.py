@@ -25,7 +25,12 @@ def test_sigterm_flushes_commits_and_exits(fault_settings: SettingsFactory, work
 
         done = threading.Event()
         more: list[int] = []
-        producer = threading.Thread(target=lambda: (more.append(produce_metrics(writer, 20, 200, POINTS)), done.set()))
+
+        def produce() -> None:
+            more.append(produce_metrics(writer, 20, 200, POINTS))
+            done.set()
+
+        producer = threading.Thread(target=produce)
         producer.start()
         worker.process.send_signal(signal.SIGTERM)
         assert worker.process.wait(timeout=30) == 0, worker.output()

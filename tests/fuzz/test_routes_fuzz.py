@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 from starlette.routing import Mount, Route
 
 from ingest.app import UNIMPLEMENTED, create_app, request_model
@@ -48,7 +49,7 @@ def _unimplemented(template: str) -> bool:
 def _routes(gateway: Gateway) -> list[tuple[str, str, Any]]:
     """(method, path template, request model) for every route of an app built as the gateway's is."""
     app = create_app(gateway.runtime.tracking(), gateway.runtime.objects, 1024, 5 << 20)
-    out = []
+    out: list[tuple[str, str, type[BaseModel] | None]] = []
     for route in app.routes:
         if isinstance(route, Mount):  # the UI's static files: fuzz the paths below it (traversal, odd names)
             out.append(("GET", route.path + "/{path:path}", None))
@@ -133,7 +134,7 @@ def _fuzz_route(client: httpx.Client, method: str, template: str, model: Any, kn
         tally.cases += 1
         headers = {"Content-Type": request["content_type"]}
         if method in ("GET", "HEAD"):
-            params = query_items(request["fields"])
+            params: list[tuple[str, str | int | float | bool | None]] = list(query_items(request["fields"]))
             response = client.request(method, path, params=params, headers=headers)
         else:
             content = request["raw"] if request["raw"] is not None else encode(request["fields"])

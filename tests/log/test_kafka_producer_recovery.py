@@ -58,7 +58,12 @@ def test_close_is_bounded_with_a_stuck_producer_holding_writes(services: Service
     pending = producer.send(topic, key=b"k", value=b"never sent")  # held: no producer id
     closed = threading.Event()
     started = time.monotonic()
-    threading.Thread(target=lambda: (log.close(), closed.set()), daemon=True).start()
+
+    def close() -> None:
+        log.close()
+        closed.set()
+
+    threading.Thread(target=close, daemon=True).start()
     assert closed.wait(timeout=10), "close() hung on a stuck producer"
     assert time.monotonic() - started < 8
     assert pending.is_done and pending.failed()  # the held write failed (never acknowledged)

@@ -53,7 +53,7 @@ def bulk_interval_ms(driver: object) -> float | None:
         if message["method"] == "Network.requestWillBeSent" and "get-history-bulk-interval" in params["request"]["url"]:
             sent[params["requestId"]] = params["timestamp"]
         elif message["method"] == "Network.loadingFinished" and params["requestId"] in sent:
-            return (params["timestamp"] - sent[params["requestId"]]) * 1000
+            return float(params["timestamp"] - sent[params["requestId"]]) * 1000
     return None
 
 
@@ -67,7 +67,7 @@ def main(url: str) -> None:
         drawn = []
         for _ in range(5):
             driver.get("about:blank")
-            driver.get_log("performance")
+            driver.get_log("performance")  # type: ignore[no-untyped-call]  # selenium is untyped
             started = time.monotonic()
             driver.get(page)
             WebDriverWait(driver, 30, poll_frequency=0.02).until(

@@ -55,7 +55,7 @@ def start_browser() -> tuple[webdriver.Chrome, str]:
 def network_calls(driver: webdriver.Chrome) -> list[Call]:
     """Requests sent since the last call (the performance log is drained on reading), with their status."""
     seen: dict[str, list[Any]] = {}
-    for entry in driver.get_log("performance"):
+    for entry in driver.get_log("performance"):  # type: ignore[no-untyped-call]  # selenium is untyped
         message = json.loads(entry["message"])["message"]
         params = message.get("params", {})
         if message["method"] == "Network.requestWillBeSent":

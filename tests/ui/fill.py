@@ -33,7 +33,7 @@ def fill(url: str) -> Logged:
 
     mlflow.set_tracking_uri(url)
     experiment_id = mlflow.MlflowClient(url).create_experiment(EXPERIMENT)
-    run_ids = []
+    run_ids: list[str] = []
     model_id = ""
     for name, lr in RUNS.items():
         with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
