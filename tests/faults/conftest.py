@@ -63,21 +63,11 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 @dataclass
-class Worker:
+class Process:
+    """A trackstream process a fault test starts (``serve`` or ``consume``), with its combined output."""
+
     process: subprocess.Popen[bytes]
     log_path: Path
-
-    def pause(self) -> None:
-        """SIGSTOP: frozen, as a process swapped out or a VM suspended; no heartbeats."""
-        self.process.send_signal(signal.SIGSTOP)
-
-    def cont(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, no flush, no commit, no goodbye to the group."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
@@ -90,7 +80,22 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
-            raise AssertionError(f"gateway did not stop within {timeout}s of SIGTERM:\n{self.output()}") from None
+            raise AssertionError(f"process did not stop within {timeout}s of SIGTERM:\n{self.output()}") from None
+
+
+@dataclass
+class Worker(Process):
+    def pause(self) -> None:
+        """SIGSTOP: frozen, as a process swapped out or a VM suspended; no heartbeats."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def cont(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no flush, no commit, no goodbye to the group."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
 
 
 WorkerFactory = Callable[[Settings, str], Worker]
@@ -185,23 +190,8 @@ def wait_applied(events: EventLog, group: str, topic: str, timeout: float) -> di
 
 
 @dataclass
-class GatewayProcess:
-    process: subprocess.Popen[bytes]
-    log_path: Path
+class GatewayProcess(Process):
     url: str
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def terminate(self, timeout: float) -> int:
-        """SIGTERM and wait up to ``timeout`` s; returns the exit status (fails the test if it hangs)."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            raise AssertionError(f"gateway did not stop within {timeout}s of SIGTERM:\n{self.output()}") from None
 
 
 GatewayProcessFactory = Callable[[Settings], GatewayProcess]
