@@ -86,6 +86,21 @@ def _from_testcontainers(stack: list[Any]) -> Services:
     )
 
 
+def warm_up_group(bootstrap: str, group: str, topic: str) -> None:
+    """Commit offset 0 of ``topic``'s partitions for ``group`` (waiting up to 60 s for its coordinator), so
+    the group's coordinator is loaded before a test measures what its members commit."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        offsets = {TopicPartition(topic, p): OffsetAndMetadata(0, "", -1) for p in partitions}
+        consumer.commit(offsets, timeout_ms=60_000)
+    finally:
+        consumer.close()
+
+
 def warm_up_kafka(bootstrap: str) -> None:
     """Have a consumer group commit once before the tests start.
 

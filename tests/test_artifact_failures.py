@@ -217,3 +217,5 @@ def test_control_characters_in_an_artifact_path_answer_400_in_both_modes(
             assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     listed = httpx.get(f"{gw.url}{ARTIFACTS}", params={"path": "0/run/artifacts"}, timeout=30)
     assert listed.status_code == 200 and listed.json() == {}
+    blank = httpx.get(f"{gw.url}{ARTIFACTS}/%E3%80%80", timeout=30)  # a key of white space only (U+3000)
+    assert blank.status_code == 400 and blank.json()["error_code"] == "INVALID_PARAMETER_VALUE"

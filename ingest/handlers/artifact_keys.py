@@ -29,8 +29,8 @@ def safe_path(path: Any, allow_empty: bool = False) -> str:
         raise invalid("Invalid path")
     # Control characters (C0, C1 such as NEL): the S3 client strips some of them, so "x\x85" would be
     # stored as "x"; no store keeps them faithfully, so they are refused before anything is stored.
-    if any(unicodedata.category(c) == "Cc" for c in path):
-        raise invalid("Invalid path")
+    if any(unicodedata.category(c) == "Cc" for c in path) or not path.strip():
+        raise invalid("Invalid path")  # the S3 client also refuses a name that is only (Unicode) white space
     if len(path) >= 2 and path[1] == ":":
         raise invalid("Invalid path")
     norm = posixpath.normpath(path)

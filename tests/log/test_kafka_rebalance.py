@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from tests.conftest import Services
+from tests.conftest import Services, warm_up_group
 from trackstream.log import LogConsumer, Message, Partition
 from trackstream.log.kafka import KafkaLog
 
@@ -18,6 +18,10 @@ def test_on_revoke_commits_what_was_consumed(services: Services) -> None:
     log.ensure_topics([topic], 2)
     for i in range(20):
         log.produce(topic, f"k{i}".encode(), b"v")
+    # Load this group's coordinator before the test proper: right after the fault tests restart the broker,
+    # a group whose __consumer_offsets partition is still loading had its first commits answered late
+    # (docs/DESIGN.md, failure states 18 and 24); the commit below is then what the test checks.
+    warm_up_group(services.kafka_bootstrap, group, topic)
     consumed: dict[Partition, int] = {}
     revoked: list[Partition] = []
     first: LogConsumer
@@ -42,7 +46,7 @@ def test_on_revoke_commits_what_was_consumed(services: Services) -> None:
             first.poll(0.2, 100)  # the rebalance is driven from the members' polls
             second.poll(0.2, 100)
         assert revoked
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         expected = {p.index: o for p, o in consumed.items() if p in revoked}
         while time.monotonic() < deadline:
             committed = log.committed(group, topic)

@@ -67,8 +67,6 @@ def classify(exc: Exception) -> StoreError:
         if status >= 500 or status in (408, 429):
             return StoreUnavailable(f"S3 answered HTTP {status}: {exc}")
         return StoreFailed(f"S3 answered HTTP {status}: {exc}")
-    if isinstance(exc, ValueError):  # the client library refused the arguments (e.g. an empty object name)
-        return StoreRejected(f"S3 client refused the request: {exc!r}")
     if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError)):
         return StoreUnavailable(f"S3 unreachable: {exc!r}")
     return StoreFailed(f"S3 failed in an unclassified way: {type(exc).__name__}: {exc}")
