@@ -11,20 +11,9 @@ from kafka import KafkaAdminClient
 
 from tests.cluster.conftest import Cluster
 from tests.conftest import SettingsFactory
-from tests.faults.conftest import (
-    GatewayProcessFactory,
-    MetricLoad,
-    PortWatch,
-    WorkerFactory,
-    assert_stored_once,
-    create_runs,
-    local_service,
-    wait_applied,
-)
-from trackstream.runtime import build
+from tests.faults.conftest import GatewayProcessFactory, PortWatch, WorkerFactory, local_service
+from tests.faults.scenario import LoadedGateway
 
-CLIENTS = 4
-POINTS = 100
 DOWN = 15.0  # seconds the broker stays down under load
 ELECTION_BOUND = 10.0  # longest time without an acknowledged write while a leader is elected
 
@@ -45,19 +34,15 @@ def test_one_broker_killed_under_load_keeps_acknowledging_and_catches_up(
     gateway_process_factory: GatewayProcessFactory,
 ) -> None:
     settings = cluster_settings()
-    runtime = build(settings)  # creates the topics: replication factor 3 on this cluster
     topics = [settings.topics.metrics, settings.topics.metadata]
+    loaded = LoadedGateway(settings, worker_factory, gateway_process_factory)  # creates the topics: RF 3 here
+    gateway, load = loaded.gateway, loaded.load
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap, request_timeout_ms=10_000)
     try:
         before = _replicas(admin, topics)
         assert all(len(replicas) == 3 == len(isr) for _, replicas, isr in before.values()), before
 
-        worker_factory(settings, "metadata")
-        metrics_worker = worker_factory(settings, "metrics")
-        gateway = gateway_process_factory(settings)
-        load = MetricLoad(gateway.url, create_runs(gateway.url, CLIENTS), points=POINTS).start()
         try:
-            time.sleep(3)
             # the broker leading the metrics topic's first partition: its writes must move
             victim = cluster.name_of(before[(settings.topics.metrics, 0)][0])
             local_service("kill", victim)
@@ -91,10 +76,7 @@ def test_one_broker_killed_under_load_keeps_acknowledging_and_catches_up(
         assert during.longest_gap <= ELECTION_BOUND, f"{during}\n{gateway.output()}"
         assert whole.longest_gap <= ELECTION_BOUND, whole
 
-        wait_applied(runtime.events, runtime.group("metrics"), settings.topics.metrics, timeout=90)
-        acked = assert_stored_once(settings, load)
-        print(f"{acked} points acknowledged, each stored once")
-        assert metrics_worker.process.poll() is None, metrics_worker.output()
+        loaded.assert_nothing_lost()
     finally:
         admin.close()
-        runtime.close()
+        loaded.close()
