@@ -68,8 +68,11 @@ def gateway(
         ),
         max_body_bytes=settings.max_request_body_bytes,
         read_timeout=settings.request_read_timeout,
+        access_log=settings.access_log,
     )
-    app.state.health = runtime.health
+    app.state.health = runtime.liveness
+    app.state.readiness = runtime.readiness
+    app.state.before_scrape = runtime.before_scrape
     return Gateway(app, runtime)
 
 
