@@ -35,8 +35,8 @@ _READS: dict[str, tuple[str, ...]] = {
     "serve": (
         "host", "port", "workers", "topic_*", "create_topics", "consumer_group_prefix", "batch_*",
         "read_barrier_timeout", "artifact_*", "deadletter_*", "allowed_hosts", "cors_allowed_origins",
-        "x_frame_options", "disable_security_middleware", "max_request_body_bytes", "request_read_timeout", "timeout_keep_alive",
-        "access_log",
+        "x_frame_options", "disable_security_middleware", "max_request_body_bytes", "request_read_timeout",
+        "timeout_keep_alive", "access_log",
     ),
     "consume": (
         "topic_*", "create_topics", "consumer_group_prefix", "batch_*", "deadletter_*", "consumer_*", "metrics_port",
