@@ -314,10 +314,14 @@ def replay(settings: Settings, database: str | None, yes: bool) -> None:
         yes,
     ):
         _fail("replay", "not confirmed; pass --yes to truncate and replay (or --database NAME to replay aside)")
+    if problems := preflight(settings):
+        _fail("replay", "; ".join(problems), settings.secrets())
     try:
         result = run_replay(settings, database)
     except ReplayError as exc:
         _fail("replay", str(exc), settings.secrets())
+    except Exception as exc:
+        _fail("replay", _startup_error(exc, settings), settings.secrets())
     where = database or "the configured database"
     print(f"trackstream replay: {result.events} events replayed into {where} in {result.seconds:.1f}s", flush=True)
 

@@ -115,7 +115,7 @@ def _select(tables: TableStore, older_than: float, run_ids: Sequence[str], exper
     if chosen_exps:
         ids = [e for e, _ in chosen_exps]
         for run_id, uri in tables.query(
-            "SELECT run_id, artifact_uri FROM runs FINAL WHERE experiment_id IN %(ids)s", {"ids": ids}
+            "SELECT run_id, artifact_uri FROM runs FINAL WHERE has(%(ids)s, experiment_id)", {"ids": ids}
         ):
             chosen_runs[run_id] = uri
     return chosen_runs, chosen_exps
@@ -123,7 +123,7 @@ def _select(tables: TableStore, older_than: float, run_ids: Sequence[str], exper
 
 def _delete(tables: TableStore, table: str, column: str, values: Sequence[str]) -> None:
     if values:
-        tables.command(f"ALTER TABLE {table} DELETE WHERE {column} IN %(v)s", {"v": list(values)})
+        tables.command(f"ALTER TABLE {table} DELETE WHERE has(%(v)s, {column})", {"v": list(values)})
 
 
 def _wait_mutations(tables: TableStore, timeout: float = 300.0) -> None:
@@ -167,7 +167,7 @@ def run_gc(
     exp_list = result.experiments
     if exp_list:
         models = [r[0] for r in tables.query(
-            "SELECT model_id FROM logged_models FINAL WHERE experiment_id IN %(ids)s", {"ids": exp_list}
+            "SELECT model_id FROM logged_models FINAL WHERE has(%(ids)s, experiment_id)", {"ids": exp_list}
         )]  # fmt: skip
         for table in MODEL_TABLES:
             _delete(tables, table, "model_id", models)
