@@ -39,7 +39,7 @@ def _until(url: str, status: int, bound: float = BOUND) -> str:
 
 def _proxied(
     kafka_settings: SettingsFactory, tcp_proxy: type[TcpProxy], **overrides: object
-) -> tuple[object, TcpProxy]:
+) -> tuple[Settings, TcpProxy]:
     plain = kafka_settings()
     url = urlsplit(str(plain.clickhouse_url))
     proxy = tcp_proxy((url.hostname or "127.0.0.1", url.port or 9000))
