@@ -18,6 +18,7 @@ import httpx
 from tests.conftest import Gateway, SettingsFactory, free_port
 from tests.faults.conftest import REPO, worker_env
 from tests.ops.conftest import TcpProxy
+from trackstream.settings import Settings
 
 BOUND = 30.0  # seconds a probe may take to notice (checks time out after 3 s, results live 1 s)
 
