@@ -45,6 +45,7 @@ _READS: dict[str, tuple[str, ...]] = {
     "migrate": ("topic_*", "create_topics"),
     "replay": ("topic_*", "consumer_group_prefix", "batch_*"),
     "gc": ("topic_*",),
+    "probe": ("port", "metrics_port"),
 }  # fmt: skip
 
 
@@ -359,6 +360,23 @@ def purge(settings: Settings, older_than: str, run_ids: list[str], experiment_id
     )
 
 
+def probe(settings: Settings, which: str) -> None:
+    """GET this container's own /health/<which> (the gateway's port, or a sink worker's metrics port):
+    the Dockerfile's HEALTHCHECK and compose's, without curl in the image."""
+    import urllib.error
+    import urllib.request
+
+    port = settings.metrics_port or settings.port
+    url = f"http://127.0.0.1:{port}/health/{which}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            print(answer.read().decode(errors="replace"))
+    except urllib.error.HTTPError as exc:
+        _fail("probe", f"{url}: {exc.code} {exc.read().decode(errors='replace')}")
+    except OSError as exc:
+        _fail("probe", f"{url}: {exc}")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trackstream", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('trackstream')}")
@@ -399,6 +417,10 @@ def _parser() -> argparse.ArgumentParser:
         "--experiment-ids", default="", help="comma-separated: only these experiments (each must be deleted)"
     )
     g.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
+    p = add(
+        "probe", "ask this host's gateway (or sink worker, with TRACKSTREAM_METRICS_PORT) whether it is live or ready"
+    )
+    p.add_argument("which", choices=("live", "ready"))
     return parser
 
 
@@ -411,6 +433,7 @@ def main(argv: list[str] | None = None) -> None:
         "consume": lambda: consume(settings, args.sink),
         "migrate": lambda: _migrate(settings),
         "replay": lambda: replay(settings, args.database, args.yes),
+        "probe": lambda: probe(settings, args.which),
         "gc": lambda: purge(settings, args.older_than, _ids(args.run_ids), _ids(args.experiment_ids), args.yes),
     }
     try:
