@@ -46,6 +46,7 @@ _READS: dict[str, tuple[str, ...]] = {
     "replay": ("topic_*", "consumer_group_prefix", "batch_*"),
     "gc": ("topic_*",),
     "probe": ("port", "metrics_port"),
+    "sql": ("host", "port"),
 }  # fmt: skip
 
 
@@ -377,6 +378,34 @@ def probe(settings: Settings, which: str) -> None:
         _fail("probe", f"{url}: {exc}")
 
 
+def run_sql(settings: Settings, statement: str, fmt: str) -> None:
+    """Embedded mode: the running gateway answers (trackstream/sql.py); Kafka mode: the ClickHouse server."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    if settings.mode is Mode.KAFKA:
+        from trackstream.tables.clickhouse import ClickHouseStore
+
+        assert settings.clickhouse_url
+        try:
+            for row in ClickHouseStore(settings.clickhouse_url).query(statement):
+                print("\t".join(map(str, row)))
+        except Exception as exc:
+            _fail("sql", f"{type(exc).__name__}: {exc}", settings.secrets())
+        return
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    url = f"http://{host}:{settings.port}/trackstream/sql?" + urllib.parse.urlencode({"format": fmt})
+    request = urllib.request.Request(url, statement.encode(), {"Content-Type": "application/sql"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=300) as answer:
+            sys.stdout.write(answer.read().decode(errors="replace"))
+    except urllib.error.HTTPError as exc:
+        _fail("sql", f"{exc.code}: {exc.read().decode(errors='replace')}")
+    except OSError as exc:
+        _fail("sql", f"no gateway answers on {url} ({exc}); start it with `trackstream serve`")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trackstream", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('trackstream')}")
@@ -421,6 +450,13 @@ def _parser() -> argparse.ArgumentParser:
         "probe", "ask this host's gateway (or sink worker, with TRACKSTREAM_METRICS_PORT) whether it is live or ready"
     )
     p.add_argument("which", choices=("live", "ready"))
+    q = add(
+        "sql",
+        "run one read-only SQL statement on the tables (embedded mode: through the running gateway, which owns "
+        "the chDB directory; Kafka mode: on the ClickHouse server)",
+    )
+    q.add_argument("statement")
+    q.add_argument("--format", default="PrettyCompact", help="ClickHouse output format (embedded mode)")
     return parser
 
 
@@ -434,6 +470,7 @@ def main(argv: list[str] | None = None) -> None:
         "migrate": lambda: _migrate(settings),
         "replay": lambda: replay(settings, args.database, args.yes),
         "probe": lambda: probe(settings, args.which),
+        "sql": lambda: run_sql(settings, args.statement, args.format),
         "gc": lambda: purge(settings, args.older_than, _ids(args.run_ids), _ids(args.experiment_ids), args.yes),
     }
     try:

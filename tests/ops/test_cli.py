@@ -9,12 +9,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import Gateway, free_port
 from tests.faults.conftest import REPO
 from trackstream.settings import Settings
 
@@ -137,3 +140,25 @@ def test_gc_asks_and_checks_its_age(tmp_path: Path) -> None:
     result = _run(["gc", "--older-than", "30d", "--yes"], env)
     assert result.returncode == 0, result.stderr
     assert "purged 0 run(s), 0 experiment(s)" in result.stdout
+
+
+def test_sql_against_the_embedded_store_while_the_gateway_runs(
+    embedded_settings: Any, gateway_factory: Callable[..., Gateway]
+) -> None:
+    gw = gateway_factory(embedded_settings())
+    port = gw.url.rsplit(":", 1)[1]
+    with httpx.Client(base_url=gw.url + "/api/2.0/mlflow", timeout=30) as c:
+        assert c.post("/experiments/create", json={"name": "sql-visible"}).status_code == 200
+    result = _run(["sql", "SELECT name FROM experiments FINAL ORDER BY name", "--format", "TSV"],
+                  {"TRACKSTREAM_PORT": port})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["Default", "sql-visible"]
+    url = gw.url + "/trackstream/sql"
+    sql = {"Content-Type": "application/sql"}
+    assert httpx.post(url, content="SELECT 1", headers={"Content-Type": "text/plain"}).status_code == 415
+    for refused in ("DROP TABLE runs", "SELECT 1; DROP TABLE runs", "SELECT 1 INTO OUTFILE '/tmp/x'"):
+        assert httpx.post(url, content=refused, headers=sql).status_code == 400, refused
+    assert httpx.post(url, content="SELECT count() FROM runs", headers=sql).status_code == 200
+    assert httpx.post(url, content="SELECT count() FROM runs", headers=sql, params={"format": "TSV"}).text == "0\n"
+    line = _one_line_error(_run(["sql", "SELECT nope FROM nowhere"], {"TRACKSTREAM_PORT": port}))
+    assert "400" in line
