@@ -344,6 +344,13 @@ def purge(settings: Settings, older_than: str, run_ids: list[str], experiment_id
         _fail("gc", "not confirmed; pass --yes to purge")
     if problems := preflight(settings):
         _fail("gc", "; ".join(problems), settings.secrets())
+    if settings.mode is Mode.EMBEDDED and check_port(settings.host, settings.port):
+        # chDB's directory opens in one process at a time: a second one would wait for the gateway to exit
+        _fail(
+            "gc",
+            f"something listens on TRACKSTREAM_PORT={settings.port} (a running gateway owns "
+            f"TRACKSTREAM_DATA_DIR={settings.data_dir}); stop it first",
+        )
     try:
         runtime = build(settings)
     except Exception as exc:

@@ -134,7 +134,7 @@ def test_replay_asks_before_truncating_and_refuses_without_a_terminal() -> None:
 
 
 def test_gc_asks_and_checks_its_age(tmp_path: Path) -> None:
-    env = {"TRACKSTREAM_DATA_DIR": str(tmp_path / "data")}
+    env = {"TRACKSTREAM_DATA_DIR": str(tmp_path / "data"), "TRACKSTREAM_PORT": str(free_port())}
     assert "not confirmed" in _one_line_error(_run(["gc", "--older-than", "30d"], env))
     assert "--older-than '3 weeks'" in _one_line_error(_run(["gc", "--older-than", "3 weeks", "--yes"], env))
     result = _run(["gc", "--older-than", "30d", "--yes"], env)
@@ -162,3 +162,6 @@ def test_sql_against_the_embedded_store_while_the_gateway_runs(
     assert httpx.post(url, content="SELECT count() FROM runs", headers=sql, params={"format": "TSV"}).text == "0\n"
     line = _one_line_error(_run(["sql", "SELECT nope FROM nowhere"], {"TRACKSTREAM_PORT": port}))
     assert "400" in line
+    # gc needs the embedded store to itself: with the gateway running it says so at once
+    line = _one_line_error(_run(["gc", "--yes"], {"TRACKSTREAM_PORT": port}))
+    assert f"TRACKSTREAM_PORT={port}" in line and "stop it first" in line
