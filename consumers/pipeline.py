@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from consumers.deadletter import DeadLetter, DeadLetters, TooManyDeadLetters
 from consumers.sink import Event, Sink
 from schemas import codec
+from trackstream import metrics
 from trackstream.errors import StoreRejected, StoreUnavailable, WorkerFailed
 from trackstream.log import LogConsumer, LogUnavailable, Message, Partition
 
@@ -94,6 +95,11 @@ class Pipeline:
         self._retry_at = 0.0
         self._delay = 0.0
         self.failure: WorkerFailed | None = None  # why the pipeline stopped on its own
+        # for metrics and health (trackstream.metrics, trackstream.health)
+        self.started = time.time()
+        self.last_commit = 0.0  # time.time() of the last commit the log accepted
+        self.beat = time.monotonic()  # the loop's last pass: liveness
+        self.dead_letters = 0
 
     @property
     def name(self) -> str:
@@ -106,6 +112,14 @@ class Pipeline:
             return None
         parts = ", ".join(f"{p.topic}[{p.index}]" for p in sorted(self._held, key=lambda p: p.index))
         return f"the {self._sink.name} sink holds {parts}: {next(iter(self._held.values()))[1]}"
+
+    @property
+    def available(self) -> bool:
+        return self.outage is None
+
+    @property
+    def held_partitions(self) -> int:
+        return len(self._held)
 
     # -- the steps --
     def _hold(self, message: Message, exc: codec.NewerSchema) -> None:
@@ -164,15 +178,23 @@ class Pipeline:
             self._recovered()
             return True
         rejected: list[DeadLetter] = []
+        name = self._sink.name
         try:
             if batch.events:
-                self._write(batch.events, rejected)
+                with metrics.timed(metrics.SINK_WRITE_DURATION, None, name):
+                    self._write(batch.events, rejected)
             self._dead.send_all(batch.dead + rejected)
         except StoreUnavailable as exc:
             self._unavailable(exc)
             return False
+        if batch.events:
+            metrics.SINK_BATCH_ROWS.labels(name).observe(batch.rows)
+        if dead := len(batch.dead) + len(rejected):
+            self.dead_letters += dead
+            metrics.SINK_DEAD_LETTERS.labels(name).inc(dead)
         self._commit(batch.offsets)
         self.written_events += len(batch.events)
+        metrics.SINK_EVENTS.labels(name).inc(len(batch.events))
         self._batch = _Batch()
         self._recovered()
         return True
@@ -184,9 +206,12 @@ class Pipeline:
         try:
             self._source.commit(self._uncommitted)
         except LogUnavailable as exc:
+            metrics.SINK_COMMIT_FAILURES.labels(self._sink.name).inc()
             log.warning("%s: commit not accepted, retrying: %s", self._sink.name, exc)
             return
         self._uncommitted = {}
+        self.last_commit = time.time()
+        metrics.SINK_COMMITS.labels(self._sink.name).inc()
 
     def _write(self, events: Sequence[Event], rejected: list[DeadLetter]) -> None:
         """Write ``events``; the ones the store rejects for good are appended to ``rejected``.
@@ -207,6 +232,7 @@ class Pipeline:
             log.warning("%s: store unavailable, pausing partitions and retrying: %s", self._sink.name, exc)
         else:
             self._delay = min(self._delay * 2, self._backoff_cap)
+        metrics.SINK_RETRIES.labels(self._sink.name).inc()
         self.outage = exc
         self._retry_at = time.monotonic() + self._delay
         self._source.pause(sorted(self._source.assignment(), key=lambda p: p.index))
@@ -233,6 +259,7 @@ class Pipeline:
             self._source.pause(sorted(held, key=lambda p: p.index))
 
     def run_once(self, timeout: float) -> None:
+        self.beat = time.monotonic()
         if self._held:
             self._keep_held()
         if self._uncommitted:

@@ -28,6 +28,8 @@ from ingest.endpoint import API, ARTIFACTS_API, Endpoint
 from ingest.errors import MlflowError, invalid
 from ingest.handlers import ENDPOINTS, Context
 from ingest.limits import BodyLimit
+from ingest.observability import ROUTES as OBSERVABILITY_ROUTES
+from ingest.observability import Observability
 from ingest.requests import checked, error_message, list_fields
 from ingest.security import WebSecurity
 from ingest.ui import ui_routes
@@ -232,6 +234,7 @@ def create_app(
     web: WebSecurity | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
+    access_log: bool = False,
 ) -> Starlette:
     """``context`` is the runtime's (``Runtime.tracking()``); the object store and artifact limits are
     added to it here. ``web`` defaults to the stock server's security defaults; ``max_body_bytes``
@@ -242,7 +245,7 @@ def create_app(
         artifact_inline_max_bytes=artifact_inline_max_bytes,
         artifact_part_max_bytes=artifact_part_max_bytes,
     )
-    all_routes: list[BaseRoute] = [Route("/health", _health), Route("/version", _version)]
+    all_routes: list[BaseRoute] = [Route("/health", _health), Route("/version", _version), *OBSERVABILITY_ROUTES]
     all_routes += routes(ENDPOINTS, ctx)
     # The MLflow web app, /graphql and the small routes it polls (ingest/ui.py): before the unimplemented
     # catch-alls, so the empty registry searches answer ahead of the registry's 501.
@@ -256,6 +259,7 @@ def create_app(
             await run_in_threadpool(on_shutdown)
 
     middleware = [
+        Middleware(Observability, access=access_log),  # outermost: request ids, metrics, the access log
         *(web or WebSecurity()).middleware(),
         Middleware(BodyLimit, max_bytes=max_body_bytes, read_timeout=read_timeout, streamed=streamed_upload),
     ]

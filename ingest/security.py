@@ -28,7 +28,7 @@ from trackstream.settings import default_allowed_hosts
 
 INVALID_HOST_MSG = b"Invalid Host header - possible DNS rebinding attack detected"
 CORS_BLOCKED_MSG = b"Cross-origin request blocked"
-HOST_CHECK_EXEMPT = ("/health", "/version")
+HOST_CHECK_EXEMPT = ("/health", "/health/live", "/health/ready", "/version")  # probes send a pod IP as Host
 STATE_CHANGING = ("POST", "PUT", "DELETE", "PATCH")
 API_PREFIXES = ("/api/", "/ajax-api/")
 LOCALHOST_ORIGIN_PATTERNS = (

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +120,35 @@ def check_runs_per_status(rows: list[Row], logged: Logged) -> None:
     assert all(r[2] is not None for r in rows)
 
 
+def check_top_k_runs(rows: list[Row], logged: Logged) -> None:
+    assert [(r[0], float(r[1])) for r in rows] == [("lr-0.01", 0.3), ("lr-0.1", 0.75), ("lr-0.001", 1.4)]
+
+
+def check_two_runs_side_by_side(rows: list[Row], logged: Logged) -> None:
+    # lr-0.001's step 1 was logged twice; the later point (0.01) wins
+    expected = [(0, 2.0, 2.0), (1, 1.2, 0.01), (2, 0.9, 1.6), (3, 0.8, 1.5), (4, 0.75, 1.4)]
+    assert [(int(r[0]), float(r[1]), float(r[2])) for r in rows] == expected
+
+
+def check_downsample_long_metric(rows: list[Row], logged: Logged) -> None:
+    got = [(int(r[0]), float(r[1]), round(float(r[2]), 9), float(r[3]), int(r[4])) for r in rows]
+    assert got == [(0, 1.0, 1.5, 2.0, 2), (2, 0.4, 0.5, 0.6, 2), (4, 0.3, 0.3, 0.3, 1)]
+
+
+def check_metric_over_time_grafana(rows: list[Row], logged: Logged) -> None:
+    assert {r[1] for r in rows} == set(SWEEP)  # every run of the experiment, none of the other
+    best = [(r[0], round(float(r[2]), 9)) for r in rows if r[1] == "lr-0.01"]
+    assert [v for _, v in best] == [1.5, 0.5, 0.3]
+    # DateTime comes back as datetime (ClickHouse server) or text in the server's time zone (chDB)
+    times = [t if isinstance(t, datetime) else datetime.fromisoformat(str(t)) for t, _ in best]
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(times)] == [2.0, 2.0]
+
+
 CHECKS: dict[str, Callable[[list[Row], Logged], None]] = {
+    "top_k_runs": check_top_k_runs,
+    "two_runs_side_by_side": check_two_runs_side_by_side,
+    "downsample_long_metric": check_downsample_long_metric,
+    "metric_over_time_grafana": check_metric_over_time_grafana,
     "best_run_per_experiment": check_best_run_per_experiment,
     "loss_curves": check_loss_curves,
     "param_sweep": check_param_sweep,

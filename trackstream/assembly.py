@@ -15,8 +15,10 @@ from ingest.app import create_app
 from ingest.handlers import ensure_default_experiment
 from ingest.security import WebSecurity
 from schemas import codec
+from trackstream import sql
 from trackstream.runtime import Runtime, build
 from trackstream.settings import Mode, Settings
+from trackstream.tables.chdb import ChdbStore
 
 
 @dataclass
@@ -68,8 +70,13 @@ def gateway(
         ),
         max_body_bytes=settings.max_request_body_bytes,
         read_timeout=settings.request_read_timeout,
+        access_log=settings.access_log,
     )
-    app.state.health = runtime.health
+    if isinstance(runtime.tables, ChdbStore):  # embedded: read-only SQL for local clients (trackstream.sql)
+        app.router.routes.insert(0, sql.route(runtime.tables))
+    app.state.health = runtime.liveness
+    app.state.readiness = runtime.readiness
+    app.state.before_scrape = runtime.before_scrape
     return Gateway(app, runtime)
 
 

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from consumers.deadletter import DeadLetters
@@ -20,8 +20,10 @@ from ingest.handlers.context import Context
 from ingest.runstates import RunStates
 from ingest.writer import EventWriter
 from schemas import codec
-from trackstream import registry
-from trackstream.log import EventLog, Partition
+from trackstream import metrics, registry
+from trackstream.health import Dependencies
+from trackstream.log import EventLog, LogConsumer, LogTail, Partition
+from trackstream.log.base import Headers, RevokeCallback
 from trackstream.log.memory import MemoryLog
 from trackstream.objects import ObjectStore
 from trackstream.reads import TrackingReader
@@ -44,6 +46,7 @@ class Runtime:
     # the gateway's run-state view, once tracking() built it; /health asks run_states.healthy()
     run_states: RunStates | None = None
     _closing: bool = False
+    _dependencies: Dependencies | None = None
 
     def topic(self, sink: str) -> str:
         return str(getattr(self.settings.topics, registry.spec(sink).topic))
@@ -85,6 +88,18 @@ class Runtime:
             thread.start()
             self.pipelines.append(pipe)
             self.threads.append(thread)
+            self.track(pipe)
+
+    def track(self, pipe: Pipeline) -> None:
+        """Export ``pipe``'s lag, last-commit age and store availability (``trackstream.metrics``)."""
+        topic, group = self.topic(pipe.name), self.group(pipe.name)
+
+        def positions() -> tuple[dict[int, int], dict[int, int]]:
+            ends = self.events.end_offsets(topic, list(range(self.events.partitions(topic))))
+            return ends, self.events.committed(group, topic)
+
+        metrics.label_values([pipe.name])
+        metrics.SINKS.track(pipe, topic, positions)
 
     def consumer_failure(self, topic: str | None = None) -> str | None:
         """Why an embedded consumer (of ``topic``, or any) stopped on its own; None while all run.
@@ -111,6 +126,29 @@ class Runtime:
             problems.append(f"the run-state view stopped: {self.run_states.error}")
         return problems
 
+    def liveness(self) -> list[str]:
+        """Problems a restart of this process fixes (a stopped consumer thread or run-state view)."""
+        return self.health()
+
+    def readiness(self) -> list[str]:
+        """Problems that make this process unfit for traffic now: :meth:`liveness`'s, a service it
+        depends on (log, tables, object store) not answering, an embedded consumer without its
+        partitions yet or paused by a store outage."""
+        if self._dependencies is None:
+            topic = self.settings.topics.metadata
+            self._dependencies = Dependencies(self.events, self.tables, self.objects, topic)
+        problems = self.liveness() + self._dependencies.problems()
+        for pipe in self.pipelines:
+            if not pipe.ready.is_set():
+                problems.append(f"the {pipe.name} consumer holds no partitions yet")
+            elif pipe.outage is not None:
+                problems.append(f"the {pipe.name} sink's store is unavailable: {pipe.outage}")
+        return problems
+
+    def before_scrape(self) -> None:
+        if self.run_states is not None:
+            metrics.ACTIVE_RUNS.set(len(self.run_states))
+
     def wait_consumers_ready(self, timeout: float) -> None:
         """Block until every started pipeline holds its partitions (joined its consumer group)."""
         deadline = time.monotonic() + timeout
@@ -127,7 +165,7 @@ class Runtime:
         # a decided event's outcome: embedded mode's after-produce hook already waited for the sink
         outcomes = Outcomes(reader.decision, None if embedded else barrier.wait_applied)
         writer = EventWriter(
-            self.events,
+            _TimedLog(self.events),
             self.settings.topics,
             self._wait_applied if embedded else None,
             outcomes,
@@ -160,6 +198,9 @@ class Runtime:
 
     def close(self) -> None:
         self._closing = True
+        metrics.SINKS.untrack(self.pipelines)
+        if self._dependencies is not None:
+            self._dependencies.close()
         if self.run_states is not None:
             self.run_states.close()
         for pipe in self.pipelines:
@@ -186,7 +227,51 @@ class _ConsumersBarrier(Barrier):
     def wait(self, topic: str, keys: Iterable[str] | None = None) -> None:
         if failure := self._runtime.consumer_failure(topic):
             raise unavailable(f"Reads of recent writes are unavailable: {failure}. See the gateway log.")
-        super().wait(topic, keys)
+        with metrics.timed(metrics.BARRIER_WAIT, metrics.BARRIER_TIMEOUTS, topic):
+            super().wait(topic, keys)
+
+
+class _TimedLog(EventLog):
+    """The gateway's log as its writer sees it: every produce timed (``trackstream_produce_duration_seconds``),
+    every unacknowledged one counted; the rest passes through."""
+
+    def __init__(self, inner: EventLog) -> None:
+        self._inner = inner
+
+    def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
+        with metrics.timed(metrics.PRODUCE_DURATION, metrics.PRODUCE_FAILURES, topic):
+            return self._inner.produce(topic, key, value, headers)
+
+    async def produce_async(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
+        with metrics.timed(metrics.PRODUCE_DURATION, metrics.PRODUCE_FAILURES, topic):
+            return await self._inner.produce_async(topic, key, value, headers)
+
+    def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
+        self._inner.ensure_topics(topics, partitions)
+
+    def missing_topics(self, topics: Sequence[str]) -> list[str]:
+        return self._inner.missing_topics(topics)
+
+    def partitions(self, topic: str) -> int:
+        return self._inner.partitions(topic)
+
+    def partition_for(self, topic: str, key: bytes) -> int:
+        return self._inner.partition_for(topic, key)
+
+    def end_offsets(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        return self._inner.end_offsets(topic, partitions)
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        return self._inner.committed(group, topic)
+
+    def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
+        return self._inner.consumer(group, topic, on_revoke)
+
+    def tail(self, topic: str) -> LogTail:
+        return self._inner.tail(topic)
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def build(settings: Settings) -> Runtime:

@@ -6,6 +6,7 @@ import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -46,10 +47,12 @@ class Topics(BaseSettings):
     # the topic (field) each event family is produced to; a sink reads the topic its registry entry names
     FAMILIES: ClassVar[dict[str, str]] = {METRICS: "metrics", METADATA: "metadata", ARTIFACT: "artifacts"}
 
+    # topic names, one per event family, and the dead-letter topic
     metrics: str = "trackstream.metrics"
     metadata: str = "trackstream.metadata"
     artifacts: str = "trackstream.artifacts"
     deadletter: str = "trackstream.deadletter"
+    # partitions of each topic created at start-up
     partitions: int = Field(default=4, ge=1)
 
     @model_validator(mode="after")
@@ -73,13 +76,19 @@ class Topics(BaseSettings):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRACKSTREAM_", extra="ignore")
 
+    # "embedded" (in-process log, chDB, local directory) or "kafka" (Kafka, ClickHouse server, S3)
     mode: Mode = Mode.EMBEDDED
+    # the gateway's address
     host: str = "127.0.0.1"
     port: int = Field(default=5000, ge=1, le=65535)
+    # embedded mode: tables (chdb/) and artifacts (artifacts/) live here
     data_dir: Path = Path("./data")
 
+    # kafka mode: comma-separated host:port of brokers
     kafka_bootstrap: str | None = None
+    # kafka mode: clickhouse://[user[:password]@]host[:port]/database (native protocol)
     clickhouse_url: str | None = None
+    # kafka mode: the S3 store's http(s)://host[:port], credentials, bucket and region
     s3_endpoint: str | None = None
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
@@ -89,6 +98,7 @@ class Settings(BaseSettings):
     topics: Topics = Field(default_factory=Topics)
     # Create missing topics at start-up; with False (topics managed elsewhere) a missing one stops start-up.
     create_topics: bool = True
+    # consumer groups are <prefix>-<sink>
     consumer_group_prefix: str = "trackstream"
 
     # Batching: flush by size, by age, or at once when the log is drained.
@@ -98,6 +108,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1)
     # A drained log flushes the batch once it is this old: under load that makes inserts of
     # thousands of rows instead of one per request; an idle client waits at most this long.
+    # Default 0.05 in Kafka mode; 0 in embedded mode, where every write waits for its sink (a per-step
+    # synchronous log_metric loop would wait this long every step) and chDB inserts are cheap.
     batch_min_seconds: float = Field(default=0.05, ge=0)
     # How long a read waits for the sinks to apply what the log held when the read began.
     read_barrier_timeout: float = Field(default=10.0, gt=0)
@@ -149,6 +161,17 @@ class Settings(BaseSettings):
     # Seconds an idle kept-alive connection stays open (uvicorn's default, as the stock server runs it).
     timeout_keep_alive: int = Field(default=5, ge=1)
 
+    # -- operations (trackstream/logs.py, trackstream/metrics.py, ingest/observability.py) --
+    log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    # "plain" lines or "json" (one object per line: time, level, logger, message, request_id)
+    log_format: str = Field(default="plain", pattern=r"^(plain|json)$")
+    # one INFO line per request (method, path, status, duration, bytes in, request id)
+    access_log: bool = False
+    # `trackstream consume`: serve /metrics, /health/live and /health/ready on this port (0: not at all).
+    # Each worker on one host needs its own port.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"
+
     @field_validator("allowed_hosts", "cors_allowed_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -168,4 +191,32 @@ class Settings(BaseSettings):
                 raise ValueError(f"mode=kafka needs {', '.join(missing)}")
         elif self.workers > 1:
             raise ValueError("TRACKSTREAM_WORKERS > 1 needs mode=kafka (the embedded log lives in one process)")
+        if self.mode is Mode.EMBEDDED and "batch_min_seconds" not in self.model_fields_set:
+            self.batch_min_seconds = 0.0
+        if self.clickhouse_url is not None:
+            _check_clickhouse_url(self.clickhouse_url)
+        if self.s3_endpoint is not None and not re.match(r"^https?://[^/\s:]+(:\d{1,5})?/?$", self.s3_endpoint):
+            raise ValueError(f"TRACKSTREAM_S3_ENDPOINT={self.s3_endpoint!r} is not an http(s)://host[:port] URL")
         return self
+
+    def secrets(self) -> list[str]:
+        """Values never to appear in a log line: secret keys and passwords in URLs."""
+        out = [self.s3_secret_key or ""]
+        if self.clickhouse_url:
+            out.append(urlsplit(self.clickhouse_url).password or "")
+        return [s for s in out if s]
+
+
+def _check_clickhouse_url(url: str) -> None:
+    """clickhouse-driver's URL form: ``clickhouse://[user[:password]@]host[:port]/[database]`` (or
+    ``clickhouses://`` for TLS); the password never appears in the error."""
+    parts = urlsplit(url)
+    shown = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("clickhouse", "clickhouses") or not parts.hostname or port == -1:
+        raise ValueError(
+            f"TRACKSTREAM_CLICKHOUSE_URL={shown!r} is not a clickhouse://[user[:password]@]host[:port]/database URL"
+        )

@@ -27,7 +27,7 @@ def test_a_foreign_host_header_is_refused_but_health_answers(gateway: Gateway) -
         assert refused.headers["content-type"].startswith("text/plain")
         for host in ("evil.example:5000", "127.0.0.1.evil.example", ""):
             assert c.get(f"{API}/experiments/search", headers={"Host": host}).status_code == 403, host
-        for path in ("/health", "/version"):
+        for path in ("/health", "/health/live", "/health/ready", "/version"):
             assert c.get(path, headers={"Host": "evil.example"}).status_code == 200
         for host in ("localhost", "127.0.0.1:5000", "localhost:1", "10.1.2.3:80", "192.168.0.7", "172.20.0.1:5000"):
             ok = c.get(f"{API}/experiments/get", params={"experiment_id": "0"}, headers={"Host": host})

@@ -41,6 +41,10 @@ class ChdbStore(TableStore):
         convert = [_converter(c["type"]) for c in result["meta"]]
         return [tuple(f(v) for f, v in zip(convert, r, strict=True)) for r in result["data"]]
 
+    def formatted(self, sql: str, fmt: str) -> bytes:
+        """``sql``'s answer in ClickHouse output format ``fmt`` (``trackstream sql``)."""
+        return self._run(sql, fmt)
+
     def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
         names = ", ".join(columns)
         payload = orjson.dumps([list(c) for c in columns.values()]).decode()
