@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextvars
+import functools
 import logging
 import threading
 import time
@@ -138,6 +139,9 @@ class Guard:
         held = self.view.permission(resource_type, resource_id, username)
         return LEVELS[held if held is not None else self.default_permission]
 
+    def allows(self, resource_type: str, resource_id: str, username: str, need: int) -> bool:
+        return self.level(resource_type, resource_id, username) >= need
+
     def authorize(self, ctx: Any, access: Access | None, values: dict[str, Any], may_block: bool = True) -> None:
         """Raise 403 PERMISSION_DENIED unless the caller may call an endpoint declaring ``access`` with the
         request ``values`` (fields and path parameters). ``may_block=False`` (the event loop) raises
@@ -175,7 +179,7 @@ class Guard:
         for one in given if isinstance(given, list) else [given]:
             rid = self._resolve(ctx, kind, str(one), may_block)
             if rid is not None:
-                self._refuse(lambda rid=rid: self.level(rtype, rid, username) >= need, may_block)
+                self._refuse(functools.partial(self.allows, rtype, rid, username, need), may_block)
 
     def _refuse(self, allowed: Callable[[], bool], may_block: bool) -> None:
         """403 unless ``allowed()``, asked again once the view caught up with the log."""
@@ -276,6 +280,13 @@ class AuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
+            return
+        if self.guard.view.error is not None:  # fail closed: no answer from a view that stopped following the log
+            body = {
+                "error_code": "TEMPORARILY_UNAVAILABLE",
+                "message": f"Authentication is unavailable: {self.guard.view.error}",
+            }
+            await _send(send, 503, body)
             return
         header = Headers(scope=scope).get("authorization")
         try:
