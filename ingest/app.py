@@ -162,7 +162,7 @@ def adapt(spec: Endpoint, ctx: Context) -> ASGIEndpoint:
         if guard is None:
             return handler(ctx, *args, **({} if spec.raw else path_params))
         guard.authorize(ctx, access, values)
-        return guard.after(access, handler(ctx, *args, **({} if spec.raw else path_params)))
+        return guard.after(access, handler(ctx, *args, **({} if spec.raw else path_params)), values)
 
     async def call(request: Request) -> Any:
         path_params = request.path_params
@@ -183,8 +183,12 @@ def adapt(spec: Endpoint, ctx: Context) -> ASGIEndpoint:
                 await run_in_threadpool(guard.authorize, ctx, access, values)
         result = handler(ctx, *args, **({} if spec.raw else path_params))
         result = await result if isinstance(result, Awaitable) else result
-        if guard is not None and access is not None and (access.filter or access.grant):
-            result = await run_in_threadpool(guard.after, access, result)
+        if (
+            guard is not None
+            and access is not None
+            and (access.filter or access.grant or access.revokes or access.renames)
+        ):
+            result = await run_in_threadpool(guard.after, access, result, values)
         return result
 
     endpoint = _guarded(call)

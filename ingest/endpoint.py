@@ -137,4 +137,4 @@ class Endpoint:
         if guard is None:
             return self.handler(ctx, fields, **path_params)
         guard.authorize(ctx, self.access, values)
-        return guard.after(self.access, self.handler(ctx, fields, **path_params))
+        return guard.after(self.access, self.handler(ctx, fields, **path_params), values)

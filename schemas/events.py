@@ -273,6 +273,7 @@ class AuthChange(Event):
     resource_type: str | None = None
     resource_id: str | None = None
     permission: str | None = None
+    new_resource_id: str | None = None
     token_id: str | None = None
     token_hash: str | None = None
     expires_ms: int | None = None

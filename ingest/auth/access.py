@@ -53,6 +53,9 @@ class Access:
     resources, each checked), ``default`` when none is given. ``filter``: the response list filtered to
     readable items (:data:`FILTERS`). ``grant``: the created resource the caller gets MANAGE on, as
     (resource type, path of its id in the response), as the stock server grants its creator.
+    ``revokes``: a delete of the resource drops every permission on it; ``renames``: the request field
+    holding the resource's new id, to which its permissions move (a registered model's delete and
+    rename, as the stock server does), once the handler succeeded.
     """
 
     kind: str
@@ -61,6 +64,8 @@ class Access:
     default: str | None = None
     filter: str | None = None
     grant: tuple[str, str] | None = None
+    revokes: bool = False
+    renames: str | None = None
 
     user: ClassVar[Access]
     admin: ClassVar[Access]
@@ -91,8 +96,9 @@ class Access:
         return Access(ARTIFACT, level, ("path",))
 
     @staticmethod
-    def registered_model(level: str, *fields: str) -> Access:
-        return Access(REGISTERED_MODEL, level, fields or ("name",))
+    def registered_model(level: str, *fields: str, revokes: bool = False, renames: str | None = None) -> Access:
+        """A registered model by name (a model version: its model's ``name``)."""
+        return Access(REGISTERED_MODEL, level, fields or ("name",), revokes=revokes, renames=renames)
 
     @staticmethod
     def search(filter_: str) -> Access:

@@ -221,15 +221,36 @@ class Guard:
         return experiment_id
 
     # -- after the handler --
-    def after(self, access: Access | None, result: Any) -> Any:
-        """Filter a search's answer to what the caller may read; grant the creator MANAGE on what it created."""
+    def after(self, access: Access | None, result: Any, values: dict[str, Any] | None = None) -> Any:
+        """Filter a search's answer to what the caller may read; grant the creator MANAGE on what it
+        created; drop or move the permissions of a deleted or renamed registered model."""
         if access is None or not isinstance(result, dict):
             return result
         if access.filter is not None:
             result = self._filtered(access.filter, result)
         if access.grant is not None:
             self._grant(access.grant, result)
+        if (access.revokes or access.renames) and values is not None:
+            self._moved(access, values)
         return result
+
+    def _moved(self, access: Access, values: dict[str, Any]) -> None:
+        rid = next((values[f] for f in access.fields if values.get(f)), None)
+        new = values.get(access.renames) if access.renames else None
+        if rid is None or (access.renames and not new):
+            return
+        change = AuthChange(
+            op="rename_resource" if new else "delete_resource",
+            username=self.caller(),
+            resource_type=REGISTERED_MODEL if access.kind == REGISTERED_MODEL else EXPERIMENT,
+            resource_id=str(rid),
+            new_resource_id=str(new) if new else None,
+            time=now_ms(),
+        )
+        try:
+            self.view.write(change)
+        except MlflowError as exc:
+            log.warning("could not %s the permissions of %s: %s", change.op.split("_")[0], rid, exc)
 
     def _filtered(self, field: str, result: dict[str, Any]) -> dict[str, Any]:
         username = self.caller()

@@ -147,9 +147,12 @@ class AuthView:
             if token is None or token.username != c.username:
                 return not_found(f"Token with token_id={c.token_id} not found")
             del self.tokens[token.token_id]
-        elif c.op == "delete_resource":
-            for username in list(self.permissions.get((c.resource_type or "", c.resource_id or ""), {})):
-                self._drop((c.resource_type or "", c.resource_id or ""), username)
+        elif c.op in ("delete_resource", "rename_resource"):
+            key = (c.resource_type or "", c.resource_id or "")
+            for username, permission in list(self.permissions.get(key, {}).items()):
+                self._drop(key, username)
+                if c.op == "rename_resource" and c.new_resource_id:
+                    self._set((key[0], c.new_resource_id), username, permission)
         else:
             return MlflowError(f"unknown auth change {c.op!r}", "INVALID_STATE")
         return None
@@ -170,11 +173,15 @@ class AuthView:
             return None
         if c.permission not in LEVELS:
             return MlflowError(f"Invalid permission '{c.permission}'", "INVALID_PARAMETER_VALUE")
-        self.permissions.setdefault(key, {})[c.username] = str(c.permission)
-        if held is None:
-            counts = self._explicit.setdefault(c.username, {})
-            counts[rtype] = counts.get(rtype, 0) + 1
+        self._set(key, c.username, str(c.permission))
         return None
+
+    def _set(self, key: tuple[str, str], username: str, permission: str) -> None:
+        held = self.permissions.setdefault(key, {})
+        if username not in held:
+            counts = self._explicit.setdefault(username, {})
+            counts[key[0]] = counts.get(key[0], 0) + 1
+        held[username] = permission
 
     def _drop(self, key: tuple[str, str], username: str) -> None:
         held = self.permissions.get(key)

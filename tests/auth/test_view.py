@@ -98,3 +98,21 @@ def test_the_embedded_journal_survives_a_restart_and_a_torn_last_record(tmp_path
     finally:
         again.close()
     assert journal.stat().st_mode & 0o077 == 0  # hashes only, and readable by the gateway's user alone
+
+
+def test_a_renamed_or_deleted_registered_model_takes_its_permissions_along() -> None:
+    log = MemoryLog()
+    log.ensure_topics([TOPIC], 1)
+    view = _view(log)
+    try:
+        view.write(AuthChange(op="create_user", username="u", password_hash="h", is_admin=False, time=1))
+        rm = {"username": "u", "resource_type": "registered_model"}
+        view.write(AuthChange(op="grant", resource_id="a", permission="MANAGE", time=2, **rm))
+        view.write(AuthChange(op="rename_resource", resource_id="a", new_resource_id="b", time=3, **rm))
+        assert view.permission("registered_model", "a", "u") is None
+        assert view.permission("registered_model", "b", "u") == "MANAGE"
+        view.write(AuthChange(op="delete_resource", resource_id="b", time=4, **rm))
+        assert view.permission("registered_model", "b", "u") is None
+        assert not view.has_explicit("u", "registered_model")
+    finally:
+        view.close()
