@@ -106,12 +106,16 @@ def test_a_renamed_or_deleted_registered_model_takes_its_permissions_along() -> 
     view = _view(log)
     try:
         view.write(AuthChange(op="create_user", username="u", password_hash="h", is_admin=False, time=1))
-        rm = {"username": "u", "resource_type": "registered_model"}
-        view.write(AuthChange(op="grant", resource_id="a", permission="MANAGE", time=2, **rm))
-        view.write(AuthChange(op="rename_resource", resource_id="a", new_resource_id="b", time=3, **rm))
+        rm = "registered_model"
+        view.write(AuthChange(op="grant", username="u", resource_type=rm, resource_id="a", permission="MANAGE", time=2))
+        view.write(
+            AuthChange(
+                op="rename_resource", username="u", resource_type=rm, resource_id="a", new_resource_id="b", time=3
+            )
+        )
         assert view.permission("registered_model", "a", "u") is None
         assert view.permission("registered_model", "b", "u") == "MANAGE"
-        view.write(AuthChange(op="delete_resource", resource_id="b", time=4, **rm))
+        view.write(AuthChange(op="delete_resource", username="u", resource_type=rm, resource_id="b", time=4))
         assert view.permission("registered_model", "b", "u") is None
         assert not view.has_explicit("u", "registered_model")
     finally:
