@@ -24,6 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ingest.auth import handlers as auth_handlers
+from ingest.auth.access import Access
+from ingest.auth.guard import AuthMiddleware, NeedsThread
 from ingest.endpoint import API, ARTIFACTS_API, Endpoint
 from ingest.errors import MlflowError, invalid
 from ingest.handlers import ENDPOINTS, Context
@@ -141,30 +144,54 @@ async def _typed(request: Request, model: type[BaseModel]) -> BaseModel:
         raise invalid(error_message(exc)) from None
 
 
+def _values(spec: Endpoint, model: BaseModel) -> dict[str, Any]:
+    """A typed request's fields that its access declaration names (no dict of the whole hot-path body)."""
+    fields = spec.access.fields if spec.access is not None else ()
+    return {f: getattr(model, f, None) for f in fields}
+
+
 def adapt(spec: Endpoint, ctx: Context) -> ASGIEndpoint:
     """The one adapter from an :class:`Endpoint` to a Starlette endpoint: parse and validate the request
-    against its model, pass the read barrier the endpoint declares, call the handler in the thread pool
-    (``blocking``) or on the event loop, and answer every failure as an MLflow error."""
-    handler, reads = spec.handler, spec.reads
+    against its model, pass the read barrier the endpoint declares, check the caller's permission (auth on:
+    ``ctx.guard`` enforces ``spec.access``), call the handler in the thread pool (``blocking``) or on the
+    event loop, filter a search's answer to what the caller may read, and answer every failure as an
+    MLflow error."""
+    handler, reads, guard, access = spec.handler, spec.reads, ctx.guard, spec.access
 
-    def run(fields: dict[str, Any], path_params: dict[str, Any], args: tuple[Any, ...]) -> Any:
-        for topic, keys in reads.plan({**path_params, **fields}):
+    def run(values: dict[str, Any], path_params: dict[str, Any], args: tuple[Any, ...]) -> Any:
+        for topic, keys in reads.plan(values):
             ctx.wait(topic, keys)
-        return handler(ctx, *args, **({} if spec.raw else path_params))
+        if guard is None:
+            return handler(ctx, *args, **({} if spec.raw else path_params))
+        guard.authorize(ctx, access, values)
+        return guard.after(access, handler(ctx, *args, **({} if spec.raw else path_params)), values)
 
     async def call(request: Request) -> Any:
         path_params = request.path_params
         if spec.typed:
             assert spec.request is not None
             args: tuple[Any, ...] = (await _typed(request, spec.request),)
-            fields: dict[str, Any] = {}
+            values = {**path_params, **_values(spec, args[0])} if guard is not None else {}
         else:
             fields = await validated_fields(request, spec.request) if spec.request is not None else {}
             args = (request, fields) if spec.raw else (fields,)
+            values = {**path_params, **fields}
         if spec.blocking:
-            return await run_in_threadpool(run, fields, path_params, args)
+            return await run_in_threadpool(run, values, path_params, args)
+        if guard is not None:
+            try:
+                guard.authorize(ctx, access, values, may_block=False)
+            except NeedsThread:
+                await run_in_threadpool(guard.authorize, ctx, access, values)
         result = handler(ctx, *args, **({} if spec.raw else path_params))
-        return await result if isinstance(result, Awaitable) else result
+        result = await result if isinstance(result, Awaitable) else result
+        if (
+            guard is not None
+            and access is not None
+            and (access.filter or access.grant or access.revokes or access.renames)
+        ):
+            result = await run_in_threadpool(guard.after, access, result, values)
+        return result
 
     endpoint = _guarded(call)
     endpoint.spec = spec  # type: ignore[attr-defined]
@@ -186,7 +213,9 @@ UNIMPLEMENTED: dict[str, str] = {
     "/model-versions/{rest:path}": "GET, POST, PATCH, DELETE",
 }
 NOT_IMPLEMENTED = [
-    Endpoint(path, tuple(methods.split(", ")), _not_implemented(path), None, blocking=False, raw=True)
+    Endpoint(
+        path, tuple(methods.split(", ")), _not_implemented(path), None, blocking=False, raw=True, access=Access.user
+    )
     for path, methods in UNIMPLEMENTED.items()
 ]
 
@@ -246,6 +275,8 @@ def create_app(
         artifact_part_max_bytes=artifact_part_max_bytes,
     )
     all_routes: list[BaseRoute] = [Route("/health", _health), Route("/version", _version), *OBSERVABILITY_ROUTES]
+    if ctx.guard is not None:  # the basic-auth app's routes exist only with auth on, as in the stock server
+        all_routes += routes(auth_handlers.ENDPOINTS, ctx)
     all_routes += routes(ENDPOINTS, ctx)
     # The MLflow web app, /graphql and the small routes it polls (ingest/ui.py): before the unimplemented
     # catch-alls, so the empty registry searches answer ahead of the registry's 501.
@@ -261,6 +292,7 @@ def create_app(
     middleware = [
         Middleware(Observability, access=access_log),  # outermost: request ids, metrics, the access log
         *(web or WebSecurity()).middleware(),
+        *([Middleware(AuthMiddleware, guard=ctx.guard)] if ctx.guard is not None else []),
         Middleware(BodyLimit, max_bytes=max_body_bytes, read_timeout=read_timeout, streamed=streamed_upload),
     ]
     return Starlette(

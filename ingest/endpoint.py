@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from ingest.auth.access import Access
+
 API = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 ARTIFACTS_API = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
 # The log key of every ExperimentState event: all experiment changes share one partition, so the
@@ -102,6 +104,9 @@ class Endpoint:
     read only if ``request`` names a model). ``blocking`` handlers run in the thread pool (after the
     barrier of ``reads``); the others are awaited on the event loop (a coroutine, or a plain function
     that never blocks) and declare no reads.
+
+    ``access`` declares who may call it while auth is on (``ingest.auth.access``): the resource it
+    touches, the permission it needs there, where the resource id is. None (undeclared): admins only.
     """
 
     path: str
@@ -113,6 +118,7 @@ class Endpoint:
     typed: bool = False
     raw: bool = False
     prefixes: tuple[str, ...] = API
+    access: Access | None = None
 
     def __post_init__(self) -> None:
         if not self.blocking and self.reads.waits:
@@ -122,7 +128,13 @@ class Endpoint:
 
     def invoke(self, ctx: Any, fields: dict[str, Any], **path_params: Any) -> Any:
         """The handler as the HTTP adapter runs it, without HTTP: pass the declared barrier, then call it.
-        GraphQL resolvers answer through this, so they read exactly what the REST route would."""
-        for topic, keys in self.reads.plan({**path_params, **fields}):
+        GraphQL resolvers answer through this, so they read exactly what the REST route would, and pass the
+        same permission check (``ctx.guard``, while auth is on) and search filter."""
+        values = {**path_params, **fields}
+        for topic, keys in self.reads.plan(values):
             ctx.wait(topic, keys)
-        return self.handler(ctx, fields, **path_params)
+        guard = getattr(ctx, "guard", None)
+        if guard is None:
+            return self.handler(ctx, fields, **path_params)
+        guard.authorize(ctx, self.access, values)
+        return guard.after(self.access, self.handler(ctx, fields, **path_params), values)

@@ -76,6 +76,11 @@ class RunStates:
         entry = self._runs.get(run_id)
         return entry is not None and entry[1] == ACTIVE and self.error is None
 
+    def experiment_of(self, run_id: str) -> str | None:
+        """The run's experiment as last seen (a run never moves), or None when unknown. For permission checks."""
+        entry = self._runs.get(run_id)
+        return None if entry is None or self.error is not None else entry[0]
+
     def __len__(self) -> int:
         return len(self._runs)
 

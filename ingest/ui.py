@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from ingest import requests as r
+from ingest.auth.access import Access
 from ingest.endpoint import Endpoint
 from ingest.errors import MlflowError
 from ingest.graphql import GraphQL, request_parts
@@ -128,10 +129,13 @@ def ui_routes(ctx: Context, api_routes: Callable[[list[Endpoint]], list[Route]])
         routes.append(Mount("/static-files", app=_CachedStatic(directory=build), name="static-files"))
     routes += api_routes(
         [
+            # each query's resolvers pass the permission check of the endpoint they answer with
             Endpoint("/graphql", ("GET", "POST"), _graphql(GraphQL(ctx)), None, raw=True, blocking=False,
-                     prefixes=("",)),
-            Endpoint("/registered-models/search", ("GET",), _no_registry, r.NoFields),
-            Endpoint("/model-versions/search", ("GET",), _no_registry, r.NoFields),
+                     prefixes=("",), access=Access.user),
+            Endpoint("/registered-models/search", ("GET",), _no_registry, r.NoFields,
+                     access=Access.search("registered_models")),
+            Endpoint("/model-versions/search", ("GET",), _no_registry, r.NoFields,
+                     access=Access.search("model_versions")),
         ]
     )  # fmt: skip
     ajax2, ajax3 = "/ajax-api/2.0/mlflow", "/ajax-api/3.0/mlflow"

@@ -22,6 +22,11 @@ from typing import Any, ClassVar
 METRICS = "metric_batch"
 METADATA = "metadata"
 ARTIFACT = "artifact"
+AUTH = "auth"
+
+# The constant key of every AuthChange: users, tokens and permissions are decided in one partition, in
+# one order, by every gateway's view alike (ingest/auth/view.py).
+AUTH_KEY = "auth"
 
 # The constant key of every ExperimentState: experiment names are unique across experiments, so all
 # experiment changes are decided in one partition, in one order (docs/DESIGN.md, "Decided events").
@@ -255,10 +260,34 @@ class ArtifactEvent(Event):
         return self.path
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthChange(Event):
+    """A change to users, tokens or permissions (auth.v1). Key: the constant ``AUTH_KEY``."""
+
+    FAMILY: ClassVar[str] = AUTH
+    RECORD: ClassVar[str] = "trackstream.AuthChange"
+    op: str
+    username: str
+    password_hash: str | None = None
+    is_admin: bool | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    permission: str | None = None
+    new_resource_id: str | None = None
+    token_id: str | None = None
+    token_hash: str | None = None
+    expires_ms: int | None = None
+    time: int
+
+    @property
+    def key(self) -> str:
+        return AUTH_KEY
+
+
 NESTED: tuple[type, ...] = (Tag, Param, InputTag, DatasetInput, ModelOutput)
 EVENTS: tuple[type[Event], ...] = (
     MetricBatch, ExperimentState, ExperimentTags, RunState, RunData, LoggedModelState, LoggedModelData,
-    RunInputs, RunOutputs, ArtifactEvent,
+    RunInputs, RunOutputs, ArtifactEvent, AuthChange,
 )  # fmt: skip
 # Avro full name -> class: the codec decodes a record (or a union member) of that name into it.
 TYPES: Mapping[str, type] = {c.RECORD: c for c in (*NESTED, *EVENTS)}  # type: ignore[attr-defined]

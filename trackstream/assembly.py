@@ -72,7 +72,9 @@ def gateway(
         read_timeout=settings.request_read_timeout,
         access_log=settings.access_log,
     )
-    if isinstance(runtime.tables, ChdbStore):  # embedded: read-only SQL for local clients (trackstream.sql)
+    # Embedded: read-only SQL for local clients (trackstream.sql). Not with auth on: SQL would read past
+    # every per-experiment permission.
+    if isinstance(runtime.tables, ChdbStore) and not settings.auth_enabled:
         app.router.routes.insert(0, sql.route(runtime.tables))
     app.state.health = runtime.liveness
     app.state.readiness = runtime.readiness

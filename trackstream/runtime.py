@@ -14,12 +14,16 @@ from dataclasses import dataclass, field
 from consumers.deadletter import DeadLetters
 from consumers.pipeline import FlushPolicy, Pipeline, WorkerFailed
 from consumers.sink import Sink
+from ingest.auth.credentials import hash_password
+from ingest.auth.guard import Guard
+from ingest.auth.view import AuthView
 from ingest.consistency import Barrier, Outcomes
-from ingest.errors import unavailable
+from ingest.errors import MlflowError, unavailable
 from ingest.handlers.context import Context
 from ingest.runstates import RunStates
 from ingest.writer import EventWriter
 from schemas import codec
+from schemas.events import AuthChange
 from trackstream import metrics, registry
 from trackstream.health import Dependencies
 from trackstream.log import EventLog, LogConsumer, LogTail, Partition
@@ -33,6 +37,7 @@ from trackstream.tables import TableStore
 log = logging.getLogger(__name__)
 
 SINKS = registry.NAMES
+AUTH_START_TIMEOUT = 30.0  # seconds a starting gateway may take to read the whole auth topic
 
 
 @dataclass
@@ -45,6 +50,8 @@ class Runtime:
     pipelines: list[Pipeline] = field(default_factory=list)
     # the gateway's run-state view, once tracking() built it; /health asks run_states.healthy()
     run_states: RunStates | None = None
+    # users, tokens and permissions, once tracking() built them (auth on); /health asks auth.healthy()
+    auth: AuthView | None = None
     _closing: bool = False
     _dependencies: Dependencies | None = None
 
@@ -124,6 +131,8 @@ class Runtime:
         problems += [stalled for pipe in self.pipelines if (stalled := pipe.stalled)]
         if self.run_states is not None and not self.run_states.healthy():
             problems.append(f"the run-state view stopped: {self.run_states.error}")
+        if self.auth is not None and not self.auth.healthy():
+            problems.append(f"the auth view stopped: {self.auth.error}")
         return problems
 
     def liveness(self) -> list[str]:
@@ -171,7 +180,40 @@ class Runtime:
             outcomes,
             on_metadata=states.observe,
         )
-        return Context(writer, reader, barrier, self.settings.topics, states)
+        return Context(writer, reader, barrier, self.settings.topics, states, guard=self._guard())
+
+    def _guard(self) -> Guard | None:
+        """Auth on: the auth view, caught up with the whole auth topic, and the initial admin (docs/DESIGN.md,
+        failure states 65-69). A view that cannot read the topic stops start-up: serving with an empty view
+        would refuse every user."""
+        s = self.settings
+        if not s.auth_enabled:
+            return None
+        embedded = isinstance(self.events, MemoryLog)
+        journal = s.data_dir / "auth" / "changes.avro" if embedded else None
+        view = self.auth = AuthView(self.events, s.topics.auth, journal, s.read_barrier_timeout)
+        view.start()
+        if not view.catch_up(AUTH_START_TIMEOUT):
+            raise ConfigurationError(
+                f"the auth view could not read the auth topic {s.topics.auth!r} within {AUTH_START_TIMEOUT}s"
+                f"{': ' + view.error if view.error else ''}; is the event log reachable?"
+            )
+        if view.user(s.auth_admin_username) is None:
+            if s.auth_admin_password is None:
+                raise ConfigurationError(
+                    f"auth is on and the user {s.auth_admin_username!r} does not exist yet: set "
+                    "TRACKSTREAM_AUTH_ADMIN_PASSWORD (or MLFLOW_AUTH_ADMIN_PASSWORD) for the initial admin"
+                )
+            admin = AuthChange(
+                op="create_user",
+                username=s.auth_admin_username,
+                password_hash=hash_password(s.auth_admin_password.get_secret_value()),
+                is_admin=True,
+                time=int(time.time() * 1000),
+            )
+            with contextlib.suppress(MlflowError):  # another replica created it first: the log decided
+                view.write(admin)
+        return Guard(view, s.auth_default_permission, s.auth_token_max_ttl_seconds)
 
     def _wait_applied(self, partition: Partition, offset: int) -> None:
         """Embedded acknowledgement: wait until the sink applied the write; answer 503 with the reason
@@ -203,6 +245,8 @@ class Runtime:
             self._dependencies.close()
         if self.run_states is not None:
             self.run_states.close()
+        if self.auth is not None:
+            self.auth.close()
         for pipe in self.pipelines:
             pipe.stop()
         for thread in self.threads:
@@ -303,7 +347,8 @@ def build(settings: Settings) -> Runtime:
         s3.ensure_bucket()
         objects = s3
     if settings.create_topics:
-        events.ensure_topics(names, topics.partitions)
+        configs = {getattr(topics, name): dict(c) for name, c in topics.CONFIGS.items()}
+        events.ensure_topics(names, topics.partitions, configs)
     elif missing := events.missing_topics(names):
         events.close()
         raise ConfigurationError(

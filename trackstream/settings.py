@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from schemas.events import ARTIFACT, METADATA, METRICS
+from schemas.events import ARTIFACT, AUTH, METADATA, METRICS
 
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
@@ -45,12 +45,21 @@ class Topics(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TRACKSTREAM_TOPIC_")
     # the topic (field) each event family is produced to; a sink reads the topic its registry entry names
-    FAMILIES: ClassVar[dict[str, str]] = {METRICS: "metrics", METADATA: "metadata", ARTIFACT: "artifacts"}
+    FAMILIES: ClassVar[dict[str, str]] = {
+        METRICS: "metrics",
+        METADATA: "metadata",
+        ARTIFACT: "artifacts",
+        AUTH: "auth",
+    }
+    # Topic settings created with other configs than the broker's defaults: users and permissions are
+    # the auth topic's only copy (in Kafka mode), so it keeps every record (ingest/auth/view.py).
+    CONFIGS: ClassVar[dict[str, dict[str, str]]] = {"auth": {"retention.ms": "-1", "retention.bytes": "-1"}}
 
     # topic names, one per event family, and the dead-letter topic
     metrics: str = "trackstream.metrics"
     metadata: str = "trackstream.metadata"
     artifacts: str = "trackstream.artifacts"
+    auth: str = "trackstream.auth"
     deadletter: str = "trackstream.deadletter"
     # partitions of each topic created at start-up
     partitions: int = Field(default=4, ge=1)
@@ -171,6 +180,27 @@ class Settings(BaseSettings):
     # Each worker on one host needs its own port.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"
+    # -- authentication and permissions (ingest/auth): off by default --
+    auth_enabled: bool = False
+    # The initial admin, created at the first start with auth on (when no user of that name exists yet);
+    # ignored afterwards (change the password through users/update-password). MLflow's names work too.
+    auth_admin_username: str = Field(
+        default="admin",
+        min_length=1,
+        validation_alias=AliasChoices(
+            "TRACKSTREAM_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_USERNAME", "auth_admin_username"
+        ),
+    )
+    auth_admin_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "TRACKSTREAM_AUTH_ADMIN_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD", "auth_admin_password"
+        ),
+    )
+    # The permission a user has on an experiment or registered model without an explicit one (MLflow: READ).
+    auth_default_permission: Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"] = "READ"
+    # Longest lifetime of a bearer token, in seconds (0: tokens live until revoked unless asked otherwise).
+    auth_token_max_ttl_seconds: int = Field(default=90 * 24 * 3600, ge=0)
 
     @field_validator("allowed_hosts", "cors_allowed_origins", mode="before")
     @classmethod

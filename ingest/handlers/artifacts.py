@@ -24,6 +24,7 @@ from starlette.responses import Response, StreamingResponse
 
 from ingest import requests as r
 from ingest import validation as v
+from ingest.auth.access import EDIT, MANAGE, READ, Access
 from ingest.endpoint import API, ARTIFACTS_API, Endpoint, Reads
 from ingest.errors import MlflowError, invalid, not_found
 from ingest.handlers.artifact_keys import children, proxied_root, safe_path, storable_key
@@ -248,17 +249,53 @@ def _proxied(path: str, methods: tuple[str, ...], handler: Any, request: Any, **
 ALL_ARTIFACTS = Reads.all("artifacts")
 # Route order matters: "/artifacts" before "/artifacts/{path:path}".
 ENDPOINTS = [
-    _proxied("/artifacts", ("GET",), list_artifacts, r.ArtifactPath, reads=ALL_ARTIFACTS),
-    _proxied("/artifacts/{path:path}", ("PUT",), upload, None, raw=True, blocking=False),
-    _proxied("/artifacts/{path:path}", ("GET",), download, None, raw=True),
-    _proxied("/artifacts/{path:path}", ("DELETE",), delete, None, raw=True, reads=ALL_ARTIFACTS),
-    _proxied("/mpu/create/{path:path}", ("POST",), create_upload, r.CreateMultipartUpload, raw=True),
-    _proxied("/mpu/part/{path:path}", ("PUT",), upload_part, None, raw=True, blocking=False),
-    _proxied("/mpu/complete/{path:path}", ("POST",), complete_upload, r.CompleteMultipartUpload),
-    _proxied("/mpu/abort/{path:path}", ("POST",), abort_upload, r.AbortMultipartUpload),
-    Endpoint("/artifacts/list", ("GET",), list_run, r.ListRunArtifacts, Reads.run() + ALL_ARTIFACTS),
-    Endpoint("/server-info", ("GET",), server_info, r.NoFields, prefixes=("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")),
-    Endpoint("/get-artifact", ("GET",), get_artifact, r.GetArtifact, Reads.run(), prefixes=("", API[1])),
+    _proxied("/artifacts", ("GET",), list_artifacts, r.ArtifactPath, reads=ALL_ARTIFACTS, access=Access.artifact(READ)),
+    _proxied("/artifacts/{path:path}", ("PUT",), upload, None, raw=True, blocking=False, access=Access.artifact(EDIT)),
+    _proxied("/artifacts/{path:path}", ("GET",), download, None, raw=True, access=Access.artifact(READ)),
+    _proxied(
+        "/artifacts/{path:path}",
+        ("DELETE",),
+        delete,
+        None,
+        raw=True,
+        reads=ALL_ARTIFACTS,
+        access=Access.artifact(MANAGE),
+    ),
+    _proxied(
+        "/mpu/create/{path:path}",
+        ("POST",),
+        create_upload,
+        r.CreateMultipartUpload,
+        raw=True,
+        access=Access.artifact(EDIT),
+    ),
+    _proxied(
+        "/mpu/part/{path:path}", ("PUT",), upload_part, None, raw=True, blocking=False, access=Access.artifact(EDIT)
+    ),
+    _proxied(
+        "/mpu/complete/{path:path}", ("POST",), complete_upload, r.CompleteMultipartUpload, access=Access.artifact(EDIT)
+    ),
+    _proxied("/mpu/abort/{path:path}", ("POST",), abort_upload, r.AbortMultipartUpload, access=Access.artifact(EDIT)),
+    Endpoint(
+        "/artifacts/list", ("GET",), list_run, r.ListRunArtifacts, Reads.run() + ALL_ARTIFACTS, access=Access.run(READ)
+    ),
+    Endpoint(
+        "/server-info",
+        ("GET",),
+        server_info,
+        r.NoFields,
+        prefixes=("/api/3.0/mlflow", "/ajax-api/3.0/mlflow"),
+        access=Access.user,
+    ),
+    Endpoint(
+        "/get-artifact",
+        ("GET",),
+        get_artifact,
+        r.GetArtifact,
+        Reads.run(),
+        prefixes=("", API[1]),
+        access=Access.run(READ),
+    ),
     Endpoint(
         "/logged-models/{model_id}/artifacts/files",
         ("GET",),
@@ -266,5 +303,6 @@ ENDPOINTS = [
         r.GetLoggedModelFile,
         Reads.keyed("metadata", "model_id"),
         prefixes=(API[1],),
+        access=Access.logged_model(READ),
     ),
 ]

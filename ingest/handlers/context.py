@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ingest.consistency import Barrier
 from ingest.runstates import RunStates
@@ -11,12 +12,16 @@ from trackstream.objects import ObjectStore
 from trackstream.reads import TrackingReader
 from trackstream.settings import Topics
 
+if TYPE_CHECKING:
+    from ingest.auth.guard import Guard
+
 
 @dataclass(frozen=True, slots=True)
 class Context:
     """The gateway's shared state, passed to every handler as its first argument.
 
-    ``run_states`` is the run-state view (None: every write check reads the store). ``objects`` and the
+    ``run_states`` is the run-state view (None: every write check reads the store). ``guard`` checks who
+    may call what (None: auth is off; ``ingest.auth``). ``objects`` and the
     artifact limits are set by ``ingest.app.create_app``; the runtime builds the rest.
     """
 
@@ -28,6 +33,7 @@ class Context:
     objects: ObjectStore | None = None
     artifact_inline_max_bytes: int = 0
     artifact_part_max_bytes: int = 0
+    guard: Guard | None = None
 
     def store(self) -> ObjectStore:
         assert self.objects is not None, "create_app sets the object store"

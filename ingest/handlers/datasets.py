@@ -6,6 +6,7 @@ from typing import Any
 
 from ingest import requests as r
 from ingest import validation as v
+from ingest.auth.access import EDIT, READ, Access
 from ingest.endpoint import Endpoint, Reads
 from ingest.errors import invalid
 from ingest.handlers.common import int_or, str_list
@@ -84,7 +85,28 @@ def _dataset_input(d: Any) -> dict[str, Any]:
 
 # log-inputs and outputs name the run by run_id only (no run_uuid), as MLflow's messages do
 ENDPOINTS = [
-    Endpoint("/runs/log-inputs", ("POST",), log_inputs, r.LogInputs, Reads.keyed("metadata", "run_id")),
-    Endpoint("/runs/outputs", ("POST",), log_outputs, r.LogOutputs, Reads.keyed("metadata", "run_id")),
-    Endpoint("/experiments/search-datasets", ("POST",), search_datasets, r.SearchDatasets, Reads.all_metadata),
+    Endpoint(
+        "/runs/log-inputs",
+        ("POST",),
+        log_inputs,
+        r.LogInputs,
+        Reads.keyed("metadata", "run_id"),
+        access=Access.run(EDIT),
+    ),
+    Endpoint(
+        "/runs/outputs",
+        ("POST",),
+        log_outputs,
+        r.LogOutputs,
+        Reads.keyed("metadata", "run_id"),
+        access=Access.run(EDIT),
+    ),
+    Endpoint(
+        "/experiments/search-datasets",
+        ("POST",),
+        search_datasets,
+        r.SearchDatasets,
+        Reads.all_metadata,
+        access=Access.experiment(READ, "experiment_ids"),
+    ),
 ]

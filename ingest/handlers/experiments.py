@@ -12,6 +12,7 @@ from typing import Any
 
 from ingest import requests as r
 from ingest import validation as v
+from ingest.auth.access import EDIT, EXPERIMENT_NAME, MANAGE, READ, Access
 from ingest.endpoint import EXPERIMENTS_KEY, Endpoint, Reads
 from ingest.errors import MlflowError, invalid, not_found
 from ingest.handlers.common import ACTIVE, DEFAULT_EXPERIMENT_ID, DELETED, VIEW_TYPES, now_ms, str_list, tag
@@ -152,13 +153,52 @@ def delete_experiment_tag(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 ONE = Reads.experiment()
 ENDPOINTS = [
-    Endpoint("/experiments/create", ("POST",), create_experiment, r.CreateExperiment),
-    Endpoint("/experiments/get", ("GET",), get_experiment, r.ExperimentId, ONE),
-    Endpoint("/experiments/get-by-name", ("GET",), get_experiment_by_name, r.GetExperimentByName, Reads.all_metadata),
-    Endpoint("/experiments/search", ("GET", "POST"), search_experiments, r.SearchExperiments),  # waits itself
-    Endpoint("/experiments/update", ("POST",), update_experiment, r.UpdateExperiment, ONE),
-    Endpoint("/experiments/delete", ("POST",), delete_experiment, r.ExperimentId, ONE),
-    Endpoint("/experiments/restore", ("POST",), restore_experiment, r.ExperimentId, ONE),
-    Endpoint("/experiments/set-experiment-tag", ("POST",), set_experiment_tag, r.SetExperimentTag, ONE),
-    Endpoint("/experiments/delete-experiment-tag", ("POST",), delete_experiment_tag, r.DeleteExperimentTag, ONE),
+    Endpoint(
+        "/experiments/create",
+        ("POST",),
+        create_experiment,
+        r.CreateExperiment,
+        access=Access.creates("experiment", "experiment_id"),
+    ),
+    Endpoint("/experiments/get", ("GET",), get_experiment, r.ExperimentId, ONE, access=Access.experiment(READ)),
+    Endpoint(
+        "/experiments/get-by-name",
+        ("GET",),
+        get_experiment_by_name,
+        r.GetExperimentByName,
+        Reads.all_metadata,
+        access=Access(EXPERIMENT_NAME, READ, ("experiment_name",)),
+    ),
+    Endpoint(
+        "/experiments/search",
+        ("GET", "POST"),
+        search_experiments,
+        r.SearchExperiments,
+        access=Access.search("experiments"),
+    ),  # waits itself
+    Endpoint(
+        "/experiments/update", ("POST",), update_experiment, r.UpdateExperiment, ONE, access=Access.experiment(EDIT)
+    ),
+    Endpoint(
+        "/experiments/delete", ("POST",), delete_experiment, r.ExperimentId, ONE, access=Access.experiment(MANAGE)
+    ),
+    Endpoint(
+        "/experiments/restore", ("POST",), restore_experiment, r.ExperimentId, ONE, access=Access.experiment(MANAGE)
+    ),
+    Endpoint(
+        "/experiments/set-experiment-tag",
+        ("POST",),
+        set_experiment_tag,
+        r.SetExperimentTag,
+        ONE,
+        access=Access.experiment(EDIT),
+    ),
+    Endpoint(
+        "/experiments/delete-experiment-tag",
+        ("POST",),
+        delete_experiment_tag,
+        r.DeleteExperimentTag,
+        ONE,
+        access=Access.experiment(EDIT),
+    ),
 ]

@@ -12,6 +12,7 @@ from typing import Any
 
 from ingest import requests as r
 from ingest import validation as v
+from ingest.auth.access import EDIT, MANAGE, READ, Access
 from ingest.endpoint import Endpoint, Reads
 from ingest.errors import MlflowError, invalid, not_found
 from ingest.handlers.artifact_keys import children, proxied_root, safe_path
@@ -268,20 +269,58 @@ MODEL = Reads.keyed("metadata", "model_id")
 # a model's metric points may come from any run, so every partition of the metrics topic
 MODEL_AND_METRICS = MODEL + Reads.all("metrics")
 ENDPOINTS = [
-    Endpoint("/logged-models", ("POST",), create, r.CreateLoggedModel, Reads.experiment()),
+    Endpoint(
+        "/logged-models", ("POST",), create, r.CreateLoggedModel, Reads.experiment(), access=Access.experiment(EDIT)
+    ),
     # the barrier is passed by the search itself, once the filter parsed (search_models)
-    Endpoint("/logged-models/search", ("POST",), search_models, r.SearchLoggedModels),
-    Endpoint("/logged-models/{model_id}", ("GET",), get, r.GetLoggedModel, MODEL_AND_METRICS),
-    Endpoint("/logged-models/{model_id}", ("PATCH",), finalize, r.FinalizeLoggedModel, MODEL),
-    Endpoint("/logged-models/{model_id}", ("DELETE",), delete, r.NoFields, MODEL),
-    Endpoint("/logged-models/{model_id}/tags", ("PATCH",), set_tags, r.LoggedModelTags, MODEL),
-    Endpoint("/logged-models/{model_id}/tags/{key:path}", ("DELETE",), delete_tag, r.NoFields, MODEL),
-    Endpoint("/logged-models/{model_id}/params", ("POST",), log_params, r.LoggedModelParams, MODEL),
+    Endpoint("/logged-models/search", ("POST",), search_models, r.SearchLoggedModels, access=Access.search("models")),
+    Endpoint(
+        "/logged-models/{model_id}",
+        ("GET",),
+        get,
+        r.GetLoggedModel,
+        MODEL_AND_METRICS,
+        access=Access.logged_model(READ),
+    ),
+    Endpoint(
+        "/logged-models/{model_id}",
+        ("PATCH",),
+        finalize,
+        r.FinalizeLoggedModel,
+        MODEL,
+        access=Access.logged_model(EDIT),
+    ),
+    Endpoint("/logged-models/{model_id}", ("DELETE",), delete, r.NoFields, MODEL, access=Access.logged_model(MANAGE)),
+    Endpoint(
+        "/logged-models/{model_id}/tags",
+        ("PATCH",),
+        set_tags,
+        r.LoggedModelTags,
+        MODEL,
+        access=Access.logged_model(EDIT),
+    ),
+    Endpoint(
+        "/logged-models/{model_id}/tags/{key:path}",
+        ("DELETE",),
+        delete_tag,
+        r.NoFields,
+        MODEL,
+        access=Access.logged_model(EDIT),
+    ),
+    Endpoint(
+        "/logged-models/{model_id}/params",
+        ("POST",),
+        log_params,
+        r.LoggedModelParams,
+        MODEL,
+        access=Access.logged_model(EDIT),
+    ),
     Endpoint(
         "/logged-models/{model_id}/artifacts/directories",
         ("GET",),
         list_artifacts,
         r.ListLoggedModelArtifacts,
         MODEL_AND_METRICS + Reads.all("artifacts"),
+        access=Access.logged_model(READ),
     ),
 ]

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ingest import requests as r
 from ingest import validation as v
+from ingest.auth.access import EDIT, READ, Access
 from ingest.endpoint import Endpoint, Reads
 from ingest.errors import invalid
 from ingest.handlers.common import int_or, run_id, str_list, tag
@@ -191,16 +192,21 @@ def sample_points(rows: list[tuple[Any, ...]], max_results: int) -> list[tuple[A
 
 
 ENDPOINTS = [
-    Endpoint("/runs/log-metric", ("POST",), log_metric, LogMetric, blocking=False, typed=True),
-    Endpoint("/runs/log-batch", ("POST",), log_batch, LogBatch, blocking=False, typed=True),
+    Endpoint("/runs/log-metric", ("POST",), log_metric, LogMetric, blocking=False, typed=True, access=Access.run(EDIT)),
+    Endpoint("/runs/log-batch", ("POST",), log_batch, LogBatch, blocking=False, typed=True, access=Access.run(EDIT)),
     Endpoint(
         "/metrics/get-history",
         ("GET",),
         metric_history,
         r.GetMetricHistory,
         Reads.keyed("metrics", "run_id", "run_uuid"),
+        access=Access.run(READ),
     ),
     Endpoint(
-        "/metrics/get-history-bulk-interval", ("GET",), metric_history_bulk_interval, r.GetMetricHistoryBulkInterval
+        "/metrics/get-history-bulk-interval",
+        ("GET",),
+        metric_history_bulk_interval,
+        r.GetMetricHistoryBulkInterval,
+        access=Access.run(READ, "run_ids"),
     ),
 ]

@@ -7,6 +7,7 @@ from typing import Any
 
 from ingest import requests as r
 from ingest import validation as v
+from ingest.auth.access import EDIT, MANAGE, READ, Access
 from ingest.endpoint import Endpoint, Reads
 from ingest.errors import invalid, not_found
 from ingest.handlers.common import (
@@ -171,13 +172,31 @@ def delete_tag(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 RUN = Reads.run()
 ENDPOINTS = [
-    Endpoint("/runs/create", ("POST",), create_run, r.CreateRun, Reads.experiment(default=DEFAULT_EXPERIMENT_ID)),
-    Endpoint("/runs/delete", ("POST",), delete_run, r.RunRef, RUN),
-    Endpoint("/runs/restore", ("POST",), restore_run, r.RunRef, RUN),
-    Endpoint("/runs/update", ("POST",), update_run, r.UpdateRun, RUN),
-    Endpoint("/runs/get", ("GET",), get_run, r.RunRef, RUN + Reads.keyed("metrics", "run_id", "run_uuid")),
-    Endpoint("/runs/search", ("POST",), search_runs, r.SearchRuns),  # waits itself, once the filter parsed
-    Endpoint("/runs/log-parameter", ("POST",), log_param, r.LogParam),  # check_active waits on a miss only
-    Endpoint("/runs/set-tag", ("POST",), set_tag, r.SetTag),
-    Endpoint("/runs/delete-tag", ("POST",), delete_tag, r.DeleteTag, RUN),
+    Endpoint(
+        "/runs/create",
+        ("POST",),
+        create_run,
+        r.CreateRun,
+        Reads.experiment(default=DEFAULT_EXPERIMENT_ID),
+        access=Access.experiment(EDIT, default=DEFAULT_EXPERIMENT_ID),
+    ),
+    Endpoint("/runs/delete", ("POST",), delete_run, r.RunRef, RUN, access=Access.run(MANAGE)),
+    Endpoint("/runs/restore", ("POST",), restore_run, r.RunRef, RUN, access=Access.run(MANAGE)),
+    Endpoint("/runs/update", ("POST",), update_run, r.UpdateRun, RUN, access=Access.run(EDIT)),
+    Endpoint(
+        "/runs/get",
+        ("GET",),
+        get_run,
+        r.RunRef,
+        RUN + Reads.keyed("metrics", "run_id", "run_uuid"),
+        access=Access.run(READ),
+    ),
+    Endpoint(
+        "/runs/search", ("POST",), search_runs, r.SearchRuns, access=Access.search("runs")
+    ),  # waits itself, once the filter parsed
+    Endpoint(
+        "/runs/log-parameter", ("POST",), log_param, r.LogParam, access=Access.run(EDIT)
+    ),  # check_active waits on a miss only
+    Endpoint("/runs/set-tag", ("POST",), set_tag, r.SetTag, access=Access.run(EDIT)),
+    Endpoint("/runs/delete-tag", ("POST",), delete_tag, r.DeleteTag, RUN, access=Access.run(EDIT)),
 ]

@@ -87,7 +87,12 @@ def tables_of(version: codec.SchemaVersion) -> tuple[str, ...]:
     return (*TABLES[version.family], *extra)
 
 
-@pytest.mark.parametrize("version", VERSIONS, ids=lambda v: f"{v.family}.v{v.version}")
+# Families a sink writes to tables (the auth family is applied by each gateway's view instead:
+# tests/auth/test_view.py goes through its examples).
+SINK_VERSIONS = [v for v in VERSIONS if v.family in TABLES]
+
+
+@pytest.mark.parametrize("version", SINK_VERSIONS, ids=lambda v: f"{v.family}.v{v.version}")
 def test_every_example_goes_through_its_sink(version: codec.SchemaVersion, tmp_path: Path) -> None:
     sink, tables = _sink(version.family, tmp_path)
     try:

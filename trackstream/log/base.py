@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from kafka.partitioner.default import murmur2
@@ -110,8 +110,11 @@ class EventLog(abc.ABC):
     """
 
     @abc.abstractmethod
-    def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
-        """Create the topics that do not exist yet (idempotent)."""
+    def ensure_topics(
+        self, topics: Sequence[str], partitions: int, configs: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
+        """Create the topics that do not exist yet (idempotent); ``configs``: topic configs by topic
+        name, for topics created with other settings than the broker's defaults (e.g. kept forever)."""
 
     @abc.abstractmethod
     def missing_topics(self, topics: Sequence[str]) -> list[str]:
@@ -145,8 +148,9 @@ class EventLog(abc.ABC):
         (write what is held there; a commit for partitions that moved is refused, and they are re-read)."""
 
     @abc.abstractmethod
-    def tail(self, topic: str) -> LogTail:
-        """Open a :class:`LogTail` of ``topic`` positioned at its current end (resolved before returning)."""
+    def tail(self, topic: str, from_start: bool = False) -> LogTail:
+        """Open a :class:`LogTail` of ``topic`` positioned at its current end (resolved before returning),
+        or with ``from_start`` at its oldest kept record (a view rebuilt from the whole topic)."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -203,7 +203,9 @@ class KafkaLog(EventLog):
                         raise LogUnavailable(f"Kafka did not answer for {what}: {exc}") from exc
         raise AssertionError("unreachable")
 
-    def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
+    def ensure_topics(
+        self, topics: Sequence[str], partitions: int, configs: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
         """Create missing topics, replicated to min(3, brokers) brokers: three copies on a cluster (with
         the broker's ``min.insync.replicas``, acks=all then survives one broker down), one on a single
         broker. Existing topics are left as they are."""
@@ -212,7 +214,11 @@ class KafkaLog(EventLog):
         replication = min(MAX_REPLICATION, brokers)
         with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(
-                {t: {"num_partitions": partitions, "replication_factor": replication} for t in topics},
+                {
+                    t: {"num_partitions": partitions, "replication_factor": replication}
+                    | ({"configs": dict(configs[t])} if configs and t in configs else {})
+                    for t in topics
+                },
                 raise_errors=False,
             )
         admin.wait_for_topics(list(topics), timeout_ms=30_000)
@@ -287,8 +293,8 @@ class KafkaLog(EventLog):
     def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
         return _KafkaConsumer(self._bootstrap, group, topic, on_revoke, **self._consumer_timeouts)
 
-    def tail(self, topic: str) -> LogTail:
-        return _KafkaTail(self._bootstrap, topic, f"{self._client_id}-tail")
+    def tail(self, topic: str, from_start: bool = False) -> LogTail:
+        return _KafkaTail(self._bootstrap, topic, f"{self._client_id}-tail", from_start)
 
     def close(self) -> None:
         """Bounded: the producer gets ``CLOSE_TIMEOUT`` seconds to deliver what it holds, then fails it."""
@@ -470,7 +476,7 @@ class _KafkaTail(LogTail):
     end, nothing committed. kafka-python reconnects by itself after a broker restart; a poll that fails
     meanwhile is an empty poll after a short pause."""
 
-    def __init__(self, bootstrap: str, topic: str, client_id: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, client_id: str, from_start: bool = False) -> None:
         self._topic = topic
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -488,7 +494,10 @@ class _KafkaTail(LogTail):
                 time.sleep(0.1)
             parts = [TopicPartition(topic, p) for p in sorted(found)]
             self._consumer.assign(parts)
-            self._consumer.seek_to_end(*parts)
+            if from_start:
+                self._consumer.seek_to_beginning(*parts)
+            else:
+                self._consumer.seek_to_end(*parts)
             for tp in parts:  # seek_to_end is lazy: resolve the ends now, so later records are all seen
                 self._consumer.position(tp)
         except KafkaError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from trackstream.log.base import EventLog, Headers, LogConsumer, LogTail, Message, Partition, RevokeCallback
@@ -36,7 +36,9 @@ class MemoryLog(EventLog):
         # open tails by topic: they hold records too, until they read them
         self._tails: dict[str, set[_MemoryTail]] = {}
 
-    def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
+    def ensure_topics(
+        self, topics: Sequence[str], partitions: int, configs: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
         with self._cond:
             for topic in topics:
                 self._topics.setdefault(topic, [_Partition() for _ in range(partitions)])
@@ -78,8 +80,8 @@ class MemoryLog(EventLog):
     def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
         return _MemoryConsumer(self, group, topic)
 
-    def tail(self, topic: str) -> LogTail:
-        return _MemoryTail(self, topic)
+    def tail(self, topic: str, from_start: bool = False) -> LogTail:
+        return _MemoryTail(self, topic, from_start)
 
     def close(self) -> None:
         with self._cond:
@@ -178,11 +180,11 @@ class _MemoryConsumer(LogConsumer):
 
 
 class _MemoryTail(LogTail):
-    def __init__(self, log: MemoryLog, topic: str) -> None:
+    def __init__(self, log: MemoryLog, topic: str, from_start: bool = False) -> None:
         self._log = log
         self._topic = topic
         with log._cond:
-            self.positions = {index: part.end for index, part in enumerate(log._topic(topic))}
+            self.positions = {index: 0 if from_start else part.end for index, part in enumerate(log._topic(topic))}
             log._tails.setdefault(topic, set()).add(self)
 
     def poll(self, timeout: float, max_records: int) -> list[Message]:
