@@ -8,7 +8,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from consumers.deadletter import DeadLetters
@@ -290,8 +290,10 @@ class _TimedLog(EventLog):
         with metrics.timed(metrics.PRODUCE_DURATION, metrics.PRODUCE_FAILURES, topic):
             return await self._inner.produce_async(topic, key, value, headers)
 
-    def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
-        self._inner.ensure_topics(topics, partitions)
+    def ensure_topics(
+        self, topics: Sequence[str], partitions: int, configs: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
+        self._inner.ensure_topics(topics, partitions, configs)
 
     def missing_topics(self, topics: Sequence[str]) -> list[str]:
         return self._inner.missing_topics(topics)
@@ -311,8 +313,8 @@ class _TimedLog(EventLog):
     def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
         return self._inner.consumer(group, topic, on_revoke)
 
-    def tail(self, topic: str) -> LogTail:
-        return self._inner.tail(topic)
+    def tail(self, topic: str, from_start: bool = False) -> LogTail:
+        return self._inner.tail(topic, from_start)
 
     def close(self) -> None:
         self._inner.close()
