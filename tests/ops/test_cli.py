@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import Gateway, free_port
 from tests.faults.conftest import REPO
-from trackstream.settings import Settings
+from trackstream.settings import Settings, Topics
 
 SECRET = "hunter2-very-secret"
 
@@ -60,7 +60,7 @@ def test_every_command_lists_the_settings_it_reads(command: str) -> None:
         assert common in result.stdout
     listed = {w for w in result.stdout.split() if w.startswith("TRACKSTREAM_")}
     known = {f"TRACKSTREAM_{n.upper()}" for n in Settings.model_fields} | {
-        f"TRACKSTREAM_TOPIC_{n.upper()}" for n in ("metrics", "metadata", "artifacts", "deadletter", "partitions")
+        f"TRACKSTREAM_TOPIC_{n.upper()}" for n in Topics.model_fields
     }
     assert listed <= known, listed - known  # every variable named is a real setting
     if command == "serve":
