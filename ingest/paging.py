@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any
 
 import orjson
@@ -40,7 +41,14 @@ def history_position(token: Any) -> tuple[tuple[int, int, float, int] | None, in
         after = decoded.get("after") if isinstance(decoded, dict) else None
         if after is not None:
             ts, step, value, nan = after
-            if type(ts) is int and type(step) is int and type(value) in (int, float) and nan in (0, 1):
+            if (
+                type(ts) is int
+                and type(step) is int
+                and -(2**63) <= min(ts, step) <= max(ts, step) < 2**63
+                and type(value) in (int, float)
+                and math.isfinite(value)
+                and nan in (0, 1)
+            ):
                 return (ts, step, float(value), int(nan)), 0
             raise ValueError(after)
     except Exception:

@@ -77,7 +77,8 @@ def test_tokens(gateway: Gateway, mlflow_client: Any) -> None:
     assert _rows(body) == expected[10:15]
     after = _get(gateway, run_id=run_id, metric_key="loss", max_results=100, page_token=body["next_page_token"])
     assert _rows(after.json()) == expected[15:]
-    for bad in ("%%%", base64.b64encode(b'{"after": [1, 2]}').decode(), base64.b64encode(b"[1]").decode()):
+    huge = base64.b64encode(orjson.dumps({"after": [10**30, 0, 1.0, 0]})).decode()
+    for bad in ("%%%", base64.b64encode(b'{"after": [1, 2]}').decode(), base64.b64encode(b"[1]").decode(), huge):
         resp = _get(gateway, run_id=run_id, metric_key="loss", page_token=bad)
         assert resp.status_code == 400 and resp.json()["error_code"] == "INVALID_PARAMETER_VALUE", bad
     for size in (0, -1):
@@ -96,7 +97,8 @@ def test_history_bulk(gateway: Gateway, mlflow_client: Any) -> None:
     assert [m["run_id"] for m in body["metrics"]] == [r for r in by_run for _ in range(3 if r == r1 else 1)]
     assert [m["step"] for m in body["metrics"] if m["run_id"] == r1] == [2, 1, 0]  # by timestamp
     assert body["metrics"][0].keys() == {"key", "value", "timestamp", "step", "run_id"}
-    limited = requests.get(url, params={"run_id": [r1, r2], "metric_key": "m", "max_results": 2}, timeout=10)
+    two: dict[str, Any] = {"run_id": [r1, r2], "metric_key": "m", "max_results": 2}
+    limited = requests.get(url, params=two, timeout=10)
     assert len(limited.json()["metrics"]) == 2
     for params in ({"metric_key": "m"}, {"run_id": r1}, {"run_id": [r1] * 101, "metric_key": "m"}):
         resp = requests.get(url, params=params, timeout=10)

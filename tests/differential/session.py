@@ -397,7 +397,7 @@ def _runs_and_data(rec: Recorder, client: MlflowClient) -> None:
     other = client.create_run(_exp_id(client, "diff-main"), run_name="chart-other", start_time=1_001).info.run_id
     rec.ids.run(other)
     client.log_batch(other, metrics=[Metric("chart", float(i), 100 + i, i) for i in range(9)])
-    for label, extra in (
+    interval: tuple[tuple[str, dict[str, Any]], ...] = (
         ("default", {}),
         ("max 1", {"max_results": 1}),
         ("max 4", {"max_results": 4}),
@@ -405,7 +405,8 @@ def _runs_and_data(rec: Recorder, client: MlflowClient) -> None:
         ("max 54", {"max_results": 54}),
         ("range", {"max_results": 5, "start_step": 3, "end_step": 17}),
         ("empty range", {"start_step": 100, "end_step": 200}),
-    ):
+    )
+    for label, extra in interval:
         resp = requests.get(
             f"{rec.uri}/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval",
             params={"run_ids": [rid, other], "metric_key": "chart", **extra},
@@ -415,7 +416,8 @@ def _runs_and_data(rec: Recorder, client: MlflowClient) -> None:
             [rec.ids.run(m["run_id"]), m["step"], m["timestamp"], m["value"]] for m in resp.json().get("metrics", [])
         ]
         rec.note(f"bulk-interval {label}", {"status": resp.status_code, "metrics": metrics})
-    for label, extra in (("all", {}), ("max 50", {"max_results": 50})):
+    bulk: tuple[tuple[str, dict[str, Any]], ...] = (("all", {}), ("max 50", {"max_results": 50}))
+    for label, extra in bulk:
         resp = requests.get(
             f"{rec.uri}/ajax-api/2.0/mlflow/metrics/get-history-bulk",
             params={"run_id": [other, rid], "metric_key": "batch_m", **extra},
