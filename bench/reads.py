@@ -155,15 +155,29 @@ def measure(system: System, args: argparse.Namespace, data: dict[str, Any], rss:
         return resp
 
     interval = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
+    if "bulk" not in args.figures:
+        return out | measure_rest(system, args, data, rss)
     out["bulk_interval_1run"] = timed(lambda: get(interval, run_ids=[big], metric_key="loss"), r, rss)
     ten = [big, *data["small"][:9]]
     out["bulk_interval_10runs"] = timed(lambda: get(interval, run_ids=ten, metric_key="loss"), r, rss)
     n = len(get(interval, run_ids=[big], metric_key="loss").json()["metrics"])
     out["bulk_interval_1run"]["points"] = n
+    return out | measure_rest(system, args, data, rss)
+
+
+def measure_rest(system: System, args: argparse.Namespace, data: dict[str, Any], rss: PeakRss) -> dict[str, Any]:
+    url, big, r = system.urls[0], data["big"], args.repeat
+    out: dict[str, Any] = {}
+
+    def get(path: str, **params: Any) -> requests.Response:
+        resp = requests.get(url + path, params=params, timeout=3600)
+        assert resp.status_code == 200, resp.text[:300]
+        return resp
 
     whole = "/api/2.0/mlflow/metrics/get-history"
-    out["history_unpaged"] = timed(lambda: get(whole, run_id=big, metric_key="loss").content, max(1, r // 3), rss)
-    out["history_unpaged"]["points"] = len(get(whole, run_id=big, metric_key="loss").json().get("metrics", []))
+    if "unpaged" in args.figures:
+        out["history_unpaged"] = timed(lambda: get(whole, run_id=big, metric_key="loss").content, max(1, r // 3), rss)
+        out["history_unpaged"]["points"] = len(get(whole, run_id=big, metric_key="loss").json().get("metrics", []))
     pages = list(history_pages(url, big))
     out["history_page_first_ms"] = round(pages[0][0], 1)
     out["history_page_last_ms"] = round(pages[-1][0], 1)
@@ -344,6 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--mlflow-workers", type=int, default=2)
     p.add_argument("--note", default="")
+    p.add_argument("--figures", default="bulk,unpaged", help="optional figure groups (default: all of bulk,unpaged)")
     args = p.parse_args(argv)
     # what bench/run.py's systems read from their args
     args.variant, args.gateways, args.metrics_consumers, args.partitions, args.keep = "", 1, 1, 0, False
