@@ -95,6 +95,16 @@ services-purge:
 
 ## Side-by-side benchmark, never a test (see bench/README.md), e.g.
 ##   make bench BENCH_ARGS="--system trackstream-kafka --duration 60"
+## Without BENCH_ARGS: the ingest load on mlflow server and trackstream-kafka, their summary (ratios), then
+## the read figures of mlflow server, trackstream-kafka and -embedded side by side (bench/reads.py, READS_ARGS).
+.PHONY: bench
 bench: $(STAMP)
 	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
-	$(PY) -m bench.run $(or $(BENCH_ARGS),--system trackstream-kafka)
+ifdef BENCH_ARGS
+	$(PY) -m bench.run $(BENCH_ARGS)
+else
+	$(PY) -m bench.run --system mlflow
+	$(PY) -m bench.run --system trackstream-kafka
+	$(PY) -m bench.run --report
+	$(PY) -m bench.reads $(READS_ARGS)
+endif

@@ -247,6 +247,12 @@ class GetMetricHistoryBulkInterval(Body):
     max_results: Int32 | None = None
 
 
+class GetMetricHistoryBulk(Body):
+    run_id: list[Str] | None = None
+    metric_key: Str | None = None
+    max_results: Int32 | None = None
+
+
 class SearchDatasets(Body):
     experiment_ids: list[Str] | None = None
 

@@ -9,11 +9,13 @@ way. Listing reads the ``artifacts`` index table; downloads stream from object s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import io
 import mimetypes
 import posixpath
-import tempfile
+import queue
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -49,26 +51,120 @@ def _upload_errors() -> Iterator[None]:
 
 
 # -- mlflow-artifacts --
+class _Pipe(io.RawIOBase):
+    """The request body handed from the event loop to the thread writing it to the object store, a few
+    blocks at a time: one pass at the speed of the slower side, memory bounded by ``depth`` blocks (the
+    body used to be spooled to a temp file whole, then read back: two passes over the disk)."""
+
+    def __init__(self, depth: int = 4) -> None:
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._head = b""
+        self._done = False
+        self.cut: BaseException | None = None  # set by the feeder: the body was cut short, the reader raises it
+        self.reader_gone = False  # set when the store's writer returned or failed: feeding stops
+
+    def feed(self, block: bytes | None) -> None:
+        """A block of the body (None: the end); returns without it if the reader is gone."""
+        while not self.reader_gone:
+            try:
+                self._blocks.put(block, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def stop(self, exc: BaseException) -> None:
+        """The body was cut short: the reader raises ``exc`` at its next read (never blocks)."""
+        self.cut = exc
+        with contextlib.suppress(queue.Full):
+            self._blocks.put_nowait(None)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        want = size if size is not None and size >= 0 else 1 << 62
+        out = bytearray()
+        while len(out) < want:
+            if self.cut is not None:
+                raise self.cut
+            if not self._head:
+                if self._done:
+                    break
+                block = self._blocks.get()
+                if self.cut is not None:
+                    raise self.cut
+                if block is None:
+                    self._done = True
+                    break
+                self._head = block
+            take = want - len(out)
+            out += self._head[:take]
+            self._head = self._head[take:]
+        return bytes(out)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _BodyCut(Exception):
+    """The client stopped sending before the end of the body: nothing is stored."""
+
+
 async def upload(ctx: Context, request: Request, p: dict[str, Any]) -> dict[str, Any]:
+    """A body up to the inline size travels in the event; a larger one streams to the object store while
+    it arrives (claim check), its size and checksum computed on the way."""
     key = storable_key(safe_path(request.path_params.get("path")))
     digest = hashlib.sha256()
     size = 0
-    with tempfile.SpooledTemporaryFile(max_size=max(ctx.artifact_inline_max_bytes, 1)) as spool:
-        async for chunk in request.stream():
-            digest.update(chunk)
-            size += len(chunk)
-            spool.write(chunk)
-        spool.seek(0)
-        record: dict[str, Any] = {"path": key, "op": "PUT", "content": None, "stored": False, "size": size,
-                  "sha256": digest.hexdigest(), "time": now_ms()}  # fmt: skip
-        if size <= ctx.artifact_inline_max_bytes:
-            record["content"] = spool.read()
-        else:
+    head = bytearray()
+    body = request.stream()
+    async for chunk in body:
+        digest.update(chunk)
+        size += len(chunk)
+        head += chunk
+        if size > ctx.artifact_inline_max_bytes:
+            break
+    record: dict[str, Any] = {"path": key, "op": "PUT", "content": None, "stored": False, "size": size,
+              "sha256": "", "time": now_ms()}  # fmt: skip
+    if size <= ctx.artifact_inline_max_bytes:
+        record["content"] = bytes(head)
+    else:
+        pipe = _Pipe()
+
+        def store() -> None:
             try:
-                await run_in_threadpool(ctx.store().put_stream, key, spool, size)  # type: ignore[arg-type]
-            except StoreRejected as exc:  # the key passed storable_key, but this store still refused it
-                raise invalid(f"The object store refused the artifact: {exc}") from exc
-            record["stored"] = True
+                ctx.store().put_stream(key, pipe, -1)  # type: ignore[arg-type]
+            finally:
+                pipe.reader_gone = True
+
+        writer = asyncio.ensure_future(run_in_threadpool(store))
+        block = head
+        try:
+            async for chunk in body:
+                digest.update(chunk)
+                size += len(chunk)
+                block += chunk
+                if len(block) >= _CHUNK:
+                    await run_in_threadpool(pipe.feed, bytes(block))
+                    block = bytearray()
+                    if pipe.reader_gone:  # the store failed: its error is the answer
+                        break
+            await run_in_threadpool(pipe.feed, bytes(block))
+            await run_in_threadpool(pipe.feed, None)
+        except BaseException as exc:
+            pipe.stop(_BodyCut(repr(exc)))
+            with contextlib.suppress(BaseException):
+                await writer
+            raise
+        try:
+            await writer
+        except StoreRejected as exc:  # the key passed storable_key, but this store still refused it
+            raise invalid(f"The object store refused the artifact: {exc}") from exc
+        record["stored"] = True
+        record["size"] = size
+    record["sha256"] = digest.hexdigest()
     await run_in_threadpool(_index, ctx, record)
     return {}
 

@@ -7,9 +7,12 @@ of the run-state view and params/tags (which read the store or wait for a decisi
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
+import orjson
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
 
 from ingest import requests as r
 from ingest import validation as v
@@ -19,9 +22,10 @@ from ingest.errors import invalid
 from ingest.handlers.common import int_or, run_id, str_list, tag
 from ingest.handlers.context import Context
 from ingest.handlers.entities import check_active, known_active, log_params_tags
-from ingest.paging import page_offset, page_token
+from ingest.paging import history_position, history_token
 from ingest.protocol import LogBatch, LogMetric
 from schemas.events import MetricBatch
+from trackstream.reads.store import HistoryKey
 
 MAX_RUNS_GET_METRIC_HISTORY_BULK = 100
 MAX_RESULTS_PER_RUN = 2500
@@ -114,16 +118,107 @@ async def _log(ctx: Context, rid: str, metrics: list[Any], params: list[Any], ta
         await ctx.writer.emit_async(MetricBatch(run_id=rid, **columns))
 
 
-def metric_history(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+HISTORY_CHUNK = 50_000
+"""Points per query of a streamed history: bounds the gateway's memory whatever the history's length."""
+MAX_HISTORY_BULK = 25000
+MAX_RUNS_HISTORY_BULK = 100
+
+
+def _point(key: str, row: tuple[int, int, float, int]) -> dict[str, Any]:
+    step, ts, value, nan = row
+    return {"key": key, "value": "NaN" if nan else value, "timestamp": ts, "step": step}
+
+
+def _after(row: tuple[int, int, float, int]) -> HistoryKey:
+    step, ts, value, nan = row
+    return HistoryKey(ts, step, value, nan)
+
+
+def metric_history(ctx: Context, p: dict[str, Any]) -> Any:
+    """A run's metric history in MLflow's order. Without ``max_results`` every point in one answer (the
+    stock server's rule), streamed in chunks of HISTORY_CHUNK points read by keyset; with it one page
+    whose token names its last point (keyset: a page costs the same wherever it starts)."""
     rid = run_id(p)
-    key = v.required(p, "metric_key")
-    limit = v.max_results(p.get("max_results"), 25000, 25000)
-    offset = page_offset(p.get("page_token"))
-    rows = ctx.reader.metric_history(rid, key, offset, limit + 1)  # an unknown run: an empty history, as in MLflow
-    out: dict[str, Any] = {"metrics": rows[:limit]}
-    if len(rows) > limit:
-        out["next_page_token"] = page_token(offset + limit)
-    return out
+    key = str(v.required(p, "metric_key"))
+    limit: int | None = None
+    if p.get("max_results") is not None:
+        limit = int_or(p["max_results"], None)
+        if limit is None or limit <= 0:
+            raise invalid(
+                f"Invalid value {p['max_results']} for parameter 'max_results' supplied. It must be a positive integer."
+            )
+    position, offset = history_position(p.get("page_token"))
+    if offset:  # a token from before keyset tokens: that one page by offset, then keyset tokens again
+        rows = ctx.reader.metric_history(rid, key, offset, (limit or MAX_HISTORY_BULK) + 1)
+        out: dict[str, Any] = {"metrics": rows[: limit or len(rows)]}
+        if limit is not None and len(rows) > limit:
+            last = rows[limit - 1]
+            nan = last["value"] == "NaN"
+            out["next_page_token"] = history_token(
+                last["timestamp"], last["step"], 0.0 if nan else last["value"], int(nan)
+            )
+        return out
+    after = HistoryKey(*position) if position else None
+    ask = HISTORY_CHUNK if limit is None else min(limit, HISTORY_CHUNK)
+    first = ctx.reader.metric_history_after(rid, key, after, ask + 1)  # an unknown run: an empty history
+    if len(first) <= ask or limit == ask:
+        out = {"metrics": [_point(key, r) for r in first[:ask]]}
+        if len(first) > ask:
+            step, ts, value, nan = first[ask - 1]
+            out["next_page_token"] = history_token(ts, step, value, nan)
+        return out
+    return StreamingResponse(_stream_history(ctx, rid, key, first[:ask], limit), media_type="application/json")
+
+
+def _stream_history(
+    ctx: Context, rid: str, key: str, first: list[tuple[int, int, float, int]], limit: int | None
+) -> Iterator[bytes]:
+    """The JSON answer chunk by chunk: at most HISTORY_CHUNK points are held at once."""
+    yield b'{"metrics":['
+    yield orjson.dumps([_point(key, r) for r in first])[1:-1]
+    sent, after = len(first), _after(first[-1])
+    while limit is None or sent < limit:
+        ask = HISTORY_CHUNK if limit is None else min(limit - sent, HISTORY_CHUNK)
+        rows = ctx.reader.metric_history_after(rid, key, after, ask + 1 if limit is not None else ask)
+        page = rows[:ask]
+        if page:
+            yield b"," + orjson.dumps([_point(key, r) for r in page])[1:-1]
+            sent, after = sent + len(page), _after(page[-1])
+        if len(rows) > ask and limit is not None and sent >= limit:
+            yield (
+                b'],"next_page_token":'
+                + orjson.dumps(history_token(after.timestamp, after.step, after.value, after.is_nan))
+                + b"}"
+            )
+            return
+        if len(page) < ask:
+            break
+    yield b"]}"
+
+
+def metric_history_bulk(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    """The UI's get-history-bulk (ajax only): several runs' full histories by run id, at most
+    ``max_results`` (≤ 25000) points in all."""
+    run_ids = str_list(p.get("run_id"))
+    if not run_ids:
+        raise invalid("GetMetricHistoryBulk request must specify at least one run_id.")
+    if len(run_ids) > MAX_RUNS_HISTORY_BULK:
+        raise invalid(
+            f"GetMetricHistoryBulk request cannot specify more than {MAX_RUNS_HISTORY_BULK} run_ids. "
+            f"Received {len(run_ids)} run_ids."
+        )
+    key = p.get("metric_key")
+    if key is None:
+        raise invalid("GetMetricHistoryBulk request must specify a metric_key.")
+    limit = min(int_or(p.get("max_results"), MAX_HISTORY_BULK), MAX_HISTORY_BULK)
+    ctx.wait("metadata", run_ids)
+    ctx.wait("metrics", run_ids)
+    return {
+        "metrics": [
+            {**_point(str(key), (step, ts, value, nan)), "run_id": rid}
+            for rid, step, ts, value, nan in ctx.reader.metric_history_bulk(run_ids, str(key), limit)
+        ]
+    }
 
 
 def metric_history_bulk_interval(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
@@ -151,18 +246,19 @@ def metric_history_bulk_interval(ctx: Context, p: dict[str, Any]) -> dict[str, A
     # Waits by hand: for at most MAX_RUNS_GET_METRIC_HISTORY_BULK keys, once the request is known valid.
     ctx.wait("metadata", run_ids)
     ctx.wait("metrics", run_ids)
-    metrics: list[dict[str, Any]] = []
-    for rid in run_ids:
-        rows = sample_points(ctx.reader.metric_points(rid, key, start, end), max_results)
-        metrics += [
+    samples = ctx.reader.metric_samples(run_ids, key, max_results, start, end)  # sampled in SQL
+    return {
+        "metrics": [
             {"key": key, "value": "NaN" if nan else value, "timestamp": ts, "step": step, "run_id": rid}
-            for step, ts, value, nan in rows
+            for rid in run_ids
+            for step, ts, value, nan in samples[rid]
         ]
-    return {"metrics": metrics}
+    }
 
 
 def sample_points(rows: list[tuple[Any, ...]], max_results: int) -> list[tuple[Any, ...]]:
-    """MLflow 3.17's SQL-store sampling of one run's metric history.
+    """MLflow 3.17's SQL-store sampling of one run's metric history, in Python: the reference the SQL
+    sampling (``TrackingReader.metric_samples``) is tested against.
 
     ``rows`` are the run's points ordered by (step, timestamp, value, is_nan). They are split into
     ``max_results`` buckets as SQL ``NTILE`` does (the first ``len % n`` buckets one row larger) and the
@@ -208,5 +304,12 @@ ENDPOINTS = [
         metric_history_bulk_interval,
         r.GetMetricHistoryBulkInterval,
         access=Access.run(READ, "run_ids"),
+    ),
+    Endpoint(
+        "/metrics/get-history-bulk",
+        ("GET",),
+        metric_history_bulk,
+        r.GetMetricHistoryBulk,
+        prefixes=("/ajax-api/2.0/mlflow",),
     ),
 ]

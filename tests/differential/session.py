@@ -389,6 +389,44 @@ def _runs_and_data(rec: Recorder, client: MlflowClient) -> None:
         token = body.get("next_page_token")
         if not token:
             break
+    # charts: the sampled bulk-interval answer (MLflow's NTILE sample) and the UI's get-history-bulk
+    chart = [Metric("chart", float(i % 7), 3000 + i // 3, i // 2) for i in range(53)]
+    chart += [Metric("chart", float("nan"), 3005, 4), Metric("chart", 1e308, 3001, 25)]
+    client.log_batch(rid, metrics=chart)
+    client.log_batch(rid, metrics=chart[:20])  # a replay: stored once
+    other = client.create_run(_exp_id(client, "diff-main"), run_name="chart-other", start_time=1_001).info.run_id
+    rec.ids.run(other)
+    client.log_batch(other, metrics=[Metric("chart", float(i), 100 + i, i) for i in range(9)])
+    interval: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("default", {}),
+        ("max 1", {"max_results": 1}),
+        ("max 4", {"max_results": 4}),
+        ("max 10", {"max_results": 10}),
+        ("max 54", {"max_results": 54}),
+        ("range", {"max_results": 5, "start_step": 3, "end_step": 17}),
+        ("empty range", {"start_step": 100, "end_step": 200}),
+    )
+    for label, extra in interval:
+        resp = requests.get(
+            f"{rec.uri}/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval",
+            params={"run_ids": [rid, other], "metric_key": "chart", **extra},
+            timeout=30,
+        )
+        metrics = [
+            [rec.ids.run(m["run_id"]), m["step"], m["timestamp"], m["value"]] for m in resp.json().get("metrics", [])
+        ]
+        rec.note(f"bulk-interval {label}", {"status": resp.status_code, "metrics": metrics})
+    bulk: tuple[tuple[str, dict[str, Any]], ...] = (("all", {}), ("max 50", {"max_results": 50}))
+    for label, extra in bulk:
+        resp = requests.get(
+            f"{rec.uri}/ajax-api/2.0/mlflow/metrics/get-history-bulk",
+            params={"run_id": [other, rid], "metric_key": "batch_m", **extra},
+            timeout=30,
+        )
+        by_run: dict[str, list[list[Any]]] = {}  # the runs come by run id, which differs between the servers
+        for m in resp.json().get("metrics", []):
+            by_run.setdefault(rec.ids.run(m["run_id"]), []).append([m["step"], m["timestamp"], m["value"]])
+        rec.note(f"get-history-bulk {label}", {"status": resp.status_code, "metrics": by_run})
     rec.call("update_run", client.update_run, rid, "FAILED")
     rec.call("update_run rename", client.update_run, rid, name="data-renamed")
     rec.call("get_run after update", client.get_run, rid)

@@ -33,6 +33,18 @@ RUN_COLUMNS = (
 _DATASET_COLUMNS = "run_id, name, digest, source_type, source, schema, profile, tags"
 _IN_EXPS = "experiment_id IN %(exps)s"
 CONTEXT_TAG = "mlflow.data.context"
+HISTORY_ORDER = "timestamp, step, value, is_nan"  # MLflow's get-history order; is_nan breaks the last tie
+SAMPLE_ORDER = "step, timestamp, value, is_nan"  # MLflow's bulk-interval sampling order
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryKey:
+    """A point's place in the history order: what a keyset page token carries."""
+
+    timestamp: int
+    step: int
+    value: float
+    is_nan: int
 
 
 Ready = Callable[[], None] | None
@@ -481,31 +493,120 @@ class TrackingReader:
 
     # -- metrics --
     def metric_history(self, run_id: str, key: str, offset: int, limit: int) -> list[dict[str, Any]]:
+        """A page by offset: only for page tokens issued before keyset tokens (see ``metric_history_after``)."""
         rows = self._t.query(
-            "SELECT DISTINCT step, timestamp, value, is_nan FROM metrics "
-            "WHERE run_id = %(run)s AND key = %(key)s ORDER BY timestamp, step, value "
-            "LIMIT %(limit)s OFFSET %(offset)s",
+            f"SELECT step, timestamp, value, is_nan FROM metrics FINAL WHERE run_id = %(run)s AND key = %(key)s "
+            f"ORDER BY {HISTORY_ORDER} LIMIT %(limit)s OFFSET %(offset)s",
             {"run": run_id, "key": key, "limit": limit, "offset": offset},
         )
         return [{"key": key, "value": metric_value(v, nan), "timestamp": ts, "step": step} for step, ts, v, nan in rows]
 
-    def metric_points(
-        self, run_id: str, key: str, start_step: int | None, end_step: int | None
-    ) -> list[tuple[Any, ...]]:
-        """Every distinct point of a run's metric as (step, timestamp, value, is_nan), in MLflow's sampling order."""
+    def metric_history_after(
+        self, run_id: str, key: str, after: HistoryKey | None, limit: int
+    ) -> list[tuple[int, int, float, int]]:
+        """Up to ``limit`` distinct points of a run's metric as (step, timestamp, value, is_nan), in MLflow's
+        history order (timestamp, step, value; is_nan breaks the last tie), strictly after ``after``.
+
+        A keyset page: its cost does not grow with its position (an OFFSET page sorted and skipped every
+        point before it), and a point written between two pages neither repeats nor hides one.
+        ``FINAL`` collapses replayed duplicates (the sort key is the natural key) at a fraction of the
+        cost of ``DISTINCT``, which hashes every point.
+        """
+        params: dict[str, Any] = {"run": run_id, "key": key, "limit": limit}
         where = ""
-        params: dict[str, Any] = {"run": run_id, "key": key}
-        if start_step is not None and end_step is not None:
-            where = " AND step >= %(start)s AND step <= %(end)s"
-            params.update(start=start_step, end=end_step)
+        if after is not None:
+            params.update(a_ts=after.timestamp, a_step=after.step, a_value=after.value, a_nan=after.is_nan)
+            where = (
+                " AND (timestamp > %(a_ts)s OR (timestamp = %(a_ts)s AND (step > %(a_step)s OR (step = %(a_step)s "
+                "AND (value > %(a_value)s OR (value = %(a_value)s AND is_nan > %(a_nan)s))))))"
+            )
+        rows = self._t.query(
+            "SELECT step, timestamp, value, is_nan FROM metrics FINAL "
+            f"WHERE run_id = %(run)s AND key = %(key)s{where} ORDER BY {HISTORY_ORDER} LIMIT %(limit)s",
+            params,
+        )
+        return [(int(s), int(ts), float(v), int(n)) for s, ts, v, n in rows]
+
+    def metric_history_bulk(self, run_ids: Sequence[str], key: str, limit: int) -> list[tuple[Any, ...]]:
+        """(run_id, step, timestamp, value, is_nan) of several runs' metric, by run id then history order,
+        at most ``limit`` points in all (MLflow's get-history-bulk)."""
+        if not run_ids or limit <= 0:
+            return []
         return [
             tuple(r)
             for r in self._t.query(
-                "SELECT DISTINCT step, timestamp, value, is_nan FROM metrics "
-                f"WHERE run_id = %(run)s AND key = %(key)s{where} ORDER BY step, timestamp, value, is_nan",
-                params,
+                "SELECT run_id, step, timestamp, value, is_nan FROM metrics FINAL "
+                f"WHERE run_id IN %(ids)s AND key = %(key)s ORDER BY run_id, {HISTORY_ORDER} LIMIT %(limit)s",
+                {"ids": tuple(run_ids), "key": key, "limit": limit},
             )
         ]
+
+    def metric_samples(
+        self, run_ids: Sequence[str], key: str, max_results: int, start_step: int | None, end_step: int | None
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        """run_id → MLflow 3.17's sample of the run's metric (get-history-bulk-interval), as
+        (step, timestamp, value, is_nan) in (step, timestamp, value, is_nan) order, sampled in SQL.
+
+        MLflow's SQL store splits a run's points, in that order, into ``max_results`` buckets as
+        ``NTILE`` does (the first ``n % max_results`` one row larger), keeps the first row of each and
+        puts the last point in place of the last sample (or after it, when there are fewer points than
+        buckets). Which positions that keeps depends only on the number of points ``n``, so the first
+        query counts each run's points and the second keeps the rows at those positions: the row number
+        over the sorted points (``rowNumberInAllBlocks``: ClickHouse 18.16 has no window functions)
+        tested against the run's bucket arithmetic. Only the samples leave ClickHouse (a 1M-point run
+        sent every point to Python before).
+        """
+        if not run_ids:
+            return {}
+        params: dict[str, Any] = {"ids": tuple(sorted(set(run_ids))), "key": key}
+        span = ""
+        if start_step is not None and end_step is not None:
+            span = " AND step >= %(start)s AND step <= %(end)s"
+            params.update(start=start_step, end=end_step)
+        source = f"FROM metrics FINAL WHERE run_id IN %(ids)s AND key = %(key)s{span}"
+        counts = sorted(
+            (str(r), int(n)) for r, n in self._t.query(f"SELECT run_id, count() {source} GROUP BY run_id", params)
+        )
+        out: dict[str, list[tuple[Any, ...]]] = {r: [] for r in run_ids}
+        if not counts:
+            return out
+        # per run (in run_id order, the order of the sorted stream): its first row number, the last
+        # position, the end of the size+1 buckets, the end of the sampled buckets, the bucket size
+        bases, lasts, bigs, ends, sizes = [], [], [], [], []
+        base = 0
+        m = max(1, max_results)
+        for _, n in counts:
+            if n <= m:
+                size, big, end = 1, 0, n  # every point is a sample
+            else:
+                size, extra = divmod(n, m)
+                big = extra * (size + 1)
+                end = big + (m - 1 - extra) * size  # buckets 0 .. m-2; the last point stands for bucket m-1
+            bases.append(base)
+            lasts.append(n - 1)
+            bigs.append(big)
+            ends.append(end)
+            sizes.append(size)
+            base += n
+        params.update(_runs=[r for r, _ in counts], _base=bases, _last=lasts, _big=bigs, _end=ends, _size=sizes)
+        rows = self._t.query(
+            "SELECT run_id, step, timestamp, value, is_nan FROM ("
+            "SELECT run_id, step, timestamp, value, is_nan, indexOf(%(_runs)s, run_id) AS _x, "
+            "_rn - arrayElement(%(_base)s, _x) AS _i, arrayElement(%(_big)s, _x) AS _b, "
+            "arrayElement(%(_end)s, _x) AS _e, arrayElement(%(_size)s, _x) AS _s FROM ("
+            "SELECT run_id, step, timestamp, value, is_nan, toInt64(rowNumberInAllBlocks()) AS _rn FROM ("
+            f"SELECT run_id, step, timestamp, value, is_nan {source} ORDER BY run_id, {SAMPLE_ORDER}))) "
+            "WHERE _i = arrayElement(%(_last)s, _x) OR (_i < _b AND modulo(_i, _s + 1) = 0) "
+            "OR (_i >= _b AND _i < _e AND modulo(_i - _b, _s) = 0)",
+            params,
+        )
+        by_run: dict[str, list[tuple[Any, ...]]] = {}
+        for run_id, step, ts, value, nan in rows:
+            by_run.setdefault(run_id, []).append((step, ts, value, nan))
+        for run_id, points in by_run.items():
+            points.sort()
+            out[run_id] = points
+        return out
 
     # -- artifacts --
     def artifact_files(self, prefix: str) -> list[tuple[str, int]]:
