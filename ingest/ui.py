@@ -142,7 +142,6 @@ def ui_routes(ctx: Context, api_routes: Callable[[list[Endpoint]], list[Route]])
         Route(ajax3 + "/assistant/config", _const(ASSISTANT_CONFIG), methods=["GET"]),
         Route(ajax3 + "/assistant/providers", _const(ASSISTANT_PROVIDERS), methods=["GET"]),
         Route(ajax3 + "/workspaces", _workspaces, methods=["GET"]),
-        Route(ajax3 + "/traces/search", _const({}), methods=["POST"]),
         Route(ajax3 + "/traces/metrics", _trace_metrics, methods=["POST"]),
         Route(ajax3 + "/datasets/search", _const({}), methods=["POST"]),
     ]
