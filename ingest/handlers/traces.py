@@ -289,6 +289,17 @@ def batch_get(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     return {"traces": [{"trace_info": info_json(i), "spans": spans[i["trace_id"]]} for i in infos]}
 
 
+def batch_get_infos(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    trace_ids = str_list(p.get("trace_ids"))
+    if not trace_ids:
+        v.required({}, "trace_ids")
+    infos = reader(ctx).infos(trace_ids)
+    if "experiment_ids" in p:
+        allowed = set(str_list(p.get("experiment_ids")))
+        infos = [i for i in infos if i["experiment_id"] in allowed]
+    return {"trace_infos": [info_json(i) for i in infos]}
+
+
 def search_traces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     """``SearchTracesV3``: MLflow's trace filter grammar and order_by, compiled by ``trackstream.reads.search``."""
     locations = v.array_field(p, "locations")
@@ -613,6 +624,7 @@ ENDPOINTS = [
     Endpoint("/traces", ("POST",), start_trace, r.StartTraceV3, prefixes=API3),
     Endpoint("/traces/get", ("GET",), get_trace, r.GetTrace, _TRACES, prefixes=API3),
     Endpoint("/traces/batchGet", ("GET",), batch_get, r.BatchGetTraces, _TRACES, prefixes=API3),
+    Endpoint("/traces/batchGetInfos", ("GET",), batch_get_infos, r.BatchGetTraces, _TRACES, prefixes=API3),
     # the barrier is passed by the search itself, once the filter parsed
     Endpoint("/traces/search", ("POST",), search_traces, r.SearchTracesV3, prefixes=API3),
     Endpoint("/traces/delete-traces", ("POST",), delete_traces, r.DeleteTraces, _TRACES, prefixes=API_BOTH),

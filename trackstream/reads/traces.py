@@ -51,7 +51,8 @@ class TraceReader:
         if not trace_ids:
             return []
         rows = self._rows([cond("trace_id IN %(ids)s", "trace_id")], {"ids": tuple(trace_ids)})
-        return self._complete(rows)
+        at = {t: i for i, t in reversed(list(enumerate(trace_ids)))}
+        return self._complete(sorted(rows, key=lambda r: at[r["trace_id"]]))  # in the order asked
 
     def info(self, trace_id: str) -> dict[str, Any] | None:
         found = self.infos([trace_id])
