@@ -73,7 +73,8 @@ def test_nested_spans_are_stored_and_read_back(gateway: Gateway, tracing: Any) -
     # the ClickHouse rows: one per span, typed columns for queries, one trace row with the client's info
     rows = _rows(
         gateway,
-        "SELECT name, span_type, status_code, parent_span_id = '' FROM spans FINAL WHERE trace_id = %(t)s ORDER BY name",
+        "SELECT name, span_type, status_code, parent_span_id = '' FROM spans FINAL "
+        "WHERE trace_id = %(t)s ORDER BY name",
         {"t": trace_id},
     )
     assert rows == [("_answer", "LLM", "OK", 0), ("_pipeline", "UNKNOWN", "OK", 1), ("retrieve", "RETRIEVER", "OK", 0)]
