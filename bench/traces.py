@@ -215,19 +215,17 @@ def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
     experiment_id = _experiment(url)
     # warm-up: one request, so lazy imports and the first ClickHouse insert are not timed
     body, _ = build_request(1, args.spans_per_trace, random.Random(0))
-    requests.post(url + "/v1/traces", data=body, headers={"Content-Type": "application/x-protobuf",
-                                                          "x-mlflow-experiment-id": experiment_id}, timeout=120)  # fmt: skip
+    headers = {"Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": experiment_id}
+    requests.post(url + "/v1/traces", data=body, headers=headers, timeout=120)
     warm = args.spans_per_trace
     started = time.time()
     until = started + args.duration
     out: Any = mp.get_context("spawn").Queue()
     per_proc = max(1, args.clients // args.client_procs)
+    load = {"url": url, "experiment_id": experiment_id, "until": until, "threads": per_proc,
+            "traces": args.traces_per_request, "spans": args.spans_per_trace}  # fmt: skip
     procs = [
-        mp.get_context("spawn").Process(
-            target=_client_proc,
-            args=({"url": url, "experiment_id": experiment_id, "until": until, "threads": per_proc, "seed": i + 1,
-                   "traces": args.traces_per_request, "spans": args.spans_per_trace}, out),
-        )  # fmt: skip
+        mp.get_context("spawn").Process(target=_client_proc, args=({**load, "seed": i + 1}, out))
         for i in range(args.client_procs)
     ]
     for p in procs:
@@ -242,7 +240,7 @@ def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
     readable_at = None
     stored = None
     sample = None
-    spans = getattr(system, "spans")
+    spans = system.spans
     if spans(experiment_id) >= 0:
         deadline = time.time() + 600
         while time.time() < deadline:
