@@ -87,3 +87,8 @@ services-purge:
 bench: $(STAMP)
 	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) -m bench.run $(or $(BENCH_ARGS),--system trackstream-kafka)
+
+## Span ingestion (POST /v1/traces) side by side: mlflow server (SQLite), trackstream kafka and embedded.
+bench-traces: $(STAMP)
+	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
+	source .services/env && $(PY) -m bench.traces $(BENCH_TRACES_ARGS)

@@ -20,6 +20,7 @@ import zlib
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -70,7 +71,7 @@ _STATUS = {Status.STATUS_CODE_OK: "OK", Status.STATUS_CODE_ERROR: "ERROR"}
 _TRACES = Reads.all("traces")
 # Attribute values in the `spans` columns: compact JSON, which ClickHouse's visitParamExtract* functions read
 # (they take no blank after a colon); get_trace answers the original span, unchanged.
-_COMPACT = (",", ":")
+_SCALARS = frozenset({"string_value", "bool_value", "int_value", "double_value"})
 
 
 def reader(ctx: Context) -> TraceReader:
@@ -493,6 +494,22 @@ def _any_value(value: AnyValue) -> Any:
     return getattr(value, which)
 
 
+def _attributes(span: Span) -> tuple[list[str], list[str], str]:
+    """A span's attribute keys, their values as compact JSON, and its ``mlflow.spanType``."""
+    keys: list[str] = []
+    values: list[str] = []
+    span_type = ""
+    for attr in span.attributes:
+        value = attr.value
+        which = value.WhichOneof("value")
+        plain: Any = getattr(value, which) if which in _SCALARS else _any_value(value)
+        keys.append(attr.key)
+        values.append(orjson.dumps(plain, option=orjson.OPT_NON_STR_KEYS).decode())
+        if attr.key == "mlflow.spanType" and isinstance(plain, str):
+            span_type = plain
+    return keys, values, span_type
+
+
 def _json_ids(body: bytes) -> dict[str, Any]:
     """OTLP JSON writes trace and span ids in hex; protobuf's JSON parser expects base64 for bytes."""
     data = json.loads(body)
@@ -540,21 +557,15 @@ def parse_otlp(body: bytes, media_type: str, experiment_id: str, run_id: str | N
             for span in scope.spans:
                 if len(span.trace_id) != 16 or len(span.span_id) != 8:
                     raise invalid("Invalid OpenTelemetry span: trace_id must be 16 bytes and span_id 8 bytes.")
-                keys = [a.key for a in span.attributes]
-                values = [
-                    json.dumps(_any_value(a.value), ensure_ascii=False, separators=_COMPACT) for a in span.attributes
-                ]
+                keys, values, span_type = _attributes(span)
                 payload = span.SerializeToString()
-                span_type = next(
-                    (json.loads(x) for k, x in zip(keys, values, strict=True) if k == "mlflow.spanType"), ""
-                )
                 if len(payload) > SPAN_INLINE_MAX_BYTES:
                     large.append(len(cols["span_ids"]))
                 cols["trace_ids"].append("tr-" + span.trace_id.hex())
                 cols["span_ids"].append(span.span_id.hex())
                 cols["parent_ids"].append(span.parent_span_id.hex())
                 cols["names"].append(span.name)
-                cols["span_types"].append(span_type if isinstance(span_type, str) else str(span_type))
+                cols["span_types"].append(span_type)
                 cols["kinds"].append(int(span.kind))
                 cols["start_ns"].append(span.start_time_unix_nano)
                 cols["end_ns"].append(span.end_time_unix_nano)
