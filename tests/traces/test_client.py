@@ -22,9 +22,10 @@ from tests.conftest import Gateway
 def tracing(gateway: Gateway, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The client with synchronous trace export, so a traced call has been sent when it returns."""
     monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
-    mlflow.tracing.reset()
+    reset: Any = mlflow.tracing.reset
+    reset()
     yield mlflow_client
-    mlflow.tracing.reset()
+    reset()
 
 
 def _rows(gateway: Gateway, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
@@ -149,8 +150,8 @@ def test_feedback_and_expectations(gateway: Gateway, tracing: Any) -> None:
     trace_id = mlflow.get_last_active_trace_id()
     assert trace_id is not None
     human = AssessmentSource(source_type="HUMAN", source_id="reviewer")
-    feedback = mlflow.log_feedback(trace_id=trace_id, name="correct", value=True, source=human, rationale="ok")
-    expectation = mlflow.log_expectation(trace_id=trace_id, name="expected", value={"answer": "Q"})
+    feedback: Any = mlflow.log_feedback(trace_id=trace_id, name="correct", value=True, source=human, rationale="ok")
+    expectation: Any = mlflow.log_expectation(trace_id=trace_id, name="expected", value={"answer": "Q"})
     assert feedback.assessment_id.startswith("a-")
 
     trace = mlflow.get_trace(trace_id)
@@ -158,11 +159,12 @@ def test_feedback_and_expectations(gateway: Gateway, tracing: Any) -> None:
     assert by_name["correct"].feedback.value is True
     assert by_name["correct"].rationale == "ok" and by_name["correct"].source.source_id == "reviewer"
     assert by_name["expected"].expectation.value == {"answer": "Q"}
-    fetched = mlflow.get_assessment(trace_id, expectation.assessment_id)
+    fetched: Any = mlflow.get_assessment(trace_id, expectation.assessment_id)
     assert fetched.expectation.value == {"answer": "Q"}
 
     mlflow.update_assessment(trace_id, feedback.assessment_id, mlflow.entities.Feedback(name="correct", value=False))
-    assert mlflow.get_assessment(trace_id, feedback.assessment_id).feedback.value is False
+    updated: Any = mlflow.get_assessment(trace_id, feedback.assessment_id)
+    assert updated.feedback.value is False
     found = mlflow.search_traces(locations=[exp.experiment_id], filter_string="feedback.correct = 'false'")
     assert list(found["trace_id"]) == [trace_id]
     mlflow.delete_assessment(trace_id, expectation.assessment_id)
