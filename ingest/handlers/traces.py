@@ -306,9 +306,9 @@ def batch_get_infos(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 def search_traces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     """``SearchTracesV3``: MLflow's trace filter grammar and order_by, compiled by ``trackstream.reads.search``."""
-    locations = v.array_field(p, "locations")
-    if not locations:
+    if p.get("locations") is None:
         v.required({}, "locations")
+    locations = v.array_field(p, "locations")
     experiment_ids = [
         str(loc["mlflow_experiment"]["experiment_id"])
         for loc in locations
@@ -332,6 +332,23 @@ def search_traces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     if page.next_offset is not None:
         out["next_page_token"] = page_token(page.next_offset)
     return out
+
+
+def trace_metrics(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+    """``traces/metrics`` (the UI's overview): the total ``trace_count`` of the experiments; other metrics,
+    dimensions and time buckets answer no data points (not supported yet)."""
+    dimensions, interval = p.get("dimensions"), p.get("time_interval_seconds")
+    if p.get("metric_name") != "trace_count" or dimensions or interval:
+        return {"data_points": []}
+    experiment_ids = str_list(p.get("experiment_ids"))
+    start, end = p.get("start_time_ms"), p.get("end_time_ms")
+    ctx.wait("traces")
+    count = reader(ctx).count(
+        experiment_ids, int(start) if start is not None else None, int(end) if end is not None else None
+    )
+    aggregations = [a for a in v.array_field(p, "aggregations") if isinstance(a, dict)]
+    values = {str(a.get("aggregation_type")): float(count) for a in aggregations}
+    return {"data_points": [{"metric_name": "trace_count", "values": values}]}
 
 
 def delete_traces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
@@ -643,6 +660,7 @@ ENDPOINTS = [
     Endpoint("/traces/batchGetInfos", ("GET",), batch_get_infos, r.BatchGetTraces, _TRACES, prefixes=API3),
     # the barrier is passed by the search itself, once the filter parsed
     Endpoint("/traces/search", ("POST",), search_traces, r.SearchTracesV3, prefixes=API3),
+    Endpoint("/traces/metrics", ("POST",), trace_metrics, r.NoFields, prefixes=API3),
     Endpoint("/traces/delete-traces", ("POST",), delete_traces, r.DeleteTraces, _TRACES, prefixes=API_BOTH),
     Endpoint("/traces/link-to-run", ("POST",), link_to_run, r.LinkTracesToRun, prefixes=API_BOTH),
     Endpoint("/traces/{trace_id}", ("GET",), get_trace_info, r.NoFields, _TRACES, prefixes=API3),

@@ -282,3 +282,26 @@ def test_unknown_traces_answer_404(gateway: Gateway) -> None:
     assert answer.status_code == 404 and answer.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     answer = httpx.patch(f"{gateway.url}/api/2.0/mlflow/traces/tr-0/tags", json={"key": "k", "value": "v"})
     assert answer.status_code == 404
+
+
+def test_the_ui_traces_page_lists_and_opens_a_trace(gateway: Gateway, tracing: Any) -> None:
+    """The calls the web app's Traces page makes: the count, the list, then one trace's info and spans."""
+    exp = mlflow.set_experiment("ui")
+    _pipeline("q")
+    trace_id = mlflow.get_last_active_trace_id()
+    ajax = f"{gateway.url}/ajax-api/3.0/mlflow"
+    count = httpx.post(
+        f"{ajax}/traces/metrics",
+        json={"experiment_ids": [exp.experiment_id], "metric_name": "trace_count",
+              "aggregations": [{"aggregation_type": "COUNT"}], "view_type": "TRACES"},
+    ).json()  # fmt: skip
+    assert count == {"data_points": [{"metric_name": "trace_count", "values": {"COUNT": 1.0}}]}
+    location = {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": exp.experiment_id}}
+    listed = httpx.post(f"{ajax}/traces/search", json={"locations": [location], "max_results": 25}).json()
+    assert [t["trace_id"] for t in listed["traces"]] == [trace_id]
+    assert listed["traces"][0]["tags"]["mlflow.traceName"] == "_pipeline"
+    info = httpx.get(f"{ajax}/traces/{trace_id}").json()["trace"]["trace_info"]
+    assert info["state"] == "OK" and info["trace_location"]["mlflow_experiment"]["experiment_id"] == exp.experiment_id
+    spans = httpx.get(f"{ajax}/get-trace-artifact", params={"request_id": trace_id}).json()["spans"]
+    assert sorted(s["name"] for s in spans) == ["_answer", "_pipeline", "retrieve"]
+    assert json.loads(next(s for s in spans if s["name"] == "_answer")["attributes"]["mlflow.spanType"]) == "LLM"

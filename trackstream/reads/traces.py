@@ -114,6 +114,21 @@ class TraceReader:
         row["body"] = orjson.loads(row["body"])
         return row
 
+    def count(self, experiment_ids: Sequence[str], start_ms: int | None, end_ms: int | None) -> int:
+        """Live traces of the experiments that started in [start_ms, end_ms] (either bound optional)."""
+        if not experiment_ids:
+            return 0
+        where = [cond("experiment_id IN %(e)s", "experiment_id")]
+        params: dict[str, Any] = {"e": tuple(experiment_ids)}
+        if start_ms is not None:
+            where.append(cond("request_time >= %(s)s", "request_time"))
+            params["s"] = start_ms
+        if end_ms is not None:
+            where.append(cond("request_time <= %(t)s", "request_time"))
+            params["t"] = end_ms
+        rows = self._t.query(f"SELECT count() FROM ({current(TRACES, 'trace_id', [*where, NOT_DELETED])})", params)
+        return int(rows[0][0])
+
     def ids_before(self, experiment_id: str, max_timestamp: int, limit: int | None) -> list[str]:
         """Live traces of an experiment that started at or before ``max_timestamp``, oldest first."""
         tail = " ORDER BY request_time, trace_id" + (f" LIMIT {int(limit)}" if limit is not None else "")
