@@ -189,7 +189,7 @@ def test_table_names_cover_the_schema() -> None:
         "run_dataset_inputs",
         "run_model_inputs",
         "run_model_outputs",
-    }
+    } | {"traces", "trace_tags", "spans", "trace_deletions", "trace_assessments", "trace_runs"}
 
 
 def test_database_url_keeps_credentials_and_options() -> None:

@@ -315,6 +315,8 @@ def search_traces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         if isinstance(loc, dict) and isinstance(loc.get("mlflow_experiment"), dict)
         and loc["mlflow_experiment"].get("experiment_id") is not None
     ]  # fmt: skip
+    if not experiment_ids:
+        return {}
     limit = p.get("max_results") or SEARCH_DEFAULT_MAX_RESULTS
     if not 0 < limit <= SEARCH_MAX_RESULTS:
         raise invalid(
