@@ -108,3 +108,8 @@ else
 	$(PY) -m bench.run --report
 	$(PY) -m bench.reads $(READS_ARGS)
 endif
+
+## Span ingestion (POST /v1/traces) side by side: mlflow server (SQLite), trackstream kafka and embedded.
+bench-traces: $(STAMP)
+	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
+	source .services/env && $(PY) -m bench.traces $(BENCH_TRACES_ARGS)

@@ -352,6 +352,61 @@ class GetArtifact(RunRef):
     path: Str | None = None
 
 
+# -- traces (MLflow 3 tracing) --
+class StartTraceV3(Body):
+    trace: dict[str, Any] | None = None
+
+
+class GetTrace(Body):
+    trace_id: Str | None = None
+    allow_partial: Bool | None = None
+
+
+class BatchGetTraces(Body):
+    trace_ids: list[Str] | None = None
+    experiment_ids: list[Str] | None = None
+
+
+class TraceLocation(Body):
+    type: Str | None = None
+    mlflow_experiment: dict[str, Any] | None = None
+
+
+class SearchTracesV3(Body):
+    locations: list[TraceLocation] | None = None
+    filter: Str | None = None
+    max_results: Int32 | None = None
+    order_by: list[Str] | None = None
+    page_token: Str | None = None
+
+
+class DeleteTraces(Body):
+    experiment_id: Str | None = None
+    max_timestamp_millis: Int64 | None = None
+    max_traces: Int32 | None = None
+    request_ids: list[Str] | None = None
+
+
+class TraceTag(Body):
+    key: Str | None = None
+    value: Str | None = None
+
+
+class AssessmentBody(Body):
+    assessment: dict[str, Any] | None = None
+    update_mask: Any = None
+
+
+class TraceArtifact(Body):
+    request_id: Str | None = None
+    path: Str | None = None
+
+
+class LinkTracesToRun(Body):
+    trace_ids: list[Str] | None = None
+    run_id: Str | None = None
+
+
 @cache
 def list_fields(model: type[BaseModel]) -> frozenset[str]:
     """Fields that are arrays: a query string repeats them (``?run_ids=a&run_ids=b``)."""

@@ -4,7 +4,7 @@
 ``ui`` extra); nothing of the UI lives in this repository. Without that package ``/`` answers a plain
 text message saying how to install it (docs/DESIGN.md, failure state 48).
 
-The app also polls features this gateway does not have (AI gateway, assistant, telemetry, tracing,
+The app also polls features this gateway does not have (AI gateway, assistant, telemetry,
 evaluation datasets, the model registry): those routes answer what the stock server answers when the
 feature holds no data, so the pages show their empty state instead of an error.
 """
@@ -70,19 +70,6 @@ def _const(body: dict[str, Any]) -> Any:
     return endpoint
 
 
-async def _trace_metrics(request: Request) -> Response:
-    """No traces: the stock server answers a zero count for ``trace_count`` and no data points otherwise."""
-    try:
-        fields = await request.json()
-    except ValueError:
-        fields = {}
-    if not isinstance(fields, dict) or fields.get("metric_name") != "trace_count" or fields.get("dimensions"):
-        return _json({"data_points": []})
-    aggregations = fields.get("aggregations") or []
-    values = {a.get("aggregation_type"): 0.0 for a in aggregations if isinstance(a, dict)}
-    return _json({"data_points": [{"metric_name": "trace_count", "values": values}]})
-
-
 async def _workspaces(request: Request) -> Response:
     return PlainTextResponse(
         f"Endpoint: {request.url.path} disabled because the server is running without workspaces support.", 503
@@ -146,8 +133,6 @@ def ui_routes(ctx: Context, api_routes: Callable[[list[Endpoint]], list[Route]])
         Route(ajax3 + "/assistant/config", _const(ASSISTANT_CONFIG), methods=["GET"]),
         Route(ajax3 + "/assistant/providers", _const(ASSISTANT_PROVIDERS), methods=["GET"]),
         Route(ajax3 + "/workspaces", _workspaces, methods=["GET"]),
-        Route(ajax3 + "/traces/search", _const({}), methods=["POST"]),
-        Route(ajax3 + "/traces/metrics", _trace_metrics, methods=["POST"]),
         Route(ajax3 + "/datasets/search", _const({}), methods=["POST"]),
     ]
     return routes

@@ -27,6 +27,7 @@ AUTH = "auth"
 # The constant key of every AuthChange: users, tokens and permissions are decided in one partition, in
 # one order, by every gateway's view alike (ingest/auth/view.py).
 AUTH_KEY = "auth"
+TRACE = "trace"
 
 # The constant key of every ExperimentState: experiment names are unique across experiments, so all
 # experiment changes are decided in one partition, in one order (docs/DESIGN.md, "Decided events").
@@ -284,11 +285,122 @@ class AuthChange(Event):
         return AUTH_KEY
 
 
+# -- traces (MLflow 3 tracing): keyed by experiment id, so a trace's info, spans, tags, assessments and
+# deletion are applied in one order; run links by run id --
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TraceInfo(Event):
+    FAMILY: ClassVar[str] = TRACE
+    RECORD: ClassVar[str] = "trackstream.TraceInfo"
+    trace_id: str
+    experiment_id: str
+    request_time: int
+    execution_duration: int | None = None
+    state: str
+    client_request_id: str | None = None
+    request_preview: str | None = None
+    response_preview: str | None = None
+    metadata: Sequence[Param]
+    tags: Sequence[Tag]
+
+    @property
+    def key(self) -> str:
+        return self.experiment_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpanBatch(Event):
+    """The spans of one request, column by column (one message per request, never one per span)."""
+
+    FAMILY: ClassVar[str] = TRACE
+    RECORD: ClassVar[str] = "trackstream.SpanBatch"
+    experiment_id: str
+    run_id: str | None = None
+    trace_ids: Sequence[str]
+    span_ids: Sequence[str]
+    parent_ids: Sequence[str]
+    names: Sequence[str]
+    span_types: Sequence[str]
+    kinds: Sequence[int]
+    start_ns: Sequence[int]
+    end_ns: Sequence[int]
+    status_codes: Sequence[str]
+    status_messages: Sequence[str]
+    attr_keys: Sequence[Sequence[str]]
+    attr_values: Sequence[Sequence[str]]
+    payloads: Sequence[bytes]
+    payload_refs: Sequence[str]
+    sizes: Sequence[int]
+
+    @property
+    def key(self) -> str:
+        return self.experiment_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TraceTags(Event):
+    FAMILY: ClassVar[str] = TRACE
+    RECORD: ClassVar[str] = "trackstream.TraceTags"
+    trace_id: str
+    experiment_id: str
+    tags: Sequence[Tag]
+
+    @property
+    def key(self) -> str:
+        return self.experiment_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TraceDeletion(Event):
+    FAMILY: ClassVar[str] = TRACE
+    RECORD: ClassVar[str] = "trackstream.TraceDeletion"
+    experiment_id: str
+    trace_ids: Sequence[str]
+    time: int
+
+    @property
+    def key(self) -> str:
+        return self.experiment_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssessmentState(Event):
+    FAMILY: ClassVar[str] = TRACE
+    RECORD: ClassVar[str] = "trackstream.AssessmentState"
+    assessment_id: str
+    trace_id: str
+    experiment_id: str
+    name: str
+    kind: str
+    value: str
+    body: str
+    created: int
+    updated: int
+    deleted: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.experiment_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TraceRunLinks(Event):
+    FAMILY: ClassVar[str] = TRACE
+    RECORD: ClassVar[str] = "trackstream.TraceRunLinks"
+    run_id: str
+    trace_ids: Sequence[str]
+
+    @property
+    def key(self) -> str:
+        return self.run_id
+
+
 NESTED: tuple[type, ...] = (Tag, Param, InputTag, DatasetInput, ModelOutput)
 EVENTS: tuple[type[Event], ...] = (
     MetricBatch, ExperimentState, ExperimentTags, RunState, RunData, LoggedModelState, LoggedModelData,
     RunInputs, RunOutputs, ArtifactEvent, AuthChange,
 )  # fmt: skip
+TRACE_EVENTS: tuple[type[Event], ...] = (TraceInfo, SpanBatch, TraceTags, TraceDeletion, AssessmentState, TraceRunLinks)
+EVENTS += TRACE_EVENTS
 # Avro full name -> class: the codec decodes a record (or a union member) of that name into it.
 TYPES: Mapping[str, type] = {c.RECORD: c for c in (*NESTED, *EVENTS)}  # type: ignore[attr-defined]
 BY_KIND: Mapping[str, type[Event]] = {c.__name__: c for c in EVENTS if c.FAMILY == METADATA}

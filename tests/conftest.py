@@ -170,6 +170,7 @@ def unique_topics() -> Topics:
         metrics=f"{prefix}.metrics",
         metadata=f"{prefix}.metadata",
         artifacts=f"{prefix}.artifacts",
+        traces=f"{prefix}.traces",
         deadletter=f"{prefix}.deadletter",
         partitions=2,
     )

@@ -6,13 +6,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelInput, LoggedModelOutput, Metric
 
 from tests.conftest import Gateway, SettingsFactory
-from tests.test_sql_docs import log_sweep
+from tests.test_sql_docs import log_sweep, log_traces
 from trackstream import cli
 from trackstream.replay import (
     ReplayError,
@@ -97,6 +98,17 @@ def test_replay_rebuilds_every_table(
     client.log_inputs(run_id, [DatasetInput(dataset, context)], [LoggedModelInput(model.model_id)])
     client.log_outputs(run_id, [LoggedModelOutput(model.model_id, 0)])
     client.delete_run(logged.runs["lr-0.5"])
+    # traces: spans, infos and tags (log_traces), a tag, a run link, an assessment and a deletion
+    trace_exp = log_traces(gateway.url, client)
+    trace_ids = ["tr-" + (bytes([n + 1]) * 16).hex() for n in range(3)]
+    client.set_trace_tag(trace_ids[0], "team", "search")
+    client.link_traces_to_run([trace_ids[0]], run_id)
+    feedback = {"assessment_name": "ok", "feedback": {"value": True}, "source": {"source_type": "HUMAN"}}
+    answer = httpx.post(
+        f"{gateway.url}/api/3.0/mlflow/traces/{trace_ids[0]}/assessments", json={"assessment": feedback}
+    )
+    assert answer.status_code == 200, answer.text
+    client.delete_traces(trace_exp, trace_ids=[trace_ids[2]])
     client.get_run(run_id)
     assert [f.path for f in client.list_artifacts(run_id, "notes")] == ["notes/bye.txt", "notes/hello.txt"]
 
@@ -177,7 +189,7 @@ def test_table_names_cover_the_schema() -> None:
         "run_dataset_inputs",
         "run_model_inputs",
         "run_model_outputs",
-    }
+    } | {"traces", "trace_tags", "spans", "trace_deletions", "trace_assessments", "trace_runs"}
 
 
 def test_database_url_keeps_credentials_and_options() -> None:

@@ -73,6 +73,50 @@ def log_sweep(client: Any, experiment: str = EXPERIMENT, other: str = "other-exp
     return out
 
 
+TRACE_EXPERIMENT = "agent-traces"  # the experiment the trace examples filter on
+# trace -> (minute after T0, root failed, root ms, [(model, llm call ms, input tokens, output tokens)])
+AGENT_TRACES: dict[str, tuple[int, bool, int, list[tuple[str, int, int, int]]]] = {
+    "a": (0, False, 100, [("gpt-a", 40, 10, 20)]),
+    "b": (0, True, 300, [("gpt-a", 200, 5, 0)]),
+    "c": (1, False, 50, [("gpt-b", 20, 7, 3), ("gpt-a", 10, 1, 2)]),
+}
+
+
+def log_traces(url: str, client: Any) -> str:
+    """Spans of three agent traces through the OTLP endpoint (one request), then pass the traces barrier."""
+    import httpx
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+    exp_id = str(client.create_experiment(TRACE_EXPERIMENT))
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    for n, (minute, failed, root_ms, calls) in enumerate(AGENT_TRACES.values()):
+        trace_id, root_id = bytes([n + 1]) * 16, bytes([n + 1]) * 8
+        start = (T0 + 60_000 * minute) * 1_000_000
+        error = Status(code=Status.STATUS_CODE_ERROR if failed else Status.STATUS_CODE_OK)
+        scope.spans.append(Span(trace_id=trace_id, span_id=root_id, name="agent", start_time_unix_nano=start,
+                                end_time_unix_nano=start + root_ms * 1_000_000, status=error))  # fmt: skip
+        for i, (model, ms, tokens_in, tokens_out) in enumerate(calls):
+            usage = AnyValue()
+            for key, value in (("input_tokens", tokens_in), ("output_tokens", tokens_out),
+                               ("total_tokens", tokens_in + tokens_out)):  # fmt: skip
+                usage.kvlist_value.values.append(KeyValue(key=key, value=AnyValue(int_value=value)))
+            span = Span(trace_id=trace_id, span_id=bytes([n + 1, i + 10]) * 4, parent_span_id=root_id, name="llm",
+                        start_time_unix_nano=start, end_time_unix_nano=start + ms * 1_000_000)  # fmt: skip
+            span.attributes.append(KeyValue(key="gen_ai.request.model", value=AnyValue(string_value=model)))
+            span.attributes.append(KeyValue(key="mlflow.chat.tokenUsage", value=usage))
+            scope.spans.append(span)
+    headers = {"content-type": "application/x-protobuf", "x-mlflow-experiment-id": exp_id}
+    answer = httpx.post(f"{url}/v1/traces", content=request.SerializeToString(), headers=headers)
+    assert answer.status_code == 200, answer.text
+    location = {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": exp_id}}
+    found = httpx.post(f"{url}/api/3.0/mlflow/traces/search", json={"locations": [location]}).json()
+    assert len(found["traces"]) == len(AGENT_TRACES)
+    return exp_id
+
+
 def sql_examples() -> dict[str, str]:
     blocks = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
     out: dict[str, str] = {}
@@ -144,11 +188,31 @@ def check_metric_over_time_grafana(rows: list[Row], logged: Logged) -> None:
     assert [(b - a).total_seconds() for a, b in itertools.pairwise(times)] == [2.0, 2.0]
 
 
+def check_span_latency_percentiles(rows: list[Row], logged: Logged) -> None:
+    # quantileExact(level) is the element at floor(level * n) of the sorted values
+    assert [(r[0], r[1], float(r[2]), float(r[3]), float(r[4])) for r in rows] == [
+        ("agent", 3, 100.0, 300.0, 300.0),
+        ("llm", 4, 40.0, 200.0, 200.0),
+    ]
+
+
+def check_error_rate_over_time(rows: list[Row], logged: Logged) -> None:
+    assert [(r[1], r[2], float(r[3])) for r in rows] == [(2, 1, 0.5), (1, 0, 0.0)]
+    assert rows[1][0] > rows[0][0]
+
+
+def check_token_usage_per_model(rows: list[Row], logged: Logged) -> None:
+    assert [tuple(r) for r in rows] == [("gpt-a", 3, 16, 22, 38), ("gpt-b", 1, 7, 3, 10)]
+
+
 CHECKS: dict[str, Callable[[list[Row], Logged], None]] = {
     "top_k_runs": check_top_k_runs,
     "two_runs_side_by_side": check_two_runs_side_by_side,
     "downsample_long_metric": check_downsample_long_metric,
     "metric_over_time_grafana": check_metric_over_time_grafana,
+    "span_latency_percentiles": check_span_latency_percentiles,
+    "error_rate_over_time": check_error_rate_over_time,
+    "token_usage_per_model": check_token_usage_per_model,
     "best_run_per_experiment": check_best_run_per_experiment,
     "loss_curves": check_loss_curves,
     "param_sweep": check_param_sweep,
@@ -162,6 +226,7 @@ def test_every_example_has_a_check() -> None:
 
 def test_sql_examples(gateway: Gateway, mlflow_client: Any) -> None:
     logged = log_sweep(mlflow_client)
+    logged.experiments[TRACE_EXPERIMENT] = log_traces(gateway.url, mlflow_client)
     for name, sql in sql_examples().items():
         rows = gateway.runtime.tables.query(sql)
         CHECKS[name](rows, logged)

@@ -16,7 +16,8 @@ from consumers.artifacts import ArtifactSink
 from consumers.metadata import MetadataSink
 from consumers.metrics import MetricsSink
 from consumers.sink import Sink
-from schemas.events import ARTIFACT, METADATA, METRICS
+from consumers.traces import TraceSink
+from schemas.events import ARTIFACT, METADATA, METRICS, TRACE
 from trackstream.objects import ObjectStore
 from trackstream.tables import TableStore
 
@@ -38,6 +39,7 @@ SINKS: tuple[SinkSpec, ...] = (
     SinkSpec("metrics", "metrics", METRICS, lambda tables, objects: MetricsSink(tables)),
     SinkSpec("metadata", "metadata", METADATA, lambda tables, objects: MetadataSink(tables)),
     SinkSpec("artifacts", "artifacts", ARTIFACT, ArtifactSink),
+    SinkSpec("traces", "traces", TRACE, lambda tables, objects: TraceSink(tables)),
 )
 NAMES: tuple[str, ...] = tuple(s.name for s in SINKS)
 

@@ -18,6 +18,7 @@ from consumers.artifacts import ArtifactSink
 from consumers.metadata import MetadataSink
 from consumers.metrics import MetricsSink
 from consumers.sink import Event, Sink
+from consumers.traces import TraceSink
 from schemas import codec
 from trackstream.log import Message, Partition
 from trackstream.objects.local import LocalObjectStore
@@ -63,6 +64,8 @@ def _sink(family: str, tmp_path: Path) -> tuple[Sink, ChdbStore]:
             return MetadataSink(tables), tables
         case codec.ARTIFACT:
             return ArtifactSink(tables, LocalObjectStore(tmp_path / "objects")), tables
+        case codec.TRACE:
+            return TraceSink(tables), tables
     raise AssertionError(f"no sink for family {family}")
 
 
@@ -70,6 +73,7 @@ TABLES = {
     codec.METRICS: ("metrics", "latest_metrics"),
     codec.METADATA: ("experiments", "experiment_tags", "runs", "params", "run_tags"),
     codec.ARTIFACT: ("artifacts",),
+    codec.TRACE: ("traces", "trace_tags", "spans", "trace_deletions", "trace_assessments", "trace_runs"),
 }
 # Tables that only a later version's examples fill: (family, first version) -> tables.
 TABLES_SINCE = {

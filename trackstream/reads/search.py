@@ -33,6 +33,7 @@ from trackstream.reads.current import (
     RUN_DATASET_INPUTS,
     RUN_TAGS,
     Cond,
+    Versioned,
     cond,
     current,
 )
@@ -129,6 +130,8 @@ class Searchable:
     order_attrs: dict[str, Attr]
     default_order: tuple[OrderKey, ...]  # appended unless the same key is ordered by already
     compile_kind: dict[str, Callable[[Clause, str, dict[str, Any]], Cond]] = field(default_factory=dict)
+    entities: dict[str, str] = field(default_factory=dict)  # entity prefixes of this entity only (over ENTITIES)
+    compile_attr: dict[str, Callable[[Clause, str, dict[str, Any]], Cond]] = field(default_factory=dict)  # not columns
 
 
 # -- per-kind compilers: a clause (its parameters named ``p``) → a condition over the entity's table --
@@ -310,6 +313,128 @@ LOGGED_MODELS = Searchable(
 )
 
 
+# -- traces (MLflow 3): the `traces` table, with tags, metadata, spans and assessments beside it --
+METADATA, SPAN, FEEDBACK, EXPECTATION = "request_metadata", "span", "feedback", "expectation"
+TRACE_TAGS = Versioned("trace_tags", frozenset({"trace_id", "key"}))
+TRACE_ASSESSMENTS = Versioned("trace_assessments", frozenset({"trace_id", "assessment_id"}))
+TRACE_NAME_TAG = "mlflow.traceName"
+SOURCE_RUN = "mlflow.sourceRun"
+# a JSON string value without its quotes ('"LLM"' -> 'LLM'): filters compare MLflow's JSON values as text
+_UNQUOTE = "replaceRegexpAll({}, '^\"|\"$', '')"
+_SPAN_COLUMNS = {"name": "name", "type": "span_type", "status": "status_code"}
+
+
+def _trace_tag(c: Clause, p: str, params: dict[str, Any]) -> Cond:
+    return _keyed_value(TRACE_TAGS, "trace_id", _NOT_DELETED)(c, p, params)
+
+
+def _trace_name(c: Clause, p: str, params: dict[str, Any]) -> Cond:
+    return _trace_tag(Clause(TAG, TRACE_NAME_TAG, c.op, c.value), p, params)
+
+
+def _trace_metadata(c: Clause, p: str, params: dict[str, Any]) -> Cond:
+    k, val = _bind(c, p, params)
+    value = f"metadata_values[indexOf(metadata_keys, %({k})s)]"
+    if c.op in NULL_OPS:
+        return cond(f"{'NOT ' if c.op == 'IS NULL' else ''}has(metadata_keys, %({k})s)", "metadata_keys")
+    return cond(f"has(metadata_keys, %({k})s) AND {_op_sql(value, c.op, val)}", "metadata_keys", "metadata_values")
+
+
+def _trace_run(c: Clause, p: str, params: dict[str, Any]) -> Cond:
+    """``run_id``: the trace's ``mlflow.sourceRun`` metadata, or a link made by link_traces_to_run."""
+    params[f"{p}k"], params[f"{p}v"] = SOURCE_RUN, c.value
+    linked = f"SELECT trace_id FROM trace_runs WHERE {_op_sql('run_id', c.op, f'{p}v')}"
+    meta = _op_sql(f"metadata_values[indexOf(metadata_keys, %({p}k)s)]", c.op, f"{p}v")
+    return cond(f"((has(metadata_keys, %({p}k)s) AND {meta}) OR trace_id IN ({linked}))", "trace_id", "metadata_keys",
+                "metadata_values")  # fmt: skip
+
+
+def _trace_span(c: Clause, p: str, params: dict[str, Any]) -> Cond:
+    """``span.name``, ``span.type``, ``span.status``, ``span.attributes.<key>``: traces with a span that matches
+    (attribute values are compared as MLflow keeps them, JSON-encoded)."""
+    params[f"{p}v"] = c.value
+    if c.key.startswith("attributes."):
+        params[f"{p}k"] = c.key[len("attributes.") :]
+        column = f"attr_values[indexOf(attr_keys, %({p}k)s)]"
+        unquoted = _UNQUOTE.format(column)
+        match = f"has(attr_keys, %({p}k)s) AND ({_op_sql(column, c.op, f'{p}v')} OR {_op_sql(unquoted, c.op, f'{p}v')})"
+    elif c.key in _SPAN_COLUMNS:
+        match = _op_sql(_SPAN_COLUMNS[c.key], c.op, f"{p}v")
+    else:
+        raise SearchError(f"Invalid span key '{c.key}'. Valid keys are {sorted(_SPAN_COLUMNS)} and 'attributes.<key>'")
+    return cond(f"trace_id IN (SELECT trace_id FROM spans WHERE {match})", "trace_id")
+
+
+def _trace_assessment(kind: str) -> Callable[[Clause, str, dict[str, Any]], Cond]:
+    def compile_(c: Clause, p: str, params: dict[str, Any]) -> Cond:
+        params[f"{p}k"], params[f"{p}kind"] = c.key, kind
+        where = [cond(f"name = %({p}k)s", "name"), cond(f"kind = %({p}kind)s", "kind"), *_NOT_DELETED]
+        if c.op in NULL_OPS:
+            ids = current(TRACE_ASSESSMENTS, "trace_id", where)
+            return cond(f"trace_id {'NOT IN' if c.op == 'IS NULL' else 'IN'} ({ids})", "trace_id")
+        params[f"{p}v"] = c.value
+        # values are JSON: 'yes' matches "yes", 'true' matches true, '0.5' matches 0.5
+        value = _UNQUOTE.format("value")
+        ids = current(TRACE_ASSESSMENTS, "trace_id", [*where, cond(_op_sql(value, c.op, f"{p}v"), "value")])
+        return cond(f"trace_id IN ({ids})", "trace_id")
+
+    return compile_
+
+
+_TRACE_ATTRS = {
+    "trace_id": _col("trace_id", LIST_OPS),
+    "request_id": _col("trace_id", LIST_OPS),
+    "timestamp_ms": _num("request_time"),
+    "timestamp": _num("request_time"),
+    "execution_time_ms": _num("execution_duration", nullable=True),
+    "execution_time": _num("execution_duration", nullable=True),
+    "end_time_ms": Attr(
+        "request_time + ifNull(execution_duration, 0)", ("request_time", "execution_duration"), True, NUMERIC_OPS
+    ),
+    "status": _col("state", LIST_OPS),
+    "state": _col("state", LIST_OPS),
+    "client_request_id": _col("client_request_id", LIST_OPS, nullable=True),
+    "name": _col("trace_id", LIST_OPS),  # compiled by _trace_name
+    "run_id": _col("trace_id", STRING_OPS),  # compiled by _trace_run
+}
+_TRACE_ATTRS["end_time"] = _TRACE_ATTRS["end_time_ms"]
+_TRACE_ORDER = {k: v for k, v in _TRACE_ATTRS.items() if k not in ("name", "run_id")}
+_TRACE_ORDER["experiment_id"] = Attr("toUInt64OrZero(experiment_id)", ("experiment_id",))
+TRACES = Searchable(
+    name="traces",
+    id_column="trace_id",
+    kinds=frozenset({ATTR, TAG, METADATA, SPAN, FEEDBACK, EXPECTATION}),
+    kind_ops={
+        TAG: STRING_OPS + NULL_OPS,
+        METADATA: STRING_OPS + NULL_OPS,
+        SPAN: LIST_OPS,
+        FEEDBACK: STRING_OPS + NULL_OPS,
+        EXPECTATION: STRING_OPS + NULL_OPS,
+    },
+    attrs=_TRACE_ATTRS,
+    order_kinds=frozenset({ATTR}),
+    order_attrs=_TRACE_ORDER,
+    default_order=(OrderKey(ATTR, "timestamp_ms", False), OrderKey(ATTR, "request_id", True)),
+    compile_kind={
+        TAG: _trace_tag,
+        METADATA: _trace_metadata,
+        SPAN: _trace_span,
+        FEEDBACK: _trace_assessment("feedback"),
+        EXPECTATION: _trace_assessment("expectation"),
+    },
+    entities={
+        "trace": ATTR,
+        "metadata": METADATA,
+        "request_metadata": METADATA,
+        "span": SPAN,
+        "spans": SPAN,
+        "feedback": FEEDBACK,
+        "expectation": EXPECTATION,
+    },
+    compile_attr={"name": _trace_name, "run_id": _trace_run},
+)
+
+
 # -- the parser --
 def _tokens(text: str) -> list[Token]:
     out: list[Token] = []
@@ -367,7 +492,7 @@ class _Parser:
             raise SearchError(
                 f"Invalid clause(s) in filter string: '{self.text}'. Expected an identifier, got '{tok.text}'."
             )
-        kind = ENTITIES.get(entity.lower())
+        kind = self.what.entities.get(entity.lower()) or ENTITIES.get(entity.lower())
         if kind is None or kind not in self.kinds:
             raise SearchError(f"Invalid entity type '{entity}'. Valid values are {sorted(self.kinds)}")
         if kind == ATTR and key not in self.attrs:
@@ -521,7 +646,9 @@ def compile_filter(what: Searchable, clauses: list[Clause], params: dict[str, An
     conds: list[Cond] = []
     for i, c in enumerate(clauses):
         p = f"f{i}"
-        if c.entity == ATTR:
+        if c.entity == ATTR and c.key in what.compile_attr:
+            conds.append(what.compile_attr[c.key](c, p, params))
+        elif c.entity == ATTR:
             attr = what.attrs[c.key]
             params[f"{p}v"] = c.value
             conds.append(Cond(_op_sql(attr.sql, c.op, f"{p}v"), attr.columns))

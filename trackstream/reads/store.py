@@ -69,6 +69,11 @@ class TrackingReader:
     def __init__(self, tables: TableStore) -> None:
         self._t = tables
 
+    @property
+    def tables(self) -> TableStore:
+        """The table store (the trace reader, ``trackstream.reads.traces``, reads the same one)."""
+        return self._t
+
     # -- experiments --
     def _experiments(self, where: Sequence[Cond], params: dict[str, Any], tail: str = "") -> list[dict[str, Any]]:
         rows = self._t.query(current(t.EXPERIMENTS, EXPERIMENT_COLUMNS, where) + tail, params)
