@@ -3,6 +3,8 @@ registry tables hold afterwards."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.registry.conftest import Registry
@@ -238,7 +240,7 @@ def test_searches(registry: Registry) -> None:
     registry.ok("POST", f"{MV}/set-tag", {"name": "beta", "version": "1", "key": "ok", "value": "yes"})
     assert versions({"filter": "tags.ok = 'yes'"}) == [("beta", "1")]
 
-    for path, body in [
+    bad: list[tuple[str, dict[str, Any]]] = [
         (f"{RM}/search", {"filter": "owner = 'x'"}),
         (f"{RM}/search", {"filter": "name = alpha"}),
         (f"{RM}/search", {"order_by": ["owner"]}),
@@ -246,7 +248,8 @@ def test_searches(registry: Registry) -> None:
         (f"{MV}/search", {"filter": "version_number > 'x'"}),
         (f"{MV}/search", {"filter": "metrics.a > 1"}),
         (f"{MV}/search", {"filter": "source_path IN ('a')"}),
-    ]:
+    ]
+    for path, body in bad:
         registry.error("GET", path, body, 400, "INVALID_PARAMETER_VALUE")
 
 
