@@ -10,6 +10,7 @@ N gateway replicas give the answers one stock server gives.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 import urllib.parse
@@ -231,13 +232,16 @@ def search_registered_models(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _max_results(p: dict[str, Any], default: int, limit: int) -> int:
+    """The stock server's checks: its handler's bound (worded for the query string a GET carries), then its
+    store's positive-integer check."""
     value = p.get("max_results")
     if value is None:
         return default
     n = int(value)
     if n > limit:
         raise invalid(
-            f"Invalid value {n} for parameter 'max_results' supplied. It must be at most {limit}, but got value {n}"
+            f"Invalid value \"{n}\" for parameter 'max_results' supplied:  Hint: Value was of type 'str'. "
+            "See the API docs for more information about request parameters."
         )
     if n < 1:
         raise invalid(f"Invalid value for max_results. It must be a positive integer, but got {n}")
@@ -473,13 +477,13 @@ def _link_logged_model(ctx: Context, model_id: str, name: str, version: int) -> 
     data = ctx.reader.logged_model_data([model_id]).get(model_id, {})
     current = next((t["value"] for t in data.get("tags", []) if t["key"] == MODEL_VERSIONS_TAG), "[]")
     try:
-        listed = orjson.loads(current)
-    except orjson.JSONDecodeError:
+        listed = json.loads(current)
+    except ValueError:
         listed = []
     entry = {"name": name, "version": version}
     if entry not in listed:
         listed.append(entry)
-    value = orjson.dumps(listed).decode()
+    value = json.dumps(listed)  # the stock server's spacing
     ctx.writer.emit(LoggedModelData(model_id=model_id, params=[], tags=[Tag(key=MODEL_VERSIONS_TAG, value=value)]))
 
 
