@@ -97,6 +97,9 @@ def test_replay_rebuilds_every_table(
     client.log_inputs(run_id, [DatasetInput(dataset, context)], [LoggedModelInput(model.model_id)])
     client.log_outputs(run_id, [LoggedModelOutput(model.model_id, 0)])
     client.delete_run(logged.runs["lr-0.5"])
+    client.set_registered_model_tag("mnist-model", "owner", "analytics")  # log_sweep registered it
+    client.set_model_version_tag("mnist-model", "1", "validated", "yes")
+    client.get_model_version("mnist-model", "1")
     client.get_run(run_id)
     assert [f.path for f in client.list_artifacts(run_id, "notes")] == ["notes/bye.txt", "notes/hello.txt"]
 
@@ -177,6 +180,11 @@ def test_table_names_cover_the_schema() -> None:
         "run_dataset_inputs",
         "run_model_inputs",
         "run_model_outputs",
+        "registered_models",
+        "model_versions",
+        "registered_model_tags",
+        "model_version_tags",
+        "registered_model_aliases",
     }
 
 
