@@ -171,6 +171,7 @@ def unique_topics() -> Topics:
         metadata=f"{prefix}.metadata",
         artifacts=f"{prefix}.artifacts",
         traces=f"{prefix}.traces",
+        registry=f"{prefix}.registry",
         deadletter=f"{prefix}.deadletter",
         partitions=2,
     )

@@ -109,6 +109,9 @@ def test_replay_rebuilds_every_table(
     )
     assert answer.status_code == 200, answer.text
     client.delete_traces(trace_exp, trace_ids=[trace_ids[2]])
+    client.set_registered_model_tag("mnist-model", "owner", "analytics")  # log_sweep registered it
+    client.set_model_version_tag("mnist-model", "1", "validated", "yes")
+    client.get_model_version("mnist-model", "1")
     client.get_run(run_id)
     assert [f.path for f in client.list_artifacts(run_id, "notes")] == ["notes/bye.txt", "notes/hello.txt"]
 
@@ -189,6 +192,11 @@ def test_table_names_cover_the_schema() -> None:
         "run_dataset_inputs",
         "run_model_inputs",
         "run_model_outputs",
+        "registered_models",
+        "model_versions",
+        "registered_model_tags",
+        "model_version_tags",
+        "registered_model_aliases",
     } | {"traces", "trace_tags", "spans", "trace_deletions", "trace_assessments", "trace_runs"}
 
 

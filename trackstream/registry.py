@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from consumers.artifacts import ArtifactSink
 from consumers.metadata import MetadataSink
 from consumers.metrics import MetricsSink
+from consumers.registry import RegistrySink
 from consumers.sink import Sink
 from consumers.traces import TraceSink
-from schemas.events import ARTIFACT, METADATA, METRICS, TRACE
+from schemas.events import ARTIFACT, METADATA, METRICS, REGISTRY, TRACE
 from trackstream.objects import ObjectStore
 from trackstream.tables import TableStore
 
@@ -40,6 +41,7 @@ SINKS: tuple[SinkSpec, ...] = (
     SinkSpec("metadata", "metadata", METADATA, lambda tables, objects: MetadataSink(tables)),
     SinkSpec("artifacts", "artifacts", ARTIFACT, ArtifactSink),
     SinkSpec("traces", "traces", TRACE, lambda tables, objects: TraceSink(tables)),
+    SinkSpec("registry", "registry", REGISTRY, lambda tables, objects: RegistrySink(tables)),
 )
 NAMES: tuple[str, ...] = tuple(s.name for s in SINKS)
 

@@ -31,6 +31,7 @@ from trackstream.log.base import Headers, RevokeCallback
 from trackstream.log.memory import MemoryLog
 from trackstream.objects import ObjectStore
 from trackstream.reads import TrackingReader
+from trackstream.reads.registry import RegistryReader
 from trackstream.settings import ConfigurationError, Mode, Settings
 from trackstream.tables import TableStore
 
@@ -180,7 +181,15 @@ class Runtime:
             outcomes,
             on_metadata=states.observe,
         )
-        return Context(writer, reader, barrier, self.settings.topics, states, guard=self._guard())
+        return Context(
+            writer,
+            reader,
+            barrier,
+            self.settings.topics,
+            states,
+            guard=self._guard(),
+            registry=RegistryReader(self.tables),
+        )
 
     def _guard(self) -> Guard | None:
         """Auth on: the auth view, caught up with the whole auth topic, and the initial admin (docs/DESIGN.md,

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from schemas.events import ARTIFACT, AUTH, METADATA, METRICS, TRACE
+from schemas.events import ARTIFACT, AUTH, METADATA, METRICS, REGISTRY, TRACE
 
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
@@ -51,6 +51,7 @@ class Topics(BaseSettings):
         ARTIFACT: "artifacts",
         AUTH: "auth",
         TRACE: "traces",
+        REGISTRY: "registry",
     }
     # Topic settings created with other configs than the broker's defaults: users and permissions are
     # the auth topic's only copy (in Kafka mode), so it keeps every record (ingest/auth/view.py).
@@ -62,6 +63,7 @@ class Topics(BaseSettings):
     artifacts: str = "trackstream.artifacts"
     auth: str = "trackstream.auth"
     traces: str = "trackstream.traces"
+    registry: str = "trackstream.registry"
     deadletter: str = "trackstream.deadletter"
     # partitions of each topic created at start-up
     partitions: int = Field(default=4, ge=1)

@@ -7,7 +7,7 @@ A handler module imports the shared modules (``context``, ``common``, ``entities
 from __future__ import annotations
 
 from ingest.endpoint import Endpoint
-from ingest.handlers import artifacts, datasets, experiments, logged_models, metrics, runs, traces
+from ingest.handlers import artifacts, datasets, experiments, logged_models, metrics, registry, runs, traces
 from ingest.handlers.context import Context
 from ingest.handlers.experiments import ensure_default_experiment
 
@@ -20,6 +20,7 @@ ENDPOINTS: list[Endpoint] = [
     *logged_models.ENDPOINTS,
     *artifacts.ENDPOINTS,
     *traces.ENDPOINTS,
+    *registry.ENDPOINTS,
 ]
 
 __all__ = ["ENDPOINTS", "Context", "Endpoint", "ensure_default_experiment"]

@@ -32,6 +32,7 @@ from starlette.responses import Response
 
 from ingest import requests as r
 from ingest import validation as v
+from ingest.auth.access import Access
 from ingest.endpoint import EXPERIMENTS_KEY, Endpoint, Reads
 from ingest.errors import MlflowError, invalid, not_found
 from ingest.handlers.common import ACTIVE, now_ms, str_list
@@ -656,25 +657,82 @@ def _opt(value: Any) -> str | None:
 
 
 ENDPOINTS = [
-    Endpoint("/traces", ("POST",), start_trace, r.StartTraceV3, prefixes=API3),
-    Endpoint("/traces/get", ("GET",), get_trace, r.GetTrace, _TRACES, prefixes=API3),
-    Endpoint("/traces/batchGet", ("GET",), batch_get, r.BatchGetTraces, _TRACES, prefixes=API3),
-    Endpoint("/traces/batchGetInfos", ("GET",), batch_get_infos, r.BatchGetTraces, _TRACES, prefixes=API3),
+    Endpoint("/traces", ("POST",), start_trace, r.StartTraceV3, prefixes=API3, access=Access.admin),
+    Endpoint("/traces/get", ("GET",), get_trace, r.GetTrace, _TRACES, prefixes=API3, access=Access.admin),
+    Endpoint("/traces/batchGet", ("GET",), batch_get, r.BatchGetTraces, _TRACES, prefixes=API3, access=Access.admin),
+    Endpoint(
+        "/traces/batchGetInfos",
+        ("GET",),
+        batch_get_infos,
+        r.BatchGetTraces,
+        _TRACES,
+        prefixes=API3,
+        access=Access.admin,
+    ),
     # the barrier is passed by the search itself, once the filter parsed
-    Endpoint("/traces/search", ("POST",), search_traces, r.SearchTracesV3, prefixes=API3),
-    Endpoint("/traces/metrics", ("POST",), trace_metrics, r.NoFields, prefixes=API3),
-    Endpoint("/traces/delete-traces", ("POST",), delete_traces, r.DeleteTraces, _TRACES, prefixes=API_BOTH),
-    Endpoint("/traces/link-to-run", ("POST",), link_to_run, r.LinkTracesToRun, prefixes=API_BOTH),
-    Endpoint("/traces/{trace_id}", ("GET",), get_trace_info, r.NoFields, _TRACES, prefixes=API3),
-    Endpoint("/traces/{trace_id}/tags", ("PATCH",), set_tag, r.TraceTag, _TRACES, prefixes=API_BOTH),
-    Endpoint("/traces/{trace_id}/tags", ("DELETE",), delete_tag, r.TraceTag, _TRACES, prefixes=API_BOTH),
-    Endpoint("/traces/{trace_id}/assessments", ("POST",), create_assessment, r.AssessmentBody, _TRACES, prefixes=API3),
-    Endpoint("/traces/{trace_id}/assessments/{assessment_id}", ("GET",), get_assessment, r.NoFields, _TRACES,
-             prefixes=API3),
-    Endpoint("/traces/{trace_id}/assessments/{assessment_id}", ("PATCH",), update_assessment, r.AssessmentBody,
-             _TRACES, prefixes=API3),
-    Endpoint("/traces/{trace_id}/assessments/{assessment_id}", ("DELETE",), delete_assessment, r.NoFields, _TRACES,
-             prefixes=API3),
-    Endpoint("/get-trace-artifact", ("GET",), trace_artifact, r.TraceArtifact, _TRACES, prefixes=API_BOTH),
-    Endpoint(OTLP_PATH, ("POST",), otlp_traces, None, blocking=False, raw=True, prefixes=("",)),
-]  # fmt: skip
+    Endpoint("/traces/search", ("POST",), search_traces, r.SearchTracesV3, prefixes=API3, access=Access.admin),
+    Endpoint("/traces/metrics", ("POST",), trace_metrics, r.NoFields, prefixes=API3, access=Access.admin),
+    Endpoint(
+        "/traces/delete-traces",
+        ("POST",),
+        delete_traces,
+        r.DeleteTraces,
+        _TRACES,
+        prefixes=API_BOTH,
+        access=Access.admin,
+    ),
+    Endpoint("/traces/link-to-run", ("POST",), link_to_run, r.LinkTracesToRun, prefixes=API_BOTH, access=Access.admin),
+    Endpoint("/traces/{trace_id}", ("GET",), get_trace_info, r.NoFields, _TRACES, prefixes=API3, access=Access.admin),
+    Endpoint(
+        "/traces/{trace_id}/tags", ("PATCH",), set_tag, r.TraceTag, _TRACES, prefixes=API_BOTH, access=Access.admin
+    ),
+    Endpoint(
+        "/traces/{trace_id}/tags", ("DELETE",), delete_tag, r.TraceTag, _TRACES, prefixes=API_BOTH, access=Access.admin
+    ),
+    Endpoint(
+        "/traces/{trace_id}/assessments",
+        ("POST",),
+        create_assessment,
+        r.AssessmentBody,
+        _TRACES,
+        prefixes=API3,
+        access=Access.admin,
+    ),
+    Endpoint(
+        "/traces/{trace_id}/assessments/{assessment_id}",
+        ("GET",),
+        get_assessment,
+        r.NoFields,
+        _TRACES,
+        prefixes=API3,
+        access=Access.admin,
+    ),
+    Endpoint(
+        "/traces/{trace_id}/assessments/{assessment_id}",
+        ("PATCH",),
+        update_assessment,
+        r.AssessmentBody,
+        _TRACES,
+        prefixes=API3,
+        access=Access.admin,
+    ),
+    Endpoint(
+        "/traces/{trace_id}/assessments/{assessment_id}",
+        ("DELETE",),
+        delete_assessment,
+        r.NoFields,
+        _TRACES,
+        prefixes=API3,
+        access=Access.admin,
+    ),
+    Endpoint(
+        "/get-trace-artifact",
+        ("GET",),
+        trace_artifact,
+        r.TraceArtifact,
+        _TRACES,
+        prefixes=API_BOTH,
+        access=Access.admin,
+    ),
+    Endpoint(OTLP_PATH, ("POST",), otlp_traces, None, blocking=False, raw=True, prefixes=("",), access=Access.admin),
+]
