@@ -311,6 +311,6 @@ ENDPOINTS = [
         metric_history_bulk,
         r.GetMetricHistoryBulk,
         prefixes=("/ajax-api/2.0/mlflow",),
-        access=Access.run(READ, "run_ids"),
+        access=Access.run(READ, "run_id"),
     ),
 ]

@@ -35,7 +35,8 @@ class World:
     experiment_name: str
     run_id: str
     model_id: str
-    registered_model: str = "rm-matrix"
+    registered_model: str = field(default_factory=lambda: f"rm-matrix-{uuid.uuid4().hex[:6]}")
+    spare_version: str = ""  # a model version made for a delete
     counter: itertools.count = field(default_factory=itertools.count)  # type: ignore[type-arg]
 
     def unique(self, stem: str) -> str:
@@ -115,6 +116,36 @@ def _rm_permission(w: World) -> dict[str, Any]:
 def _art(w: World, name: str = "f.txt") -> str:
     return f"{w.experiment_id}/{w.run_id}/artifacts/{name}"
 
+
+MODELS = f"{API}/registered-models"
+VERSIONS = f"{API}/model-versions"
+TRACE = "tr-" + "ab" * 16  # a trace id no one logged: the trace calls only need to pass the permission check
+API3 = "/api/3.0/mlflow"
+
+
+def _registered(a: Api, w: World) -> None:
+    """The registered model with version 1 and the manager's MANAGE grant (again after a delete revoked it)."""
+    a.call("POST", f"{MODELS}/create", {"name": w.registered_model})
+    if a.call("GET", f"{VERSIONS}/get", {"name": w.registered_model, "version": "1"}).status_code != 200:
+        a.ok("POST", f"{VERSIONS}/create", {"name": w.registered_model, "source": f"runs:/{w.run_id}/model",
+                                              "run_id": w.run_id})  # fmt: skip
+    a.call("POST", f"{API}/registered-models/permissions/create",
+           {"name": w.registered_model, "username": "manager", "permission": "MANAGE"})  # fmt: skip
+
+
+def _spare_version(a: Api, w: World) -> None:
+    fields = {"name": w.registered_model, "source": f"runs:/{w.run_id}/model", "run_id": w.run_id}
+    w.spare_version = a.ok("POST", f"{VERSIONS}/create", fields)["model_version"]["version"]
+
+
+def _model_tags(a: Api, w: World) -> None:
+    a.ok("POST", f"{MODELS}/set-tag", {"name": w.registered_model, "key": "t", "value": "v"})
+    a.ok("POST", f"{VERSIONS}/set-tag", {"name": w.registered_model, "version": "1", "key": "t", "value": "v"})
+    a.ok("POST", f"{MODELS}/alias", {"name": w.registered_model, "alias": "champ", "version": "1"})
+
+
+RM: Callable[[World], dict[str, Any]] = lambda w: {"name": w.registered_model}  # noqa: E731
+MV: Callable[[World], dict[str, Any]] = lambda w: {"name": w.registered_model, "version": "1"}  # noqa: E731
 
 E: Callable[[World], dict[str, Any]] = lambda w: {"experiment_id": w.experiment_id}  # noqa: E731
 R: Callable[[World], dict[str, Any]] = lambda w: {"run_id": w.run_id}  # noqa: E731
@@ -216,6 +247,98 @@ CALLS: dict[tuple[str, str], Call] = {
     ("/graphql", "POST"): Call("POST", "/graphql", lambda w: {"query": '{ test(inputString: "x") { output } }'}),
     ("/registered-models/search", "GET"): Call("GET", f"{API}/registered-models/search"),
     ("/model-versions/search", "GET"): Call("GET", f"{API}/model-versions/search"),
+    ("/metrics/get-history-bulk", "GET"): Call(
+        "GET", "/ajax-api/2.0/mlflow/metrics/get-history-bulk", lambda w: {"run_id": [w.run_id], "metric_key": "m"}
+    ),
+    # the model registry (rm: the registered model, MANAGE for the manager, READ by default for the others)
+    ("/registered-models/create", "POST"): Call("POST", f"{MODELS}/create", lambda w: {"name": w.unique("rm")}),
+    ("/registered-models/get", "GET"): Call("GET", f"{MODELS}/get", RM),
+    ("/registered-models/rename", "POST"): Call(  # onto its own name: refused (400) once allowed
+        "POST", f"{MODELS}/rename", lambda w: {**RM(w), "new_name": w.registered_model}, exact=False
+    ),
+    ("/registered-models/update", "PATCH"): Call("PATCH", f"{MODELS}/update", lambda w: {**RM(w), "description": "d"}),
+    ("/registered-models/get-latest-versions", "GET"): Call("GET", f"{MODELS}/get-latest-versions", RM),
+    ("/registered-models/get-latest-versions", "POST"): Call("POST", f"{MODELS}/get-latest-versions", RM),
+    ("/registered-models/set-tag", "POST"): Call(
+        "POST", f"{MODELS}/set-tag", lambda w: {**RM(w), "key": "k", "value": "v"}
+    ),
+    ("/registered-models/delete-tag", "DELETE"): Call(
+        "DELETE", f"{MODELS}/delete-tag", lambda w: {**RM(w), "key": "t"}, setup=_model_tags
+    ),
+    ("/registered-models/alias", "POST"): Call(
+        "POST", f"{MODELS}/alias", lambda w: {**RM(w), "alias": "best", "version": "1"}
+    ),
+    ("/registered-models/alias", "GET"): Call(
+        "GET", f"{MODELS}/alias", lambda w: {**RM(w), "alias": "champ"}, setup=_model_tags
+    ),
+    ("/registered-models/alias", "DELETE"): Call(
+        "DELETE", f"{MODELS}/alias", lambda w: {**RM(w), "alias": "champ"}, setup=_model_tags
+    ),
+    ("/model-versions/create", "POST"): Call(
+        "POST", f"{VERSIONS}/create", lambda w: {**RM(w), "source": f"runs:/{w.run_id}/model", "run_id": w.run_id}
+    ),
+    ("/model-versions/get", "GET"): Call("GET", f"{VERSIONS}/get", MV),
+    ("/model-versions/update", "PATCH"): Call("PATCH", f"{VERSIONS}/update", lambda w: {**MV(w), "description": "d"}),
+    ("/model-versions/transition-stage", "POST"): Call(
+        "POST",
+        f"{VERSIONS}/transition-stage",
+        lambda w: {**MV(w), "stage": "Staging", "archive_existing_versions": False},
+    ),
+    ("/model-versions/get-download-uri", "GET"): Call("GET", f"{VERSIONS}/get-download-uri", MV),
+    ("/model-versions/set-tag", "POST"): Call(
+        "POST", f"{VERSIONS}/set-tag", lambda w: {**MV(w), "key": "k", "value": "v"}
+    ),
+    ("/model-versions/delete-tag", "DELETE"): Call(
+        "DELETE", f"{VERSIONS}/delete-tag", lambda w: {**MV(w), "key": "t"}, setup=_model_tags
+    ),
+    ("/model-versions/get-artifact", "GET"): Call(  # no such file: 404 once allowed
+        "GET", "/model-versions/get-artifact", lambda w: {**MV(w), "path": "MLmodel"}, exact=False
+    ),
+    # traces: admins only with auth on (a trace's experiment is not resolved yet); any answer but 401/403/5xx
+    ("/traces", "POST"): Call("POST", f"{API3}/traces", lambda w: {"trace": {}}, exact=False),
+    ("/traces/get", "GET"): Call("GET", f"{API3}/traces/get", lambda w: {"trace_id": TRACE}, exact=False),
+    ("/traces/batchGet", "GET"): Call("GET", f"{API3}/traces/batchGet", lambda w: {"trace_ids": [TRACE]}, exact=False),
+    ("/traces/batchGetInfos", "GET"): Call(
+        "GET", f"{API3}/traces/batchGetInfos", lambda w: {"trace_ids": [TRACE]}, exact=False
+    ),
+    ("/traces/search", "POST"): Call(
+        "POST",
+        f"{API3}/traces/search",
+        lambda w: {
+            "locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": w.experiment_id}}]
+        },
+        exact=False,
+    ),
+    ("/traces/metrics", "POST"): Call("POST", f"{API3}/traces/metrics", lambda w: {}, exact=False),
+    ("/traces/delete-traces", "POST"): Call(
+        "POST", f"{API}/traces/delete-traces", lambda w: {**E(w), "request_ids": [TRACE]}, exact=False
+    ),
+    ("/traces/link-to-run", "POST"): Call(
+        "POST", f"{API}/traces/link-to-run", lambda w: {"trace_ids": [TRACE], "run_id": w.run_id}, exact=False
+    ),
+    ("/traces/{trace_id}", "GET"): Call("GET", f"{API3}/traces/{TRACE}", exact=False),
+    ("/traces/{trace_id}/tags", "PATCH"): Call(
+        "PATCH", f"{API}/traces/{TRACE}/tags", lambda w: {"key": "k", "value": "v"}, exact=False
+    ),
+    ("/traces/{trace_id}/tags", "DELETE"): Call(
+        "DELETE", f"{API}/traces/{TRACE}/tags", lambda w: {"key": "k"}, exact=False
+    ),
+    ("/traces/{trace_id}/assessments", "POST"): Call(
+        "POST", f"{API3}/traces/{TRACE}/assessments", lambda w: {"assessment": {}}, exact=False
+    ),
+    ("/traces/{trace_id}/assessments/{assessment_id}", "GET"): Call(
+        "GET", f"{API3}/traces/{TRACE}/assessments/a-1", exact=False
+    ),
+    ("/traces/{trace_id}/assessments/{assessment_id}", "PATCH"): Call(
+        "PATCH", f"{API3}/traces/{TRACE}/assessments/a-1", lambda w: {"assessment": {}}, exact=False
+    ),
+    ("/traces/{trace_id}/assessments/{assessment_id}", "DELETE"): Call(
+        "DELETE", f"{API3}/traces/{TRACE}/assessments/a-1", exact=False
+    ),
+    ("/get-trace-artifact", "GET"): Call(
+        "GET", f"{API}/get-trace-artifact", lambda w: {"request_id": TRACE}, exact=False
+    ),
+    ("/v1/traces", "POST"): Call("POST", "/v1/traces", content=b"not protobuf", exact=False),
     ("/experiments/permissions/create", "POST"): Call("POST", f"{API}/experiments/permissions/create", _permission),
     ("/experiments/permissions/get", "GET"): Call("GET", f"{API}/experiments/permissions/get", _permission),
     ("/experiments/permissions/update", "PATCH"): Call(
@@ -241,9 +364,13 @@ CALLS: dict[tuple[str, str], Call] = {
     ("/runs/restore", "POST"): Call("POST", f"{API}/runs/restore", R),
     ("/artifacts/{path:path}", "DELETE"): Call("DELETE", f"{ARTIFACTS}/artifacts/{{art}}", setup=_file("f.txt")),
     ("/logged-models/{model_id}", "DELETE"): Call("DELETE", f"{API}/logged-models/{{model_id}}", setup=_model),
+    ("/model-versions/delete", "DELETE"): Call(
+        "DELETE", f"{VERSIONS}/delete", lambda w: {**RM(w), "version": w.spare_version}, setup=_spare_version
+    ),
+    ("/registered-models/delete", "DELETE"): Call("DELETE", f"{MODELS}/delete", RM),
 }
-# The registry's 501 catch-alls and the user routes are checked on their own (test_user_routes.py).
-NOT_WALKED = {"/registered-models/{rest:path}", "/model-versions/{rest:path}"}
+# The user routes are checked on their own (test_user_routes.py).
+NOT_WALKED: set[str] = set()
 ROLES = {"reader": "READ", "editor": "EDIT", "manager": "MANAGE", "stranger": "NO_PERMISSIONS"}
 
 
@@ -269,7 +396,7 @@ def _send(api: Api, call: Call, w: World) -> httpx.Response:
     if call.method in ("GET", "DELETE") and fields is None:
         return api.client.request(call.method, path)
     response = api.call(call.method, path, fields)
-    if fields and "new_name" in fields and response.status_code == 200:
+    if fields and "new_name" in fields and "experiment_id" in fields and response.status_code == 200:
         w.experiment_name = fields["new_name"]
     return response
 
@@ -282,11 +409,10 @@ def test_each_role_gets_what_its_permission_allows(auth_gateway: AuthGateway) ->
     w = World(experiment_id, name, run_id, "")
     _model(root, w)
     users = {role: new_user(auth_gateway, role) for role in ROLES}
+    _registered(root, w)
     new_user(auth_gateway, "bystander")
     for role, permission in ROLES.items():
         grant(auth_gateway, role, experiment_id, permission)
-    root.ok("POST", f"{API}/registered-models/permissions/create",
-            {"name": w.registered_model, "username": "manager", "permission": "MANAGE"})  # fmt: skip
     users["admin"] = root
 
     endpoints = {(s.path, m): s for _, _, s in _served(auth_gateway) if s is not None for m in s.methods}
@@ -310,6 +436,7 @@ def test_each_role_gets_what_its_permission_allows(auth_gateway: AuthGateway) ->
         if role != "admin":  # put back what an allowed delete removed, for the next role
             root.call("POST", f"{API}/experiments/restore", {"experiment_id": w.experiment_id})
             root.call("POST", f"{API}/runs/restore", {"run_id": w.run_id})
+            _registered(root, w)  # the manager's delete removed it and revoked the grant
 
 
 def test_reader_reads_editor_writes_manager_manages(auth_gateway: AuthGateway) -> None:
