@@ -107,3 +107,39 @@ class Outcomes:
                 "committed past it; the write may or may not have been applied. Retry shortly."
             )
         return decision
+
+
+# The gateway's log view (``ingest.runstates.RunStates.decision``): its decision on the event at
+# (partition, offset) once its tail applied it, None when it does not decide that event; raises
+# TimeoutError when the tail has not reached the event within the timeout.
+ViewDecision = Callable[[Partition, int, float], Decision | None]
+
+
+class ViewFirst:
+    """The decision on an event this gateway produced, from the gateway's own log view when it decides it
+    (params of a run whose whole history its tail applied: no store round trip, so it answers while
+    ClickHouse is down), else from the sink's recorded decision (``sink``, an :class:`Outcomes`).
+
+    Both compute the same decision with the same rule (``schemas.rules``) over the same log prefix. Events
+    of other topics (a sink-decided family on its own topic) go to ``sink`` directly."""
+
+    def __init__(
+        self, view: ViewDecision, topic: str, sink: Callable[[Partition, int], Decision], timeout: float
+    ) -> None:
+        self._view = view
+        self._topic = topic
+        self._sink = sink
+        self._timeout = timeout
+
+    def __call__(self, partition: Partition, offset: int) -> Decision:
+        if partition.topic == self._topic:
+            try:
+                decision = self._view(partition, offset, self._timeout)
+            except TimeoutError as exc:
+                raise unavailable(
+                    f"The write is in the log but its outcome is not known yet ({exc}; waited "
+                    f"{self._timeout:.1f}s); it may still be applied. Retry shortly."
+                ) from exc
+            if decision is not None:
+                return decision
+        return self._sink(partition, offset)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from consumers.deadletter import DeadLetters
 from consumers.pipeline import FlushPolicy, Pipeline, WorkerFailed
 from consumers.sink import Sink
-from ingest.consistency import Barrier, Outcomes
+from ingest.consistency import Barrier, Outcomes, ViewFirst
 from ingest.errors import unavailable
 from ingest.handlers.context import Context
 from ingest.runstates import RunStates
@@ -124,8 +124,11 @@ class Runtime:
         reader = TrackingReader(self.tables)
         states = self.run_states = RunStates(self.events.tail(self.settings.topics.metadata))
         states.start()
-        # a decided event's outcome: embedded mode's after-produce hook already waited for the sink
-        outcomes = Outcomes(reader.decision, None if embedded else barrier.wait_applied)
+        # a decided event's outcome: the run-state view's, which its tail decides in log order, where it
+        # decides it; else the sink's (embedded mode's after-produce hook already waited for the sink)
+        sink_outcomes = Outcomes(reader.decision, None if embedded else barrier.wait_applied)
+        timeout = self.settings.read_barrier_timeout
+        outcomes = ViewFirst(states.decision, self.settings.topics.metadata, sink_outcomes, timeout)
         writer = EventWriter(
             self.events,
             self.settings.topics,
