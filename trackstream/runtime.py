@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from consumers.deadletter import DeadLetters
+from consumers.metadata import DECIDED_VERSION_BASE
 from consumers.pipeline import FlushPolicy, Pipeline, WorkerFailed
 from consumers.sink import Sink
 from ingest.consistency import Barrier, Outcomes, ViewFirst
@@ -192,6 +193,20 @@ class _ConsumersBarrier(Barrier):
         super().wait(topic, keys)
 
 
+def resume_offset(tables: TableStore) -> int:
+    """Embedded mode: where a new process's in-process log starts, above every log offset the tables hold
+    (row versions, recorded decisions; see ``MemoryLog``). One ``max`` per versioned table at start-up."""
+    high = -1
+    versioned = tables.query("SELECT DISTINCT table FROM system.columns WHERE database = currentDatabase() "
+                             "AND name = '_version'")  # fmt: skip
+    for (table,) in versioned:
+        ((top, rows),) = tables.query(f"SELECT max(_version), count() FROM {table}")
+        if rows:
+            high = max(high, int(top) % DECIDED_VERSION_BASE)  # experiment rows of decided events: + 2^48
+    ((top, rows),) = tables.query("SELECT max(log_offset), count() FROM decisions")
+    return max(high, int(top) if rows else -1) + 1
+
+
 def build(settings: Settings) -> Runtime:
     topics = settings.topics
     names = list(topics.names().values())
@@ -199,8 +214,9 @@ def build(settings: Settings) -> Runtime:
         from trackstream.objects.local import LocalObjectStore
         from trackstream.tables.chdb import ChdbStore
 
-        events: EventLog = MemoryLog()
         tables: TableStore = ChdbStore(settings.data_dir / "chdb")
+        tables.migrate()
+        events: EventLog = MemoryLog(first_offset=resume_offset(tables))
         objects: ObjectStore = LocalObjectStore(settings.data_dir / "artifacts")
     else:
         from trackstream.log.kafka import KafkaLog
