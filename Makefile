@@ -84,6 +84,8 @@ services-purge:
 
 ## Side-by-side benchmark, never a test (see bench/README.md), e.g.
 ##   make bench BENCH_ARGS="--system trackstream-kafka --duration 60"
+## then run set-up for sweeps in every system, side by side with mlflow server (bench/setup.py; SETUP_ARGS)
 bench: $(STAMP)
 	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) -m bench.run $(or $(BENCH_ARGS),--system trackstream-kafka)
+	$(PY) -m bench.setup $(SETUP_ARGS)
