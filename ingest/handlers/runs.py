@@ -30,11 +30,13 @@ from ingest.handlers.entities import (
     experiment,
     log_params_tags,
     run_info,
+    run_state,
     run_tag,
     set_run_stage,
     wait_run,
 )
 from ingest.paging import page_offset, page_token
+from schemas.events import RunData, Tag
 from trackstream.reads import search
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
@@ -78,9 +80,8 @@ def create_run(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         "artifact_uri": f"{location.rstrip('/')}/{new_id}/artifacts",
         "lifecycle_stage": ACTIVE, "deleted_time": None,
     }  # fmt: skip
-    emit_run(ctx, info)
     tag_list = [{"key": k, "value": val, "deleted": False} for k, val in tags.items()]
-    emit_run_data(ctx, new_id, [], tag_list)
+    ctx.writer.emit_all([run_state(info), RunData(run_id=new_id, params=[], tags=[Tag(**t) for t in tag_list])])
     info = {k: val for k, val in info.items() if val is not None}
     info["run_uuid"] = new_id
     return {
