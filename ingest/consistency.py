@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from ingest.errors import MlflowError, unavailable
 from schemas.decisions import Decision
+from schemas.events import Event, RunData
 from trackstream.log import EventLog, LogUnavailable, Partition
 
 
@@ -81,6 +82,8 @@ class Barrier:
 
 
 Lookup = Callable[[Partition, int], Decision | None]
+# The decision on the event at (partition, offset); the event itself may be passed (see ViewFirst)
+Outcome = Callable[[Partition, int, Event | None], Decision]
 
 
 class Outcomes:
@@ -91,7 +94,7 @@ class Outcomes:
         self._lookup = lookup
         self._wait = wait
 
-    def __call__(self, partition: Partition, offset: int) -> Decision:
+    def __call__(self, partition: Partition, offset: int, event: Event | None = None) -> Decision:
         if self._wait is not None:
             try:
                 self._wait(partition, offset)
@@ -131,8 +134,10 @@ class ViewFirst:
         self._sink = sink
         self._timeout = timeout
 
-    def __call__(self, partition: Partition, offset: int) -> Decision:
-        if partition.topic == self._topic:
+    def __call__(self, partition: Partition, offset: int, event: Event | None = None) -> Decision:
+        """``event``: what was produced there, when known; the view is asked only about events it may
+        decide (params), so an experiment change never waits for the view's tail on top of the sink."""
+        if partition.topic == self._topic and (event is None or (isinstance(event, RunData) and bool(event.params))):
             try:
                 decision = self._view(partition, offset, self._timeout)
             except TimeoutError as exc:

@@ -34,9 +34,10 @@ from trackstream.settings import Topics
 AfterProduce = Callable[[Partition, int], None]
 # Told of every metadata event the log acknowledged: (kind, body, offset). The run-state view listens.
 MetadataObserver = Callable[[str, dict[str, Any], int], None]
-# Waits until the metadata sink applied the event at (partition, offset) and returns its decision;
-# raises MlflowError TEMPORARILY_UNAVAILABLE past the read-barrier timeout (ingest/consistency.py).
-Outcome = Callable[[Partition, int], Decision]
+# The decision on the event produced at (partition, offset) (the event is passed along): the gateway's log
+# view's or the metadata sink's once it applied it; raises MlflowError TEMPORARILY_UNAVAILABLE past the
+# read-barrier timeout (ingest/consistency.py).
+Outcome = Callable[[Partition, int, Event | None], Decision]
 
 
 class EventWriter:
@@ -119,7 +120,7 @@ class EventWriter:
         if self._outcome is None:
             raise RuntimeError("EventWriter.decide needs an outcome reader (see trackstream/runtime.py)")
         partition, offset = self.emit(event)
-        decision = self._outcome(partition, offset)
+        decision = self._outcome(partition, offset, event)
         if not decision.ok:
             raise MlflowError(decision.message, decision.error_code)
         return decision.result
