@@ -96,7 +96,8 @@ services-purge:
 ## Side-by-side benchmark, never a test (see bench/README.md), e.g.
 ##   make bench BENCH_ARGS="--system trackstream-kafka --duration 60"
 ## Without BENCH_ARGS: the ingest load on mlflow server and trackstream-kafka, their summary (ratios), then
-## the read figures of mlflow server, trackstream-kafka and -embedded side by side (bench/reads.py, READS_ARGS).
+## the read figures of mlflow server, trackstream-kafka and -embedded side by side (bench/reads.py, READS_ARGS),
+## then run set-up for sweeps in every system, side by side with mlflow server (bench/setup.py; SETUP_ARGS).
 .PHONY: bench
 bench: $(STAMP)
 	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
@@ -107,6 +108,7 @@ else
 	$(PY) -m bench.run --system trackstream-kafka
 	$(PY) -m bench.run --report
 	$(PY) -m bench.reads $(READS_ARGS)
+	$(PY) -m bench.setup $(SETUP_ARGS)
 endif
 
 ## Span ingestion (POST /v1/traces) side by side: mlflow server (SQLite), trackstream kafka and embedded.

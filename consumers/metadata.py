@@ -21,14 +21,14 @@ import orjson
 
 from consumers.sink import Event, Sink
 from schemas import events as ev
-from schemas.decisions import ACCEPTED, Decision, refused
+from schemas import rules
+from schemas.decisions import Decision
 from schemas.events import METADATA
 from trackstream.errors import StoreRejected
 from trackstream.log import Partition
 from trackstream.tables import TableStore
 
-EXPERIMENT_COLUMNS = ("experiment_id", "name", "artifact_location", "lifecycle_stage", "creation_time",
-                      "last_update_time")  # fmt: skip
+EXPERIMENT_COLUMNS = rules.EXPERIMENT_COLUMNS
 RUN_COLUMNS = ("run_id", "experiment_id", "run_name", "user_id", "status", "start_time", "end_time", "artifact_uri",
                "lifecycle_stage", "deleted_time")  # fmt: skip
 
@@ -39,11 +39,7 @@ RUN_COLUMNS = ("run_id", "experiment_id", "run_name", "user_id", "status", "star
 DECIDED_VERSION_BASE = 1 << 48
 
 
-def decided(data: ev.Event) -> bool:
-    """Whether an event carries a rule, i.e. gets a row in ``decisions``."""
-    return (isinstance(data, ev.ExperimentState) and data.op is not None) or (
-        isinstance(data, ev.RunData) and bool(data.params)
-    )
+decided = rules.decided  # whether an event carries a rule, i.e. gets a row in ``decisions``
 
 
 def _columns(data: Any, names: Sequence[str]) -> dict[str, Any]:
@@ -143,71 +139,39 @@ class Rules:
     def _recorded(self, positions: list[tuple[Partition, int]]) -> dict[tuple[Partition, int], Decision]:
         return recorded_decisions(self._t, positions)
 
-    # -- experiments: every ExperimentState is in one partition (key "experiments"), so names are
-    # decided against every experiment in one order --
-    def _holder(self, name: str) -> str | None:
+    # -- the State the pure rules (schemas.rules) read --
+    def param(self, run_id: str, key: str) -> str | None:
+        return self.params.get((run_id, key))
+
+    def experiment_state(self, experiment_id: str) -> dict[str, Any] | None:
+        return self.experiments.get(experiment_id)
+
+    def name_holder(self, name: str) -> str | None:
         return next((i for i, row in self.experiments.items() if row["name"] == name), None)
 
+    # -- decided events: the rules are schemas.rules; a recorded decision is reused, never recomputed --
     def experiment(self, body: ev.ExperimentState, recorded: Decision | None) -> tuple[Decision, dict[str, Any] | None]:
         """The decision on an ExperimentState event (``recorded`` if there is one) and the row it writes."""
-        decision = recorded or self._check_experiment(body)
+        state = _RuleState(self)
+        try:
+            decision = recorded or rules.check_experiment(state, body)
+        except rules.UnknownChange as exc:
+            raise StoreRejected(str(exc)) from None
         if not decision.ok:
             return decision, None
-        op, exp_id = body.op, body.experiment_id
-        row = _columns(body, EXPERIMENT_COLUMNS)
-        current = self.experiments.get(exp_id)
-        if op in ("rename", "delete", "restore") and current is not None:
-            if op == "rename" and current["name"] == body.name:
-                return decision, None
-            changed = ("name",) if op == "rename" else ("lifecycle_stage",)
-            row = {**current, **_columns(body, (*changed, "last_update_time"))}
-        self.experiments[exp_id] = row
+        row = rules.experiment_row(state, body)
+        if row is not None:
+            self.experiments[body.experiment_id] = row
         return decision, row
 
-    def _check_experiment(self, body: ev.ExperimentState) -> Decision:
-        op, exp_id = body.op, body.experiment_id
-        current = self.experiments.get(exp_id)
-        if op is None:
-            return ACCEPTED
-        if op == "create":
-            if current is not None or self._holder(body.name) is not None:
-                return refused("RESOURCE_ALREADY_EXISTS", f"Experiment(name={body.name}) already exists.")
-            return ACCEPTED
-        if op not in ("rename", "delete", "restore"):
-            raise StoreRejected(f"unknown experiment change {op!r}")
-        if current is None:
-            return refused("RESOURCE_DOES_NOT_EXIST", f"No Experiment with id={exp_id} exists")
-        if op == "rename":
-            if current["lifecycle_stage"] != "active":
-                return refused("INVALID_STATE", "Cannot rename a non-active experiment.")
-            holder = self._holder(body.name)
-            if holder is not None and holder != exp_id:
-                # the stock server's SQL store answers a rename onto a taken name with its unique-constraint failure
-                return refused("BAD_REQUEST", f"Experiment(name={body.name}) already exists.")
-            return ACCEPTED
-        if current["lifecycle_stage"] != ("active" if op == "delete" else "deleted"):
-            return refused("RESOURCE_DOES_NOT_EXIST", f"No Experiment with id={exp_id} exists")
-        return ACCEPTED
-
-    # -- params: a run's events are in one partition (key run_id) --
     def run_params(self, body: ev.RunData, recorded: Decision | None) -> Decision:
-        decision = recorded or self._check_params(body)
-        if decision.ok:
-            for param in body.params:
-                self.params[(body.run_id, param.key)] = param.value
+        if recorded is not None:
+            decision, change = recorded, (rules.param_change(body) if recorded.ok else {})
+        else:
+            decision, change = rules.params(_RuleState(self), body)
+        for key, value in change.items():
+            self.params[(body.run_id, key)] = value
         return decision
-
-    def _check_params(self, body: ev.RunData) -> Decision:
-        run_id = body.run_id
-        for param in body.params:
-            old = self.params.get((run_id, param.key))
-            if old is not None and old != param.value:
-                return refused(
-                    "INVALID_PARAMETER_VALUE",
-                    f"Changing param values is not allowed. Param with key='{param.key}' was already logged "
-                    f"with value='{old}' for run ID='{run_id}'. Attempted logging new value '{param.value}'.",
-                )
-        return ACCEPTED
 
     # -- runs: field-level changes merged into the current row in offset order (never refused) --
     def run(self, body: ev.RunState) -> dict[str, Any]:
@@ -228,6 +192,22 @@ class Rules:
                 self.datasets.add(key)
                 out.append(ds)
         return out
+
+
+class _RuleState:
+    """:class:`Rules` as the ``schemas.rules.State`` protocol (its ``experiment`` name is taken)."""
+
+    def __init__(self, rules_: Rules) -> None:
+        self._r = rules_
+
+    def param(self, run_id: str, key: str) -> str | None:
+        return self._r.param(run_id, key)
+
+    def experiment(self, experiment_id: str) -> dict[str, Any] | None:
+        return self._r.experiment_state(experiment_id)
+
+    def name_holder(self, name: str) -> str | None:
+        return self._r.name_holder(name)
 
 
 class _Batch:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from ingest.errors import MlflowError, unavailable
 from schemas.decisions import Decision
+from schemas.events import Event, RunData
 from trackstream.log import EventLog, LogUnavailable, Partition
 
 
@@ -81,6 +82,8 @@ class Barrier:
 
 
 Lookup = Callable[[Partition, int], Decision | None]
+# The decision on the event at (partition, offset); the event itself may be passed (see ViewFirst)
+Outcome = Callable[[Partition, int, Event | None], Decision]
 
 
 class Outcomes:
@@ -91,7 +94,7 @@ class Outcomes:
         self._lookup = lookup
         self._wait = wait
 
-    def __call__(self, partition: Partition, offset: int) -> Decision:
+    def __call__(self, partition: Partition, offset: int, event: Event | None = None) -> Decision:
         if self._wait is not None:
             try:
                 self._wait(partition, offset)
@@ -107,3 +110,41 @@ class Outcomes:
                 "committed past it; the write may or may not have been applied. Retry shortly."
             )
         return decision
+
+
+# The gateway's log view (``ingest.runstates.RunStates.decision``): its decision on the event at
+# (partition, offset) once its tail applied it, None when it does not decide that event; raises
+# TimeoutError when the tail has not reached the event within the timeout.
+ViewDecision = Callable[[Partition, int, float], Decision | None]
+
+
+class ViewFirst:
+    """The decision on an event this gateway produced, from the gateway's own log view when it decides it
+    (params of a run whose whole history its tail applied: no store round trip, so it answers while
+    ClickHouse is down), else from the sink's recorded decision (``sink``, an :class:`Outcomes`).
+
+    Both compute the same decision with the same rule (``schemas.rules``) over the same log prefix. Events
+    of other topics (a sink-decided family on its own topic) go to ``sink`` directly."""
+
+    def __init__(
+        self, view: ViewDecision, topic: str, sink: Callable[[Partition, int], Decision], timeout: float
+    ) -> None:
+        self._view = view
+        self._topic = topic
+        self._sink = sink
+        self._timeout = timeout
+
+    def __call__(self, partition: Partition, offset: int, event: Event | None = None) -> Decision:
+        """``event``: what was produced there, when known; the view is asked only about events it may
+        decide (params), so an experiment change never waits for the view's tail on top of the sink."""
+        if partition.topic == self._topic and (event is None or (isinstance(event, RunData) and bool(event.params))):
+            try:
+                decision = self._view(partition, offset, self._timeout)
+            except TimeoutError as exc:
+                raise unavailable(
+                    f"The write is in the log but its outcome is not known yet ({exc}; waited "
+                    f"{self._timeout:.1f}s); it may still be applied. Retry shortly."
+                ) from exc
+            if decision is not None:
+                return decision
+        return self._sink(partition, offset)

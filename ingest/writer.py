@@ -17,7 +17,7 @@ the event; the one given must agree with it).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -34,9 +34,10 @@ from trackstream.settings import Topics
 AfterProduce = Callable[[Partition, int], None]
 # Told of every metadata event the log acknowledged: (kind, body, offset). The run-state view listens.
 MetadataObserver = Callable[[str, dict[str, Any], int], None]
-# Waits until the metadata sink applied the event at (partition, offset) and returns its decision;
-# raises MlflowError TEMPORARILY_UNAVAILABLE past the read-barrier timeout (ingest/consistency.py).
-Outcome = Callable[[Partition, int], Decision]
+# The decision on the event produced at (partition, offset) (the event is passed along): the gateway's log
+# view's or the metadata sink's once it applied it; raises MlflowError TEMPORARILY_UNAVAILABLE past the
+# read-barrier timeout (ingest/consistency.py).
+Outcome = Callable[[Partition, int, Event | None], Decision]
 
 
 class EventWriter:
@@ -73,6 +74,27 @@ class EventWriter:
             self._on_metadata(type(event).__name__, events.to_dict(event), offset)
         return partition, offset
 
+    def emit_all(self, events_: Sequence[Event]) -> list[tuple[Partition, int]]:
+        """``emit`` each event in order, then wait (the after-produce hook) once per partition, for the last
+        of its events: embedded mode acknowledges a run's create and its tags after one sink round trip
+        instead of two (one entity's events share a partition, and the sink applies it in offset order)."""
+        positions: list[tuple[Partition, int]] = []
+        for event in events_:
+            topic, family = self._topic(event), event.FAMILY
+            payload = self._codec.encode_event(event)
+            with _acknowledged():
+                index, offset = self._log.produce(topic, event.key.encode(), payload, (self._codec.header(family),))
+            positions.append((Partition(topic, index), offset))
+            if self._on_metadata is not None and family == events.METADATA:
+                self._on_metadata(type(event).__name__, events.to_dict(event), offset)
+        if self._after is not None:
+            last: dict[Partition, int] = {}
+            for partition, offset in positions:
+                last[partition] = max(offset, last.get(partition, offset))
+            for partition, offset in last.items():
+                self._after(partition, offset)
+        return positions
+
     async def emit_async(self, event: Event) -> None:
         """``emit`` awaited on the event loop (metric batches): the hot path holds no thread while the log acks."""
         topic, family = self._topic(event), event.FAMILY
@@ -98,7 +120,7 @@ class EventWriter:
         if self._outcome is None:
             raise RuntimeError("EventWriter.decide needs an outcome reader (see trackstream/runtime.py)")
         partition, offset = self.emit(event)
-        decision = self._outcome(partition, offset)
+        decision = self._outcome(partition, offset, event)
         if not decision.ok:
             raise MlflowError(decision.message, decision.error_code)
         return decision.result

@@ -12,12 +12,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from consumers.deadletter import DeadLetters
+from consumers.metadata import DECIDED_VERSION_BASE
 from consumers.pipeline import FlushPolicy, Pipeline, WorkerFailed
 from consumers.sink import Sink
 from ingest.auth.credentials import hash_password
 from ingest.auth.guard import Guard
 from ingest.auth.view import AuthView
-from ingest.consistency import Barrier, Outcomes
+from ingest.consistency import Barrier, Outcomes, ViewFirst
 from ingest.errors import MlflowError, unavailable
 from ingest.handlers.context import Context
 from ingest.runstates import RunStates
@@ -172,8 +173,11 @@ class Runtime:
         reader = TrackingReader(self.tables)
         states = self.run_states = RunStates(self.events.tail(self.settings.topics.metadata))
         states.start()
-        # a decided event's outcome: embedded mode's after-produce hook already waited for the sink
-        outcomes = Outcomes(reader.decision, None if embedded else barrier.wait_applied)
+        # a decided event's outcome: the run-state view's, which its tail decides in log order, where it
+        # decides it; else the sink's (embedded mode's after-produce hook already waited for the sink)
+        sink_outcomes = Outcomes(reader.decision, None if embedded else barrier.wait_applied)
+        timeout = self.settings.read_barrier_timeout
+        outcomes = ViewFirst(states.decision, self.settings.topics.metadata, sink_outcomes, timeout)
         writer = EventWriter(
             _TimedLog(self.events),
             self.settings.topics,
@@ -329,6 +333,20 @@ class _TimedLog(EventLog):
         self._inner.close()
 
 
+def resume_offset(tables: TableStore) -> int:
+    """Embedded mode: where a new process's in-process log starts, above every log offset the tables hold
+    (row versions, recorded decisions; see ``MemoryLog``). One ``max`` per versioned table at start-up."""
+    high = -1
+    versioned = tables.query("SELECT DISTINCT table FROM system.columns WHERE database = currentDatabase() "
+                             "AND name = '_version'")  # fmt: skip
+    for (table,) in versioned:
+        ((top, rows),) = tables.query(f"SELECT max(_version), count() FROM {table}")
+        if rows:
+            high = max(high, int(top) % DECIDED_VERSION_BASE)  # experiment rows of decided events: + 2^48
+    ((top, rows),) = tables.query("SELECT max(log_offset), count() FROM decisions")
+    return max(high, int(top) if rows else -1) + 1
+
+
 def build(settings: Settings) -> Runtime:
     topics = settings.topics
     names = list(topics.names().values())
@@ -336,8 +354,9 @@ def build(settings: Settings) -> Runtime:
         from trackstream.objects.local import LocalObjectStore
         from trackstream.tables.chdb import ChdbStore
 
-        events: EventLog = MemoryLog()
         tables: TableStore = ChdbStore(settings.data_dir / "chdb")
+        tables.migrate()
+        events: EventLog = MemoryLog(first_offset=resume_offset(tables))
         objects: ObjectStore = LocalObjectStore(settings.data_dir / "artifacts")
     else:
         from trackstream.log.kafka import KafkaLog

@@ -87,14 +87,18 @@ def check_active(ctx: Context, run_id: str) -> None:
         raise _not_active(run_id, stage)
 
 
-def emit_run(ctx: Context, info: dict[str, Any], changed: tuple[str, ...] | None = None) -> None:
+def run_state(info: dict[str, Any], changed: tuple[str, ...] | None = None) -> RunState:
     """A run's row; with ``changed`` the sink sets only those columns of the row it holds (so two
     replicas updating different fields of one run both keep theirs; RunState is never refused)."""
     state: dict[str, Any] = {k: info.get(k) for k in (
         "run_id", "experiment_id", "run_name", "user_id", "status", "start_time", "end_time",
         "artifact_uri", "lifecycle_stage", "deleted_time")}  # fmt: skip
     state["changed"] = None if changed is None else list(changed)
-    ctx.writer.emit(RunState(**state))
+    return RunState(**state)
+
+
+def emit_run(ctx: Context, info: dict[str, Any], changed: tuple[str, ...] | None = None) -> None:
+    ctx.writer.emit(run_state(info, changed))
 
 
 def emit_run_data(ctx: Context, run_id: str, params: list[dict[str, str]], tags: list[dict[str, Any]]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from ingest import requests as r
 from ingest import validation as v
 from ingest.auth.access import EDIT, MANAGE, READ, Access
-from ingest.endpoint import Endpoint, Reads
+from ingest.endpoint import EXPERIMENTS_KEY, Endpoint, Reads
 from ingest.errors import invalid, not_found
 from ingest.handlers.common import (
     ACTIVE,
@@ -25,25 +25,46 @@ from ingest.handlers.common import (
 )
 from ingest.handlers.context import Context
 from ingest.handlers.entities import (
-    active_experiment,
     active_run,
     emit_run,
     emit_run_data,
+    experiment,
     log_params_tags,
     run_info,
+    run_state,
     run_tag,
     set_run_stage,
     wait_run,
 )
 from ingest.paging import page_offset, page_token
+from schemas.events import RunData, Tag
 from trackstream.reads import search
 
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 
 
+def run_experiment(ctx: Context, experiment_id: str) -> str:
+    """The artifact location of the experiment a new run goes to, which must be active: from the run-state
+    view when it holds the experiment (no barrier, no store: runs/create is answered while ClickHouse is
+    down), else from the store after the barrier (the answer is remembered)."""
+    view = ctx.run_states
+    known = None if view is None else view.experiment(experiment_id)
+    if known is None:
+        since = 0 if view is None else view.experiment_changes()
+        ctx.wait("metadata", [EXPERIMENTS_KEY, experiment_id])
+        exp = experiment(ctx, experiment_id)
+        known = (exp["lifecycle_stage"], exp["artifact_location"])
+        if view is not None and known[0] == ACTIVE:  # a deleted one is read again: a restore elsewhere shows at once
+            view.learn_experiment(experiment_id, *known, since=since)
+    stage, location = known
+    if stage != ACTIVE:
+        raise invalid(f"The experiment {experiment_id} must be in the 'active' state. Current state is {stage}.")
+    return location
+
+
 def create_run(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     experiment_id = str(p.get("experiment_id") or DEFAULT_EXPERIMENT_ID)
-    exp = active_experiment(ctx, experiment_id)
+    location = run_experiment(ctx, experiment_id)
     tags = {t["key"]: t["value"] for t in (run_tag(t) for t in p.get("tags") or [])}
     run_name = p.get("run_name") or tags.get(RUN_NAME_TAG) or generate_run_name()
     if p.get("run_name") and tags.get(RUN_NAME_TAG) and tags[RUN_NAME_TAG] != p["run_name"]:
@@ -57,12 +78,11 @@ def create_run(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         "run_id": new_id, "experiment_id": experiment_id, "run_name": run_name,
         "user_id": str(p.get("user_id") or ""), "status": "RUNNING",
         "start_time": int_or(p.get("start_time"), now_ms()), "end_time": None,
-        "artifact_uri": f"{exp['artifact_location'].rstrip('/')}/{new_id}/artifacts",
+        "artifact_uri": f"{location.rstrip('/')}/{new_id}/artifacts",
         "lifecycle_stage": ACTIVE, "deleted_time": None,
     }  # fmt: skip
-    emit_run(ctx, info)
     tag_list = [{"key": k, "value": val, "deleted": False} for k, val in tags.items()]
-    emit_run_data(ctx, new_id, [], tag_list)
+    ctx.writer.emit_all([run_state(info), RunData(run_id=new_id, params=[], tags=[Tag(**t) for t in tag_list])])
     info = {k: val for k, val in info.items() if val is not None}
     info["run_uuid"] = new_id
     return {
@@ -172,12 +192,12 @@ def delete_tag(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 RUN = Reads.run()
 ENDPOINTS = [
+    # runs/create: the view, or the barrier on a miss (run_experiment)
     Endpoint(
         "/runs/create",
         ("POST",),
         create_run,
         r.CreateRun,
-        Reads.experiment(default=DEFAULT_EXPERIMENT_ID),
         access=Access.experiment(EDIT, default=DEFAULT_EXPERIMENT_ID),
     ),
     Endpoint("/runs/delete", ("POST",), delete_run, r.RunRef, RUN, access=Access.run(MANAGE)),

@@ -1,7 +1,9 @@
 """ClickHouse crashes (SIGKILL) for longer than the read barrier while clients keep logging through the
-HTTP API: metric, tag and small-artifact writes to runs the gateway knows keep being acknowledged (the
-run-state view answers "is the run active?" without the store), a deleted run is still refused, and once
-ClickHouse is back every acknowledged point and tag is stored exactly once.
+HTTP API: metric, param, tag and small-artifact writes to runs the gateway knows, and new runs in an
+experiment it knows, keep being acknowledged (the run-state view answers "is the run active?", decides
+params in log order and knows the experiment, without the store), a deleted run and a changed param are
+still refused, and once ClickHouse is back every acknowledged point, param and tag is stored exactly once
+(a param with the value it was acknowledged with) and every run created is there.
 
 Gateway and sink workers are real processes; the load is 4 client threads over HTTP."""
 
@@ -30,6 +32,8 @@ class Client:
     acked_points: int = 0
     acked_tags: set[str] = field(default_factory=set)
     acked_artifacts: set[str] = field(default_factory=set)
+    acked_params: dict[tuple[str, str], str] = field(default_factory=dict)  # (run_id, key) -> value
+    created: list[str] = field(default_factory=list)  # runs created by runs/create during the load
     calls: list[tuple[float, float, str, int]] = field(default_factory=list)  # start, end, kind, status
     failures: list[str] = field(default_factory=list)
 
@@ -48,8 +52,13 @@ def run_client(url: str, client: Client, index: int, stop: threading.Event) -> N
             ]
             if batch % 5 == 0:
                 calls.append(("tag", "/runs/set-tag", {"run_id": client.run_id, "key": f"load.{batch}", "value": "v"}))
+            if batch % 3 == 0:
+                param: dict[str, object] = {"run_id": client.run_id, "key": f"p.{batch}", "value": f"{index}:{batch}"}
+                calls.append(("param", "/runs/log-parameter", param))
             if batch % 20 == 0:
                 calls.append(("artifact", f"/{client.run_id}/artifacts/load/{batch}.txt", f"{index}:{batch}".encode()))
+            if batch % 10 == 0:
+                calls.append(("create", "/runs/create", {"experiment_id": "0"}))
             for kind, path, body in calls:
                 started = time.monotonic()
                 if isinstance(body, bytes):
@@ -63,10 +72,41 @@ def run_client(url: str, client: Client, index: int, stop: threading.Event) -> N
                     client.acked_points += POINTS
                 elif kind == "tag":
                     client.acked_tags.add(f"load.{batch}")
+                elif kind == "param":
+                    assert isinstance(body, dict)
+                    client.acked_params[(client.run_id, str(body["key"]))] = str(body["value"])
+                elif kind == "create":
+                    client.created.append(set_up(http, client, response.json()["run"]["info"]["run_id"], batch))
                 else:
                     client.acked_artifacts.add(path.lstrip("/"))
             batch += 1
             time.sleep(PACE)
+
+
+def set_up(http: httpx.Client, client: Client, run_id: str, batch: int) -> str:
+    """What a sweep does with a new run: a param, a tag, a first log-batch with params (and a retried
+    param, the same value, as after a lost answer)."""
+    steps: list[tuple[str, dict[str, object]]] = [
+        ("/runs/log-parameter", {"run_id": run_id, "key": "lr", "value": str(batch)}),
+        ("/runs/set-tag", {"run_id": run_id, "key": "sweep", "value": "s"}),
+        ("/runs/log-batch", {"run_id": run_id, "params": [{"key": f"b{k}", "value": str(k)} for k in range(3)],
+                             "metrics": [{"key": "m", "value": 1.0, "timestamp": 1, "step": 0}]}),
+        ("/runs/log-parameter", {"run_id": run_id, "key": "lr", "value": str(batch)}),
+    ]  # fmt: skip
+    for path, body in steps:
+        started = time.monotonic()
+        response = http.post(API + path, json=body)
+        client.calls.append((started, time.monotonic(), "set-up", response.status_code))
+        if response.status_code != 200:
+            client.failures.append(f"set-up {path} {response.status_code} {response.text[:200]}")
+            continue
+        if "log-parameter" in path:
+            client.acked_params[(run_id, str(body["key"]))] = str(body["value"])
+        elif "log-batch" in path:
+            client.acked_points += 1
+            for p in body["params"]:  # type: ignore[attr-defined]
+                client.acked_params[(run_id, p["key"])] = p["value"]
+    return run_id
 
 
 def test_clickhouse_crash_longer_than_the_barrier_refuses_no_write(
@@ -101,6 +141,11 @@ def test_clickhouse_crash_longer_than_the_barrier_refuses_no_write(
                 json={"run_id": deleted, "metrics": [{"key": "m", "value": 1, "timestamp": 1, "step": 0}]},
                 timeout=60,
             )
+            changed = httpx.post(  # a param logged before the outage, another value: refused by the view
+                gateway.url + API + "/runs/log-parameter",
+                json={"run_id": run_ids[0], "key": "p.0", "value": "changed"},
+                timeout=60,
+            )
             time.sleep(OUTAGE / 2)
         finally:
             local_service("start", "clickhouse")
@@ -114,6 +159,8 @@ def test_clickhouse_crash_longer_than_the_barrier_refuses_no_write(
         # A deleted run is refused during the outage, as the stock server refuses it.
         assert refused.status_code == 400, refused.text
         assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert changed.status_code == 400, changed.text
+        assert "Changing param values is not allowed" in changed.json()["message"]
 
         calls = [call for c in clients for call in c.calls]
         during = [call for call in calls if down <= call[0] < up]
@@ -126,7 +173,8 @@ def test_clickhouse_crash_longer_than_the_barrier_refuses_no_write(
             wait_applied(runtime.events, runtime.group(sink), getattr(settings.topics, sink), timeout=120)
         caught_up = time.monotonic() - up
 
-        ids = ", ".join(f"'{r}'" for r in run_ids)
+        created = [r for c in clients for r in c.created]
+        ids = ", ".join(f"'{r}'" for r in run_ids + created)
         ((rows, unique),) = runtime.tables.query(
             f"SELECT count(), uniqExact(run_id, key, step, timestamp, value) FROM metrics FINAL WHERE run_id IN ({ids})"
         )
@@ -136,6 +184,16 @@ def test_clickhouse_crash_longer_than_the_barrier_refuses_no_write(
             f"SELECT run_id, key FROM run_tags FINAL WHERE run_id IN ({ids}) AND key LIKE 'load.%' AND deleted = 0"
         )
         assert sorted(tags) == sorted((c.run_id, t) for c in clients for t in c.acked_tags)
+        stored = runtime.tables.query(f"SELECT run_id, key, value FROM params FINAL WHERE run_id IN ({ids})")
+        acked_params = {k: val for c in clients for k, val in c.acked_params.items()}
+        assert len(stored) == len({(r, k) for r, k, _ in stored}), "a param stored twice"
+        assert {(r, k): val for r, k, val in stored} == acked_params
+        ((runs_stored,),) = runtime.tables.query(
+            f"SELECT count() FROM runs FINAL WHERE run_id IN ({', '.join(repr(r) for r in created)})"
+        )
+        assert runs_stored == len(created)
+        kinds_during = {kind for _, _, kind, _ in during}
+        assert {"param", "create", "set-up", "tag", "metrics"} <= kinds_during, kinds_during
         paths = {p for (p,) in runtime.tables.query("SELECT path FROM artifacts FINAL WHERE deleted = 0")}
         assert paths >= {p for c in clients for p in c.acked_artifacts}
         ((deleted_points,),) = runtime.tables.query(f"SELECT count() FROM metrics WHERE run_id = '{deleted}'")
@@ -147,7 +205,9 @@ def test_clickhouse_crash_longer_than_the_barrier_refuses_no_write(
         print(
             f"outage={up - down:.1f}s writes={len(calls)} during_outage={len(during)} acknowledged=100% "
             f"p50={latency[len(latency) // 2] * 1000:.0f}ms p99={latency[int(len(latency) * 0.99)] * 1000:.0f}ms "
-            f"points={acked} tags={len(tags)} caught_up_after_restart={caught_up:.1f}s lost=0 duplicated=0"
+            f"points={acked} tags={len(tags)} params={len(acked_params)} runs_created={len(created)} "
+            f"during_outage_by_kind={ {k: sum(1 for c in during if c[2] == k) for k in sorted(kinds_during)} } "
+            f"refused_503=0 caught_up_after_restart={caught_up:.1f}s lost=0 duplicated=0"
         )
     finally:
         runtime.close()

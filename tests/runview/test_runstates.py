@@ -3,7 +3,9 @@ tail does. On the in-process log (no services)."""
 
 from __future__ import annotations
 
+import gc
 import time
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +13,9 @@ import pytest
 
 from ingest.runstates import ACTIVE, DELETED, RunStates
 from ingest.writer import EventWriter
-from trackstream.log import LogTail, Message
+from schemas.decisions import ACCEPTED
+from schemas.events import Param, RunData, RunState
+from trackstream.log import LogTail, Message, Partition
 from trackstream.log.memory import MemoryLog
 from trackstream.settings import Topics
 
@@ -147,3 +151,100 @@ def test_past_its_bound_the_view_forgets_the_oldest_runs() -> None:
         view.observe("RunState", run_state(f"r{i}", ACTIVE), i)
     assert len(view) == 10
     assert view.stage("r0") is None and view.is_active("r10")
+
+
+def test_the_tail_decides_params_of_runs_it_saw_created(memory_log: MemoryLog) -> None:
+    """A changed value is refused, the same value accepted again, by the view alone (no store); a run
+    created before the view was opened is left to the sink (None)."""
+    writer = EventWriter(memory_log, TOPICS)
+    writer.emit(RunState(**run_state("before", ACTIVE)))
+    view = RunStates(memory_log.tail(TOPICS.metadata))
+    view.start()
+    try:
+        writer.emit(RunState(**run_state("r1", ACTIVE)))
+        first = writer.emit(RunData(run_id="r1", params=[Param(key="lr", value="0.1")], tags=[]))
+        same = writer.emit(RunData(run_id="r1", params=[Param(key="lr", value="0.1")], tags=[]))
+        changed = writer.emit(RunData(run_id="r1", params=[Param(key="lr", value="0.2"), Param(key="b", value="1")],
+                                      tags=[]))  # fmt: skip
+        later = writer.emit(RunData(run_id="r1", params=[Param(key="b", value="2")], tags=[]))
+        unknown = writer.emit(RunData(run_id="before", params=[Param(key="lr", value="1")], tags=[]))
+        assert view.decision(*first, timeout=5) == ACCEPTED
+        assert view.decision(*same, timeout=5) == ACCEPTED
+        refusal = view.decision(*changed, timeout=5)
+        assert refusal is not None and refusal.error_code == "INVALID_PARAMETER_VALUE"
+        assert "was already logged with value='0.1'" in refusal.message
+        assert view.decision(*later, timeout=5) == ACCEPTED  # the refused event set nothing ("b" is new)
+        assert view.decision(*unknown, timeout=5) is None
+    finally:
+        view.close()
+
+
+def test_a_view_that_has_not_reached_the_event_does_not_answer(memory_log: MemoryLog) -> None:
+    view = RunStates(memory_log.tail(TOPICS.metadata))  # never started: its tail stays behind
+    position = EventWriter(memory_log, TOPICS).emit(RunData(run_id="r1", params=[Param(key="a", value="1")], tags=[]))
+    with pytest.raises(TimeoutError):
+        view.decision(*position, timeout=0.05)
+    view.close()
+
+
+def test_a_gap_in_the_tail_leaves_params_to_the_sink() -> None:
+    """Offsets that jump (a tail that fell behind retention) may have skipped a param event: the view
+    forgets every run's params rather than decide on an incomplete history."""
+    view = RunStates()
+    part = Partition(TOPICS.metadata, 0)
+    view._apply(part, 0, RunState(**run_state("r1", ACTIVE)))
+    view._apply(part, 1, RunData(run_id="r1", params=[Param(key="a", value="1")], tags=[]))
+    view._apply(part, 5, RunData(run_id="r1", params=[Param(key="a", value="1")], tags=[]))
+    assert view.decision(part, 1, timeout=0) == ACCEPTED
+    assert view.decision(part, 5, timeout=0) is None
+
+
+def test_a_dead_tail_decides_nothing() -> None:
+    view = RunStates(BrokenTail())
+    view.start()
+    wait_for(lambda: not view.healthy())
+    assert view.decision(Partition(TOPICS.metadata, 0), 10, timeout=1) is None
+    view.close()
+
+
+def test_memory_per_param() -> None:
+    """What a param costs the view beyond its key and value (documented in ingest/runstates.py)."""
+    view = RunStates()
+    part = Partition(TOPICS.metadata, 0)
+    runs, per_run = 200, 20
+    for i in range(runs):
+        view._apply(part, 2 * i, RunState(**run_state(f"{i:032x}", ACTIVE)))
+    events = [
+        RunData(
+            run_id=f"{i:032x}",
+            params=[Param(key=f"param_{k:02d}", value=f"{i}.{k:04d}") for k in range(per_run)],
+            tags=[],
+        )
+        for i in range(runs)
+    ]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i, event in enumerate(events):
+        view._apply(part, 2 * i + 1, event)
+        view.decision(part, 2 * i + 1, timeout=0)
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    # the key and value strings are the event's own (shared, not copied): what grows is the dict slots
+    per_param = grown / (runs * per_run)
+    assert per_param < 150, per_param
+    print(f"view memory per param: {per_param:.0f} bytes beyond its key and value")
+
+
+def test_experiments_are_remembered_until_the_log_shows_a_change() -> None:
+    view = RunStates()
+    since = view.experiment_changes()
+    view.learn_experiment("7", ACTIVE, "s3://b/7", since)
+    assert view.experiment("7") == (ACTIVE, "s3://b/7")
+    view.observe("trackstream.ExperimentState", {"experiment_id": "7", "lifecycle_stage": DELETED}, 3)
+    assert view.experiment("7") is None
+    stale = view.experiment_changes()
+    view.observe("ExperimentState", {"experiment_id": "8"}, 4)  # a change while a store read was under way
+    view.learn_experiment("7", ACTIVE, "s3://b/7", stale)
+    assert view.experiment("7") is None

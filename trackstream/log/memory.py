@@ -26,7 +26,13 @@ class _Partition:
 
 
 class MemoryLog(EventLog):
-    def __init__(self) -> None:
+    """``first_offset``: where every partition starts. The embedded runtime starts a new process's log above
+    every offset its tables hold, because offsets version rows and key decisions: a log restarting at 0
+    would write rows older than the previous process's and find its recorded decisions at new events'
+    positions. Nothing exists below it, so it also counts as committed by every group."""
+
+    def __init__(self, first_offset: int = 0) -> None:
+        self._first = first_offset
         self._cond = threading.Condition()
         self._topics: dict[str, list[_Partition]] = {}
         self._committed: dict[str, dict[Partition, int]] = {}
@@ -41,7 +47,7 @@ class MemoryLog(EventLog):
     ) -> None:
         with self._cond:
             for topic in topics:
-                self._topics.setdefault(topic, [_Partition() for _ in range(partitions)])
+                self._topics.setdefault(topic, [_Partition(base=self._first) for _ in range(partitions)])
 
     def missing_topics(self, topics: Sequence[str]) -> list[str]:
         with self._cond:
@@ -75,7 +81,9 @@ class MemoryLog(EventLog):
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         with self._cond:
-            return {p.index: o for p, o in self._committed.get(group, {}).items() if p.topic == topic}
+            out = dict.fromkeys(range(len(self._topic(topic))), self._first) if self._first else {}
+            out.update({p.index: o for p, o in self._committed.get(group, {}).items() if p.topic == topic})
+            return out
 
     def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
         return _MemoryConsumer(self, group, topic)
@@ -92,7 +100,7 @@ class MemoryLog(EventLog):
         """Block until ``group`` committed past ``offset`` on ``partition``; False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._committed.get(group, {}).get(partition, 0) <= offset:
+            while self._committed.get(group, {}).get(partition, self._first) <= offset:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
                     return False
@@ -107,7 +115,7 @@ class MemoryLog(EventLog):
         for index, part in enumerate(self._topic(topic)):
             if index in paused:
                 continue
-            start = positions.get(index, 0)
+            start = max(positions.get(index, part.base), part.base)  # nothing exists below the base
             if start < part.end:
                 chunk = part.records[max(0, start - part.base) : max(0, start - part.base) + max_records - len(out)]
                 out.extend(chunk)
@@ -119,14 +127,14 @@ class MemoryLog(EventLog):
     def _commit(self, group: str, offsets: dict[Partition, int]) -> None:
         committed = self._committed.setdefault(group, {})
         for partition, offset in offsets.items():
-            committed[partition] = max(committed.get(partition, 0), offset)
+            committed[partition] = max(committed.get(partition, self._first), offset)
         self._trim(offsets)
         self._cond.notify_all()
 
     def _trim(self, offsets: dict[Partition, int]) -> None:
         for partition in offsets:
             readers = self._readers.get(partition.topic, set())
-            floor = min((self._committed.get(g, {}).get(partition, 0) for g in readers), default=0)
+            floor = min((self._committed.get(g, {}).get(partition, self._first) for g in readers), default=self._first)
             for tail in self._tails.get(partition.topic, ()):
                 floor = min(floor, tail.positions[partition.index])
             part = self._topics[partition.topic][partition.index]
