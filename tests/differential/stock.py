@@ -15,7 +15,9 @@ import requests
 
 from tests.conftest import free_port
 
-STARTUP_SECONDS = 90
+# Start-up takes 5-10 s on an idle machine and was measured at 165 s on the shared 2-core build machine
+# under a load average of 40; the bound only stops a server that will never answer.
+STARTUP_SECONDS = 300
 
 
 @dataclass(frozen=True)

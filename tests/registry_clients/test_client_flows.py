@@ -41,7 +41,7 @@ def test_register_log_and_load(client: MlflowClient, name: str) -> None:
     assert info.registered_model_version == "2"
     second = client.get_model_version(name, "2")
     assert second.run_id == run2.info.run_id
-    assert second.model_id == info.model_id
+    assert second.source == f"models:/{info.model_id}"
 
     client.set_registered_model_alias(name, "champion", "2")
     np.testing.assert_allclose(_predict(f"models:/{name}/1"), _expected(2.0), atol=1e-6)
@@ -104,8 +104,9 @@ def test_aliases_tags_stages_copies_and_searches(client: MlflowClient, name: str
     found = client.search_registered_models(f"name LIKE '{name}%'", order_by=["name DESC"])
     assert [m.name for m in found] == [f"{name}-copy", name]
     assert [m.name for m in client.search_registered_models(f"tags.team = 'vision' AND name = '{name}'")] == [name]
-    versions = client.search_model_versions(f"run_id = '{run_id}'", order_by=["version_number ASC"])
-    assert [(v.name, v.version) for v in versions] == [(name, "1"), (name, "2")]
+    versions = client.search_model_versions(f"run_id = '{run_id}'", order_by=["version_number DESC"])
+    # The copy keeps its source's run: same run, version 1 of the other model, after name's 1 by name.
+    assert [(v.name, v.version) for v in versions] == [(name, "2"), (name, "1"), (f"{name}-copy", "1")]
     assert [v.version for v in client.search_model_versions(f"name = '{name}' AND tags.validated = 'yes'")] == ["1"]
     page = client.search_model_versions(f"name = '{name}'", max_results=1, order_by=["version_number DESC"])
     assert [v.version for v in page] == ["2"] and page.token

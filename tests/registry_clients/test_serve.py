@@ -49,9 +49,11 @@ def test_models_serve_champion(tracking_uri: str, client: MlflowClient, name: st
 
     port = free_port()
     log = tmp_path / "serve.log"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    # As in an activated virtualenv: the server runs the environment's `uvicorn` by name.
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     cmd = [
-        str(Path(sys.executable).with_name("mlflow")),
+        str(bin_dir / "mlflow"),
         "models",
         "serve",
         "-m",
