@@ -18,7 +18,6 @@ from trackstream.settings import Settings
 @pytest.fixture(scope="session")
 def stock_clients_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StockServer]:
     """One stock server for every client-flow test (each test uses names of its own)."""
-
     with stock_mlflow_server(tmp_path_factory.mktemp("stock-mlflow-clients")) as server:
         yield server
 
