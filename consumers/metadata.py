@@ -50,6 +50,34 @@ def _columns(data: Any, names: Sequence[str]) -> dict[str, Any]:
     return {k: getattr(data, k) for k in names}
 
 
+def recorded_decisions(
+    tables: TableStore, positions: list[tuple[Partition, int]]
+) -> dict[tuple[Partition, int], Decision]:
+    """The decisions already in ``decisions`` for these log positions (a batch written before a crash,
+    replayed): reused, never recomputed (every sink that decides events reads them back this way)."""
+    if not positions:
+        return {}
+    wanted = set(positions)
+    offsets = [o for _, o in positions]
+    rows = tables.query(
+        "SELECT topic, log_partition, log_offset, ok, error_code, message, result FROM decisions "
+        "WHERE topic IN %(topics)s AND log_partition IN %(parts)s "
+        "AND log_offset >= %(low)s AND log_offset <= %(high)s",
+        {
+            "topics": tuple({p.topic for p, _ in positions}),
+            "parts": tuple({p.index for p, _ in positions}),
+            "low": min(offsets),
+            "high": max(offsets),
+        },
+    )
+    out: dict[tuple[Partition, int], Decision] = {}
+    for topic, part, offset, ok, code, message, result in rows:
+        position = (Partition(topic, int(part)), int(offset))
+        if position in wanted:
+            out[position] = Decision(bool(ok), code, message, result)
+    return out
+
+
 class Rules:
     """The state a batch's rules are decided against: what the tables held before the batch (one query
     per kind of rule present in it), overlaid with the batch's own accepted events as they apply.
@@ -113,27 +141,7 @@ class Rules:
             self.datasets = {(r, n, d) for r, n, d in rows}
 
     def _recorded(self, positions: list[tuple[Partition, int]]) -> dict[tuple[Partition, int], Decision]:
-        if not positions:
-            return {}
-        wanted = set(positions)
-        offsets = [o for _, o in positions]
-        rows = self._t.query(
-            "SELECT topic, log_partition, log_offset, ok, error_code, message, result FROM decisions "
-            "WHERE topic IN %(topics)s AND log_partition IN %(parts)s "
-            "AND log_offset >= %(low)s AND log_offset <= %(high)s",
-            {
-                "topics": tuple({p.topic for p, _ in positions}),
-                "parts": tuple({p.index for p, _ in positions}),
-                "low": min(offsets),
-                "high": max(offsets),
-            },
-        )
-        out: dict[tuple[Partition, int], Decision] = {}
-        for topic, part, offset, ok, code, message, result in rows:
-            position = (Partition(topic, int(part)), int(offset))
-            if position in wanted:
-                out[position] = Decision(bool(ok), code, message, result)
-        return out
+        return recorded_decisions(self._t, positions)
 
     # -- experiments: every ExperimentState is in one partition (key "experiments"), so names are
     # decided against every experiment in one order --

@@ -179,10 +179,7 @@ def _not_implemented(path: str) -> Callable[..., None]:
 
 
 # Endpoints of `mlflow server` 3.17 this gateway answers with 501 NOT_IMPLEMENTED (cited by the README).
-UNIMPLEMENTED: dict[str, str] = {
-    "/registered-models/{rest:path}": "GET, POST, PATCH, DELETE",
-    "/model-versions/{rest:path}": "GET, POST, PATCH, DELETE",
-}
+UNIMPLEMENTED: dict[str, str] = {}
 NOT_IMPLEMENTED = [
     Endpoint(path, tuple(methods.split(", ")), _not_implemented(path), None, blocking=False, raw=True)
     for path, methods in UNIMPLEMENTED.items()
@@ -244,8 +241,7 @@ def create_app(
     )
     all_routes: list[BaseRoute] = [Route("/health", _health), Route("/version", _version)]
     all_routes += routes(ENDPOINTS, ctx)
-    # The MLflow web app, /graphql and the small routes it polls (ingest/ui.py): before the unimplemented
-    # catch-alls, so the empty registry searches answer ahead of the registry's 501.
+    # The MLflow web app, /graphql and the small routes it polls (ingest/ui.py), then the unimplemented catch-alls.
     all_routes += ui_routes(ctx, lambda endpoints: routes(endpoints, ctx))
     all_routes += routes(NOT_IMPLEMENTED, ctx)
 

@@ -304,15 +304,20 @@ class GraphQL:
             rest("/metrics/get-history-bulk-interval")
         )
         query.fields["mlflowListArtifacts"].resolve = on_input(rest("/artifacts/list"))
-        # The model registry is not built yet: nothing can be registered, so a search finds nothing.
-        query.fields["mlflowSearchModelVersions"].resolve = on_input(lambda p: {})
+        search_versions = rest("/model-versions/search")
+        query.fields["mlflowSearchModelVersions"].resolve = on_input(search_versions)
         query.fields["test"].resolve = lambda _s, _i, inputString=None: {"output": inputString}
         mutation.fields["mlflowSearchRuns"].resolve = on_input(rest("/runs/search"))
         mutation.fields["mlflowSearchDatasets"].resolve = on_input(rest("/experiments/search-datasets"))
         mutation.fields["testMutation"].resolve = lambda _s, _i, inputString=None: {"output": inputString}
         run_type = self.schema.type_map["MlflowRunExtension"]
         run_type.fields["experiment"].resolve = run_experiment  # type: ignore[attr-defined]
-        run_type.fields["modelVersions"].resolve = lambda _r, _i: []  # type: ignore[attr-defined]
+
+        def run_model_versions(run: Mapping[str, Any], _info: GraphQLResolveInfo) -> Any:
+            run_id = str(run["info"]["run_id"]).replace("'", "")
+            return search_versions({"filter": f"run_id = '{run_id}'"}).get("model_versions", [])
+
+        run_type.fields["modelVersions"].resolve = run_model_versions  # type: ignore[attr-defined]
         for metric_type in ("MlflowMetricExtension", "MlflowMetricWithRunId", "MlflowModelMetric"):
             self.schema.type_map[metric_type].fields["value"].resolve = _number  # type: ignore[attr-defined]
 

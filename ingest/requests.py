@@ -346,6 +346,89 @@ class GetArtifact(RunRef):
     path: Str | None = None
 
 
+# -- model registry --
+class RegisteredModelName(Body):
+    name: Str | None = None
+
+
+class CreateRegisteredModel(RegisteredModelName):
+    tags: list[Tag] | None = None
+    description: Str | None = None
+    deployment_job_id: Str | None = None
+
+
+class RenameRegisteredModel(RegisteredModelName):
+    new_name: Str | None = None
+
+
+class UpdateRegisteredModel(RegisteredModelName):
+    description: Str | None = None
+    deployment_job_id: Str | None = None
+
+
+class SearchRegistry(Body):
+    filter: Str | None = None
+    max_results: Int64 | None = None
+    order_by: list[Str] | None = None
+    page_token: Str | None = None
+
+
+class GetLatestVersions(RegisteredModelName):
+    stages: list[Str] | None = None
+
+
+class SetRegisteredModelTag(RegisteredModelName):
+    key: Str | None = None
+    value: Str | None = None
+
+
+class DeleteRegisteredModelTag(RegisteredModelName):
+    key: Str | None = None
+
+
+class ModelAlias(RegisteredModelName):
+    alias: Str | None = None
+
+
+class SetModelAlias(ModelAlias):
+    version: Str | None = None
+
+
+class CreateModelVersion(RegisteredModelName):
+    source: Str | None = None
+    run_id: Str | None = None
+    tags: list[Tag] | None = None
+    run_link: Str | None = None
+    description: Str | None = None
+    model_id: Str | None = None
+
+
+class ModelVersionRef(RegisteredModelName):
+    version: Str | None = None
+
+
+class UpdateModelVersion(ModelVersionRef):
+    description: Str | None = None
+
+
+class TransitionModelVersionStage(ModelVersionRef):
+    stage: Str | None = None
+    archive_existing_versions: Bool | None = None
+
+
+class SetModelVersionTag(ModelVersionRef):
+    key: Str | None = None
+    value: Str | None = None
+
+
+class DeleteModelVersionTag(ModelVersionRef):
+    key: Str | None = None
+
+
+class GetModelVersionArtifact(ModelVersionRef):
+    path: Str | None = None
+
+
 @cache
 def list_fields(model: type[BaseModel]) -> frozenset[str]:
     """Fields that are arrays: a query string repeats them (``?run_ids=a&run_ids=b``)."""

@@ -24,7 +24,6 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from ingest import requests as r
 from ingest.endpoint import Endpoint
 from ingest.errors import MlflowError
 from ingest.graphql import GraphQL, request_parts
@@ -111,10 +110,6 @@ def _graphql(gql: GraphQL) -> Any:
     return handler
 
 
-def _no_registry(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    return {}  # the registry is not built yet: nothing can be registered, so a search finds nothing
-
-
 def ui_routes(ctx: Context, api_routes: Callable[[list[Endpoint]], list[Route]]) -> list[BaseRoute]:
     """The web app (static files of the installed mlflow package), ``/graphql`` and the small routes the app
     polls. ``api_routes`` turns endpoint records into routes with the API's one adapter."""
@@ -130,8 +125,6 @@ def ui_routes(ctx: Context, api_routes: Callable[[list[Endpoint]], list[Route]])
         [
             Endpoint("/graphql", ("GET", "POST"), _graphql(GraphQL(ctx)), None, raw=True, blocking=False,
                      prefixes=("",)),
-            Endpoint("/registered-models/search", ("GET",), _no_registry, r.NoFields),
-            Endpoint("/model-versions/search", ("GET",), _no_registry, r.NoFields),
         ]
     )  # fmt: skip
     ajax2, ajax3 = "/ajax-api/2.0/mlflow", "/ajax-api/3.0/mlflow"

@@ -26,9 +26,12 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from schemas import events
-from schemas.events import ARTIFACT, METADATA, METRICS, Event
+from schemas.events import ARTIFACT, METADATA, METRICS, REGISTRY, Event
 
-__all__ = ["ARTIFACT", "AVRO_DIR", "METADATA", "METRICS", "Codec", "Decoded", "InvalidMessage", "NewerSchema"]
+__all__ = [
+    "ARTIFACT", "AVRO_DIR", "METADATA", "METRICS", "REGISTRY",
+    "Codec", "Decoded", "InvalidMessage", "NewerSchema",
+]  # fmt: skip
 
 AVRO_DIR = Path(__file__).parent / "avro"
 MARKER = b"\xc3\x01"
@@ -36,7 +39,7 @@ HEADER = "schema"
 _FILE = re.compile(r"^(?P<family>[a-z_]+)\.v(?P<version>\d+)\.avsc$")
 _HEADER = re.compile(rb"^(?P<family>[a-z_]+)\.v(?P<version>\d+)$")
 # Families whose record wraps a union of event records in this field (metadata: one topic, many kinds).
-WRAPPED = {METADATA: "event"}
+WRAPPED = {METADATA: "event", REGISTRY: "event"}
 
 
 class InvalidMessage(Exception):

@@ -22,10 +22,15 @@ from typing import Any, ClassVar
 METRICS = "metric_batch"
 METADATA = "metadata"
 ARTIFACT = "artifact"
+REGISTRY = "registry"
 
 # The constant key of every ExperimentState: experiment names are unique across experiments, so all
 # experiment changes are decided in one partition, in one order (docs/DESIGN.md, "Decided events").
 EXPERIMENTS_KEY = "experiments"
+# The constant key of every registry event: registered-model names are unique and version numbers
+# consecutive, so every registry change is decided in one partition, in one order (registry writes
+# are few; docs/DESIGN.md, "Decided events").
+REGISTRY_KEY = "registry"
 
 
 # -- nested records --
@@ -255,10 +260,58 @@ class ArtifactEvent(Event):
         return self.path
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisteredModelChange(Event):
+    """A change to a registered model (registry.v1), decided by the registry sink in log order."""
+
+    FAMILY: ClassVar[str] = REGISTRY
+    RECORD: ClassVar[str] = "trackstream.RegisteredModelChange"
+    op: str  # create | rename | update | delete | set_tag | delete_tag | set_alias | delete_alias
+    name: str
+    model_id: str = ""  # create: the new model's id; otherwise the sink resolves the name
+    new_name: str | None = None
+    description: str | None = None
+    deployment_job_id: str | None = None
+    tags: Sequence[Tag] = ()
+    alias: str | None = None
+    version: int | None = None
+    time: int
+
+    @property
+    def key(self) -> str:
+        return REGISTRY_KEY
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelVersionChange(Event):
+    """A change to a model version (registry.v1); a create is numbered by the registry sink."""
+
+    FAMILY: ClassVar[str] = REGISTRY
+    RECORD: ClassVar[str] = "trackstream.ModelVersionChange"
+    op: str  # create | update | delete | transition | set_tag | delete_tag
+    name: str
+    version: int | None = None
+    source: str | None = None
+    storage_location: str | None = None
+    run_id: str | None = None
+    run_link: str | None = None
+    description: str | None = None
+    model_id: str | None = None
+    user_id: str | None = None
+    tags: Sequence[Tag] = ()
+    stage: str | None = None
+    archive_existing_versions: bool = False
+    time: int
+
+    @property
+    def key(self) -> str:
+        return REGISTRY_KEY
+
+
 NESTED: tuple[type, ...] = (Tag, Param, InputTag, DatasetInput, ModelOutput)
 EVENTS: tuple[type[Event], ...] = (
     MetricBatch, ExperimentState, ExperimentTags, RunState, RunData, LoggedModelState, LoggedModelData,
-    RunInputs, RunOutputs, ArtifactEvent,
+    RunInputs, RunOutputs, ArtifactEvent, RegisteredModelChange, ModelVersionChange,
 )  # fmt: skip
 # Avro full name -> class: the codec decodes a record (or a union member) of that name into it.
 TYPES: Mapping[str, type] = {c.RECORD: c for c in (*NESTED, *EVENTS)}  # type: ignore[attr-defined]

@@ -170,6 +170,7 @@ def unique_topics() -> Topics:
         metrics=f"{prefix}.metrics",
         metadata=f"{prefix}.metadata",
         artifacts=f"{prefix}.artifacts",
+        registry=f"{prefix}.registry",
         deadletter=f"{prefix}.deadletter",
         partitions=2,
     )

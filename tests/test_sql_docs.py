@@ -68,6 +68,17 @@ def log_sweep(client: Any, experiment: str = EXPERIMENT, other: str = "other-exp
         client.get_run(run_id)
         client.get_metric_history(run_id, "loss")
     client.search_runs(list(out.experiments.values()))
+    # the registry: two versions of a model (the first registered from the best run, then its model
+    # renamed), an alias on the second, and a deleted third version the example must leave out
+    client.create_registered_model("tmp-model")
+    client.create_model_version("tmp-model", "s3://bucket/best", run_id=out.runs["lr-0.01"])
+    client.create_model_version("tmp-model", "s3://bucket/other")
+    client.create_model_version("tmp-model", "s3://bucket/dropped")
+    client.rename_registered_model("tmp-model", "mnist-model")
+    client.set_registered_model_alias("mnist-model", "champion", "2")
+    client.set_registered_model_alias("mnist-model", "best", "2")
+    client.delete_model_version("mnist-model", "3")
+    client.get_registered_model("mnist-model")
     return out
 
 
@@ -118,11 +129,19 @@ def check_runs_per_status(rows: list[Row], logged: Logged) -> None:
     assert all(r[2] is not None for r in rows)
 
 
+def check_registered_versions(rows: list[Row], logged: Logged) -> None:
+    assert [tuple(r) for r in rows] == [
+        ("mnist-model", 1, "None", "", logged.runs["lr-0.01"]),
+        ("mnist-model", 2, "None", "best,champion", None),
+    ]
+
+
 CHECKS: dict[str, Callable[[list[Row], Logged], None]] = {
     "best_run_per_experiment": check_best_run_per_experiment,
     "loss_curves": check_loss_curves,
     "param_sweep": check_param_sweep,
     "runs_per_status": check_runs_per_status,
+    "registered_versions": check_registered_versions,
 }
 
 

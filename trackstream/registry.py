@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from consumers.artifacts import ArtifactSink
 from consumers.metadata import MetadataSink
 from consumers.metrics import MetricsSink
+from consumers.registry import RegistrySink
 from consumers.sink import Sink
-from schemas.events import ARTIFACT, METADATA, METRICS
+from schemas.events import ARTIFACT, METADATA, METRICS, REGISTRY
 from trackstream.objects import ObjectStore
 from trackstream.tables import TableStore
 
@@ -38,6 +39,7 @@ SINKS: tuple[SinkSpec, ...] = (
     SinkSpec("metrics", "metrics", METRICS, lambda tables, objects: MetricsSink(tables)),
     SinkSpec("metadata", "metadata", METADATA, lambda tables, objects: MetadataSink(tables)),
     SinkSpec("artifacts", "artifacts", ARTIFACT, ArtifactSink),
+    SinkSpec("registry", "registry", REGISTRY, lambda tables, objects: RegistrySink(tables)),
 )
 NAMES: tuple[str, ...] = tuple(s.name for s in SINKS)
 

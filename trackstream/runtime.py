@@ -25,6 +25,7 @@ from trackstream.log import EventLog, Partition
 from trackstream.log.memory import MemoryLog
 from trackstream.objects import ObjectStore
 from trackstream.reads import TrackingReader
+from trackstream.reads.registry import RegistryReader
 from trackstream.settings import ConfigurationError, Mode, Settings
 from trackstream.tables import TableStore
 
@@ -133,7 +134,7 @@ class Runtime:
             outcomes,
             on_metadata=states.observe,
         )
-        return Context(writer, reader, barrier, self.settings.topics, states)
+        return Context(writer, reader, barrier, self.settings.topics, states, registry=RegistryReader(self.tables))
 
     def _wait_applied(self, partition: Partition, offset: int) -> None:
         """Embedded acknowledgement: wait until the sink applied the write; answer 503 with the reason

@@ -10,7 +10,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from schemas.events import ARTIFACT, METADATA, METRICS
+from schemas.events import ARTIFACT, METADATA, METRICS, REGISTRY
 
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
@@ -44,11 +44,14 @@ class Topics(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TRACKSTREAM_TOPIC_")
     # the topic (field) each event family is produced to; a sink reads the topic its registry entry names
-    FAMILIES: ClassVar[dict[str, str]] = {METRICS: "metrics", METADATA: "metadata", ARTIFACT: "artifacts"}
+    FAMILIES: ClassVar[dict[str, str]] = {
+        METRICS: "metrics", METADATA: "metadata", ARTIFACT: "artifacts", REGISTRY: "registry",
+    }  # fmt: skip
 
     metrics: str = "trackstream.metrics"
     metadata: str = "trackstream.metadata"
     artifacts: str = "trackstream.artifacts"
+    registry: str = "trackstream.registry"
     deadletter: str = "trackstream.deadletter"
     partitions: int = Field(default=4, ge=1)
 

@@ -7,7 +7,7 @@ A handler module imports the shared modules (``context``, ``common``, ``entities
 from __future__ import annotations
 
 from ingest.endpoint import Endpoint
-from ingest.handlers import artifacts, datasets, experiments, logged_models, metrics, runs
+from ingest.handlers import artifacts, datasets, experiments, logged_models, metrics, registry, runs
 from ingest.handlers.context import Context
 from ingest.handlers.experiments import ensure_default_experiment
 
@@ -19,6 +19,7 @@ ENDPOINTS: list[Endpoint] = [
     *datasets.ENDPOINTS,
     *logged_models.ENDPOINTS,
     *artifacts.ENDPOINTS,
+    *registry.ENDPOINTS,
 ]
 
 __all__ = ["ENDPOINTS", "Context", "Endpoint", "ensure_default_experiment"]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import mimetypes
 import posixpath
 import unicodedata
 import urllib.parse
 from typing import Any
 
-from ingest.errors import invalid
+from starlette.concurrency import iterate_in_threadpool
+from starlette.responses import StreamingResponse
+
+from ingest.errors import invalid, not_found
+from ingest.handlers.context import Context
+from trackstream.objects import ObjectNotFound
 
 PROXY_SCHEME = "mlflow-artifacts"
 # What every object store takes: S3 limits a key to 1024 bytes of UTF-8, and a client downloading
@@ -16,6 +22,7 @@ PROXY_SCHEME = "mlflow-artifacts"
 # so a key no store can hold is a 400 here rather than a dead letter after the 200.
 MAX_KEY_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
+_CHUNK = 1 << 20
 
 
 def safe_path(path: Any, allow_empty: bool = False) -> str:
@@ -74,3 +81,21 @@ def children(files: list[tuple[str, int]], prefix: str) -> list[dict[str, Any]]:
         else:
             out[name] = {"path": name, "is_dir": False, "file_size": size}
     return [out[k] for k in sorted(out)]
+
+
+def send_file(ctx: Context, key: str) -> StreamingResponse:
+    """The object at ``key`` as a download (404 when it does not exist)."""
+    try:
+        chunks = ctx.store().get(key, _CHUNK)
+    except (ObjectNotFound, ValueError):
+        raise not_found(f"Artifact '{key}' does not exist") from None
+    name = posixpath.basename(key)
+    mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    quoted = urllib.parse.quote(name)
+    headers = {
+        "Content-Disposition": f"attachment; filename=\"{name}\"; filename*=UTF-8''{quoted}"
+        if name.isascii() and '"' not in name
+        else f"attachment; filename*=UTF-8''{quoted}",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return StreamingResponse(iterate_in_threadpool(chunks), media_type=mime, headers=headers)

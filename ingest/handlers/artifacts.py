@@ -11,28 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import mimetypes
 import posixpath
 import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from ingest import requests as r
 from ingest import validation as v
 from ingest.endpoint import API, ARTIFACTS_API, Endpoint, Reads
 from ingest.errors import MlflowError, invalid, not_found
-from ingest.handlers.artifact_keys import children, proxied_root, safe_path, storable_key
+from ingest.handlers.artifact_keys import children, proxied_root, safe_path, send_file, storable_key
 from ingest.handlers.common import now_ms
 from ingest.handlers.context import Context
 from ingest.handlers.entities import run_info
 from schemas.events import ArtifactEvent
 from trackstream.errors import StoreRejected
-from trackstream.objects import MAX_PARTS, InvalidParts, ObjectNotFound, UploadNotFound
+from trackstream.objects import MAX_PARTS, InvalidParts, UploadNotFound
 
 _CHUNK = 1 << 20
 
@@ -147,24 +146,7 @@ def abort_upload(ctx: Context, p: dict[str, Any], path: str) -> dict[str, Any]:
 def download(ctx: Context, request: Request, p: dict[str, Any]) -> Response:
     key = safe_path(request.path_params.get("path"))
     ctx.wait("artifacts", [key])  # by hand: the key is the normalized path
-    return _send(ctx, key)
-
-
-def _send(ctx: Context, key: str) -> Response:
-    try:
-        chunks = ctx.store().get(key, _CHUNK)
-    except (ObjectNotFound, ValueError):
-        raise not_found(f"Artifact '{key}' does not exist") from None
-    name = posixpath.basename(key)
-    mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    quoted = urllib.parse.quote(name)
-    headers = {
-        "Content-Disposition": f"attachment; filename=\"{name}\"; filename*=UTF-8''{quoted}"
-        if name.isascii() and '"' not in name
-        else f"attachment; filename*=UTF-8''{quoted}",
-        "X-Content-Type-Options": "nosniff",
-    }
-    return StreamingResponse(iterate_in_threadpool(chunks), media_type=mime, headers=headers)
+    return send_file(ctx, key)
 
 
 def delete(ctx: Context, request: Request, p: dict[str, Any]) -> dict[str, Any]:
@@ -209,7 +191,7 @@ def get_artifact(ctx: Context, p: dict[str, Any]) -> Response:
         raise MlflowError(f"Artifacts of run root {uri} are not served by this gateway", "NOT_IMPLEMENTED")
     key = posixpath.join(root, rel) if root else rel
     ctx.wait("artifacts", [key])  # by hand: the key is computed from the run's root
-    return _send(ctx, key)
+    return send_file(ctx, key)
 
 
 def logged_model_file(ctx: Context, p: dict[str, Any], model_id: str) -> Response:
@@ -225,7 +207,7 @@ def logged_model_file(ctx: Context, p: dict[str, Any], model_id: str) -> Respons
         )
     key = f"{root}/{rel}" if root else rel
     ctx.wait("artifacts", [key])
-    return _send(ctx, key)
+    return send_file(ctx, key)
 
 
 def server_info(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:

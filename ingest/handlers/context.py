@@ -9,6 +9,7 @@ from ingest.runstates import RunStates
 from ingest.writer import EventWriter
 from trackstream.objects import ObjectStore
 from trackstream.reads import TrackingReader
+from trackstream.reads.registry import RegistryReader
 from trackstream.settings import Topics
 
 
@@ -28,6 +29,11 @@ class Context:
     objects: ObjectStore | None = None
     artifact_inline_max_bytes: int = 0
     artifact_part_max_bytes: int = 0
+    registry: RegistryReader | None = None  # the model registry's read model (the runtime sets it)
+
+    def models(self) -> RegistryReader:
+        assert self.registry is not None, "the runtime sets the registry reader"
+        return self.registry
 
     def store(self) -> ObjectStore:
         assert self.objects is not None, "create_app sets the object store"

@@ -47,10 +47,6 @@ def worker_env(settings: Settings) -> dict[str, str]:
         TRACKSTREAM_S3_ACCESS_KEY=str(settings.s3_access_key),
         TRACKSTREAM_S3_SECRET_KEY=str(settings.s3_secret_key),
         TRACKSTREAM_S3_BUCKET=settings.s3_bucket,
-        TRACKSTREAM_TOPIC_METRICS=t.metrics,
-        TRACKSTREAM_TOPIC_METADATA=t.metadata,
-        TRACKSTREAM_TOPIC_ARTIFACTS=t.artifacts,
-        TRACKSTREAM_TOPIC_DEADLETTER=t.deadletter,
         TRACKSTREAM_TOPIC_PARTITIONS=str(t.partitions),
         TRACKSTREAM_CONSUMER_GROUP_PREFIX=settings.consumer_group_prefix,
         TRACKSTREAM_BATCH_MAX_ROWS=str(settings.batch_max_rows),
@@ -59,6 +55,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         TRACKSTREAM_CONSUMER_SESSION_TIMEOUT_MS=str(settings.consumer_session_timeout_ms),
         TRACKSTREAM_CONSUMER_MAX_POLL_INTERVAL_MS=str(settings.consumer_max_poll_interval_ms),
     )
+    # every topic setting (each event family's and the dead-letter topic), whatever families there are
+    env.update({f"TRACKSTREAM_TOPIC_{name.upper()}": topic for name, topic in t.names().items()})
     return env
 
 

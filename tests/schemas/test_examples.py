@@ -17,6 +17,7 @@ from fastavro import json_reader
 from consumers.artifacts import ArtifactSink
 from consumers.metadata import MetadataSink
 from consumers.metrics import MetricsSink
+from consumers.registry import RegistrySink
 from consumers.sink import Event, Sink
 from schemas import codec
 from trackstream.log import Message, Partition
@@ -63,6 +64,8 @@ def _sink(family: str, tmp_path: Path) -> tuple[Sink, ChdbStore]:
             return MetadataSink(tables), tables
         case codec.ARTIFACT:
             return ArtifactSink(tables, LocalObjectStore(tmp_path / "objects")), tables
+        case codec.REGISTRY:
+            return RegistrySink(tables), tables
     raise AssertionError(f"no sink for family {family}")
 
 
@@ -70,6 +73,14 @@ TABLES = {
     codec.METRICS: ("metrics", "latest_metrics"),
     codec.METADATA: ("experiments", "experiment_tags", "runs", "params", "run_tags"),
     codec.ARTIFACT: ("artifacts",),
+    codec.REGISTRY: (
+        "registered_models",
+        "model_versions",
+        "registered_model_tags",
+        "model_version_tags",
+        "registered_model_aliases",
+        "decisions",
+    ),
 }
 # Tables that only a later version's examples fill: (family, first version) -> tables.
 TABLES_SINCE = {
@@ -129,5 +140,40 @@ def test_metadata_v3_examples_are_decided_in_log_order(tmp_path: Path) -> None:
         assert tables.query("SELECT status, end_time, lifecycle_stage FROM runs FINAL") == [
             ("FINISHED", 1700000009000, "active")
         ]
+    finally:
+        tables.close()
+
+
+def test_registry_v1_examples_are_decided_in_log_order(tmp_path: Path) -> None:
+    """The registry examples create a model with two versions, move version 1 to Production, point an
+    alias at version 2, create the name again (refused), rename the model (its versions follow), tag
+    version 2 under the new name, and delete a version of a model that does not exist (refused)."""
+    version = codec.version_of(codec.REGISTRY, 1)
+    sink, tables = _sink(codec.REGISTRY, tmp_path)
+    try:
+        events = []
+        for offset, record in enumerate(examples(version)):
+            payload = codec.encode(codec.REGISTRY, record, 1)
+            events.append(Event(Message(Partition("r", 0), offset, b"registry", payload), codec.decode(payload)))
+        sink.write(events)
+        sink.write(events)  # a replay reuses the recorded decisions and numbers
+        assert tables.query("SELECT model_id, name, deleted FROM registered_models FINAL") == [
+            ("m-1", "renamed-model", 0)
+        ]
+        assert tables.query("SELECT version, name, current_stage FROM model_versions FINAL ORDER BY version") == [
+            (1, "renamed-model", "Production"),
+            (2, "renamed-model", "None"),
+        ]
+        assert tables.query("SELECT alias, version FROM registered_model_aliases FINAL") == [("champion", 2)]
+        assert tables.query("SELECT version, key, value FROM model_version_tags FINAL ORDER BY version, key") == [
+            (1, "k", "v"),
+            (2, "validated", "yes"),
+        ]
+        decided = tables.query("SELECT log_offset, ok, error_code, result FROM decisions FINAL ORDER BY log_offset")
+        assert [(o, ok, code) for o, ok, code, _ in decided if not ok] == [
+            (5, 0, "RESOURCE_ALREADY_EXISTS"),
+            (8, 0, "RESOURCE_DOES_NOT_EXIST"),
+        ]
+        assert [r for o, ok, _, r in decided if o in (1, 2)] == ["1", "2"]
     finally:
         tables.close()

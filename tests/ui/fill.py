@@ -10,6 +10,7 @@ EXPERIMENT = "ui-exp"
 RUNS = {"ui-run-alpha": "0.01", "ui-run-beta": "0.05"}  # run name -> its "lr" param
 TEXT = "hello from trackstream"
 STEPS = 50
+REGISTERED = "ui-model"  # the first run's logged model, registered (the Models pages)
 
 
 @dataclass(frozen=True)
@@ -56,4 +57,6 @@ def fill(url: str) -> Logged:
                     mlflow.sklearn.save_model(model, Path(tmp) / "sk_model")
                     mlflow.log_artifacts(str(Path(tmp) / "sk_model"), "sk_model")
             run_ids.append(run.info.run_id)
+    mlflow.register_model(f"models:/{model_id}", REGISTERED)
+    mlflow.MlflowClient(url).set_registered_model_alias(REGISTERED, "champion", "1")
     return Logged(experiment_id, run_ids, model_id)

@@ -24,7 +24,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import Gateway, official_client
 from tests.ui.browser import network_calls
-from tests.ui.fill import EXPERIMENT, RUNS, TEXT, Logged, fill
+from tests.ui.fill import EXPERIMENT, REGISTERED, RUNS, TEXT, Logged, fill
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 WAIT_SECONDS = 30
@@ -244,7 +244,13 @@ PAGES = [
     ),
     Page("traces", lambda x: f"/#/experiments/{x.experiment_id}/traces", lambda x: ["Start tracing"]),
     Page("prompts", lambda x: "/#/prompts", lambda x: ["Create your first prompt"]),
-    Page("models", lambda x: "/#/models", lambda x: ["Registered Models", "Create model"]),
+    Page("models", lambda x: "/#/models", lambda x: ["Registered Models", "Create model", REGISTERED]),
+    Page("registered-model", lambda x: f"/#/models/{REGISTERED}", lambda x: [REGISTERED, "Version 1", "champion"]),
+    Page(
+        "model-version",
+        lambda x: f"/#/models/{REGISTERED}/versions/1",
+        lambda x: [REGISTERED, "Version 1", "champion", "MLmodel"],
+    ),
     # pages that change what is stored come last
     Page(
         "run-description",

@@ -28,6 +28,11 @@ query GetRun($data: MlflowGetRunInput!) @component(name: "MLflow.ExperimentRunTr
   }
 }
 """
+SEARCH_VERSIONS = """
+query SearchModelVersions($input: MlflowSearchModelVersionsInput!) {
+  mlflowSearchModelVersions(input: $input) { modelVersions { name version runId currentStage } }
+}
+"""
 SEARCH_RUNS = """
 query SearchRuns($data: MlflowSearchRunsInput!) {
   mlflowSearchRuns(input: $data) { runs { info { runName } data { params { key value } } } nextPageToken }
@@ -60,6 +65,10 @@ def test_ui_queries(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
         for step, value in enumerate([1.0, float("nan"), 0.5]):
             client.log_metric(run_id, "loss", value, step=step)
         client.set_terminated(run_id)
+        # a version registered from the run: the run page lists it (MlflowRunExtension.modelVersions)
+        client.create_registered_model("gql-model")
+        artifact_uri = client.get_run(run_id).info.artifact_uri
+        client.create_model_version("gql-model", f"{artifact_uri}/model", run_id=run_id)
 
     body = _post(gateway.url, GET_RUN, {"data": {"runId": run_id}}).json()
     assert body["errors"] is None
@@ -69,10 +78,15 @@ def test_ui_queries(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     assert got["info"]["runUuid"] == run_id
     assert isinstance(got["info"]["startTime"], str) and int(got["info"]["startTime"]) > 0  # LongString
     assert got["experiment"]["name"] == "gql"
-    assert got["modelVersions"] == []
+    assert got["modelVersions"] == [{"name": "gql-model", "version": "1"}]
     assert got["data"]["params"] == [{"key": "lr", "value": "0.1"}]
     assert got["data"]["metrics"] == [
         {"key": "loss", "value": 0.5, "step": "2", "timestamp": got["data"]["metrics"][0]["timestamp"]}
+    ]
+
+    body = _post(gateway.url, SEARCH_VERSIONS, {"input": {"filter": "name = 'gql-model'"}}).json()
+    assert body["data"]["mlflowSearchModelVersions"]["modelVersions"] == [
+        {"name": "gql-model", "version": "1", "runId": run_id, "currentStage": "None"}
     ]
 
     body = _post(gateway.url, SEARCH_RUNS, {"data": {"experimentIds": [experiment_id]}}).json()

@@ -69,7 +69,7 @@ def test_without_the_ui_package_the_index_says_how_to_install_it(
         ("GET", "/ajax-api/2.0/mlflow/registered-models/search?filter=", None, 200, {}),
         ("GET", "/api/2.0/mlflow/model-versions/search?filter=run_id%3D%27x%27", None, 200, {}),
         ("GET", "/ajax-api/2.0/mlflow/users/current", None, 404, None),
-        ("POST", "/api/2.0/mlflow/registered-models/create", {"name": "m"}, 501, None),
+        ("POST", "/api/2.0/mlflow/registered-models/create", {"name": "m/x"}, 400, None),
     ],
 )
 def test_small_routes(embedded: str, method: str, path: str, body: object, status: int, answer: object) -> None:

@@ -51,6 +51,12 @@ RUN_DATASET_INPUTS = Versioned(
 )
 RUN_MODEL_INPUTS = Versioned("run_model_inputs", frozenset({"run_id", "model_id"}))
 RUN_MODEL_OUTPUTS = Versioned("run_model_outputs", frozenset({"run_id", "model_id", "step"}))
+# the model registry: a model's name changes on rename (and its versions' with it)
+REGISTERED_MODELS = Versioned("registered_models", frozenset({"model_id", "creation_timestamp"}))
+MODEL_VERSIONS = Versioned("model_versions", frozenset({"model_id", "version", "creation_timestamp"}))
+REGISTERED_MODEL_TAGS = Versioned("registered_model_tags", frozenset({"model_id", "key"}))
+MODEL_VERSION_TAGS = Versioned("model_version_tags", frozenset({"model_id", "version", "key"}))
+REGISTERED_MODEL_ALIASES = Versioned("registered_model_aliases", frozenset({"model_id", "alias"}))
 
 
 def _split(columns: str | Sequence[str]) -> list[str]:

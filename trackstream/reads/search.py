@@ -4,11 +4,12 @@ A filter (``metrics.loss < 0.5 AND tags.team LIKE 'a%'``) is tokenized and parse
 :class:`Clause` values (the typed AST: entity kind, key, operator, literal); an ``order_by`` into
 :class:`OrderKey` values. What an entity allows — its attribute keys and their SQL columns, which are
 numeric, which operators each kind takes, which kinds may be ordered by — is data, a
-:class:`Searchable` (:data:`RUNS`, :data:`EXPERIMENTS`, :data:`LOGGED_MODELS`; the registry's entities
-next), and :func:`compile_filter` turns clauses plus that description into conditions over the entity's
-table whose values are all ``%(name)s`` parameters, so a filter can never change a query's structure.
-The conditions say which columns they read, so ``trackstream.reads.current`` places them inside or
-outside FINAL (docs/SQL.md). The SQL uses only what ClickHouse 18.16 already had.
+:class:`Searchable` (:data:`RUNS`, :data:`EXPERIMENTS`, :data:`LOGGED_MODELS`,
+:data:`REGISTERED_MODELS`, :data:`MODEL_VERSIONS`), and :func:`compile_filter` turns clauses plus that
+description into conditions over the entity's table whose values are all ``%(name)s`` parameters, so
+a filter can never change a query's structure. The conditions say which columns they read, so
+``trackstream.reads.current`` places them inside or outside FINAL (docs/SQL.md). The SQL uses only what
+ClickHouse 18.16 already had.
 
 One clause is not SQL: ``dataset.context`` (the ``mlflow.data.context`` tag of a run's dataset input,
 kept in a JSON array string that ClickHouse 18.16 cannot take apart). It compiles to ``run_id IN
@@ -29,7 +30,9 @@ from trackstream.reads.current import (
     EXPERIMENT_TAGS,
     LOGGED_MODEL_PARAMS,
     LOGGED_MODEL_TAGS,
+    MODEL_VERSION_TAGS,
     PARAMS,
+    REGISTERED_MODEL_TAGS,
     RUN_DATASET_INPUTS,
     RUN_TAGS,
     Cond,
@@ -307,6 +310,58 @@ LOGGED_MODELS = Searchable(
         PARAM: _keyed_value(LOGGED_MODEL_PARAMS, "model_id"),
         TAG: _keyed_value(LOGGED_MODEL_TAGS, "model_id", _NOT_DELETED),
     },
+)
+
+
+# the model registry (MLflow's SearchModelUtils / SearchModelVersionUtils and its SQL store's checks)
+_REGISTERED_MODEL_ATTRS = {"name": _col("name", LIST_OPS)}
+REGISTERED_MODELS = Searchable(
+    name="registered models",
+    id_column="model_id",
+    kinds=frozenset({ATTR, TAG}),
+    kind_ops={TAG: STRING_OPS},
+    attrs=_REGISTERED_MODEL_ATTRS,
+    order_kinds=frozenset({ATTR}),
+    # the SQL store orders both timestamp keys by the last update
+    order_attrs={
+        "name": _col("name"),
+        "timestamp": _num("last_updated_timestamp"),
+        "last_updated_timestamp": _num("last_updated_timestamp"),
+    },
+    default_order=(OrderKey(ATTR, "name", True),),
+    compile_kind={TAG: _keyed_value(REGISTERED_MODEL_TAGS, "model_id", _NOT_DELETED)},
+)
+
+
+def _version_tag(c: Clause, p: str, params: dict[str, Any]) -> Cond:
+    k, val = _bind(c, p, params)
+    where = [cond(f"key = %({k})s", "key"), *_NOT_DELETED, cond(_op_sql("value", c.op, val), "value")]
+    return cond(
+        f"(model_id, version) IN ({current(MODEL_VERSION_TAGS, 'model_id, version', where)})", "model_id", "version"
+    )
+
+
+_VERSION_ATTRS = {
+    "name": _col("name", LIST_OPS),
+    "run_id": Attr("ifNull(run_id, '')", ("run_id",), False, LIST_OPS),
+    "source_path": _col("source"),
+    "version_number": _num("version"),
+}
+MODEL_VERSIONS = Searchable(
+    name="model versions",
+    id_column="model_id",
+    kinds=frozenset({ATTR, TAG}),
+    kind_ops={TAG: STRING_OPS},
+    attrs=_VERSION_ATTRS,
+    order_kinds=frozenset({ATTR}),
+    order_attrs={
+        "name": _col("name"),
+        "version_number": _num("version"),
+        "creation_timestamp": _num("creation_timestamp"),
+        "last_updated_timestamp": _num("last_updated_timestamp"),
+    },
+    default_order=(OrderKey(ATTR, "name", True), OrderKey(ATTR, "version_number", False)),
+    compile_kind={TAG: _version_tag},
 )
 
 
