@@ -244,12 +244,12 @@ PAGES = [
     ),
     Page("traces", lambda x: f"/#/experiments/{x.experiment_id}/traces", lambda x: ["Start tracing"]),
     Page("prompts", lambda x: "/#/prompts", lambda x: ["Create your first prompt"]),
-    Page("models", lambda x: "/#/models", lambda x: ["Registered Models", "Create model", REGISTERED]),
+    Page("models", lambda x: "/#/models", lambda x: ["Registered Models", "Create Model", REGISTERED]),
     Page("registered-model", lambda x: f"/#/models/{REGISTERED}", lambda x: [REGISTERED, "Version 1", "champion"]),
     Page(
         "model-version",
         lambda x: f"/#/models/{REGISTERED}/versions/1",
-        lambda x: [REGISTERED, "Version 1", "champion", "MLmodel"],
+        lambda x: [REGISTERED, "Version 1", "champion", NAMES[0]],  # the source run, by name
     ),
     # pages that change what is stored come last
     Page(
