@@ -6,6 +6,10 @@ error is ``{"error": code, "status": HTTP status}``; ids become placeholders in 
 (runs ``RUN<n>``, logged models ``MODEL<n>``, experiments ``EXP<n>``) and times are reduced to whether
 they are set. Raw REST steps record the status, the error code, and the whole JSON answer on success
 (so a field the stock server leaves out and the gateway sends, or the other way round, shows).
+
+Left out on purpose: requests the stock server answers with a 500 (an ``order_by`` naming a field twice,
+a transition to a non-active stage with ``archive_existing_versions``) and a wrong HTTP method (its 405
+has no JSON body): the gateway answers those with MLflow-shaped 400 and 405 errors by design.
 """
 
 from __future__ import annotations
@@ -90,7 +94,11 @@ class RegistryRecorder(Recorder):
         return super().convert(value)
 
     def body(self, value: Any) -> Any:
-        """A JSON answer with ids as placeholders and registry times replaced by ``"<time>"``."""
+        """A JSON answer with ids as placeholders and registry times replaced by ``"<time>"``. A ``tags`` list
+        is a map in the API (one value per key) whose order the stock server leaves to its database (SQLite
+        gives insertion order, MySQL key order): compared sorted by key."""
+        if isinstance(value, dict) and isinstance(value.get("tags"), list):
+            value = {**value, "tags": sorted(value["tags"], key=lambda t: str(t.get("key")))}
         if isinstance(value, dict):
             return {
                 k: "<time>" if k in _REGISTRY_TIMES else "<token>" if k == "next_page_token" else self.body(x)
@@ -368,7 +376,6 @@ def _search_registered_models(rec: RegistryRecorder, client: MlflowClient) -> No
         ["creation_timestamp DESC"],
         ["name UP"],
         ["foo"],
-        ["name", "name DESC"],
     ]
     for o in orders:
         rec.call(f"search_registered_models order {o}", lambda o=o: _names(search(order_by=o)))
@@ -436,7 +443,6 @@ def _search_model_versions(rec: RegistryRecorder, client: MlflowClient, runs: li
         ["run_id ASC", "name ASC", "version_number ASC"],
         ["foo"],
         ["version_number UP"],
-        ["name", "name DESC"],
     ]
     for o in orders:
         rec.call(f"search_model_versions order {o}", lambda o=o: _versions(search(order_by=o)))
@@ -586,7 +592,6 @@ def _rest(rec: RegistryRecorder, runs: list[Any]) -> None:
         json={"name": "reg-rest2", "version": "1", "key": "t"},
     )
     rec.rest_json("REST get after deletes", "GET", "model-versions/get", params={"name": "reg-rest2", "version": "1"})
-    rec.rest_json("REST wrong method", "POST", "registered-models/get", json={"name": "reg-a"})
 
 
 def _prompts(rec: RegistryRecorder, client: MlflowClient) -> None:
