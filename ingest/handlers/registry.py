@@ -456,8 +456,9 @@ def create_model_version(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
             source=resolved["source"],
             storage_location=resolved["storage_location"],
             run_id=resolved["run_id"] or None,
-            run_link=p.get("run_link"),
-            description=p.get("description"),
+            # The stock handler stores the request's proto defaults: "" when not given.
+            run_link=p.get("run_link") or "",
+            description=p.get("description") or "",
             model_id=resolved["model_id"] or None,
             tags=tags,
             time=now_ms(),
