@@ -146,9 +146,11 @@ class RegistryReader:
             ready()
         terms = [t for o in order for t in search.attr_order_sql(what.order_attrs[o.key], o.ascending)]
         tail = f" ORDER BY {', '.join(terms)} LIMIT %(_limit)s OFFSET %(_offset)s"
-        params = {**compiled.params, "_limit": limit + 1, "_offset": offset}
+        params = {**compiled.params, "_limit": max(limit + 1, 0), "_offset": offset}
         rows = self._models([*compiled.conds, *extra], params, tail)
-        return Page(self._model_json(rows[:limit]), offset + limit if len(rows) > limit else None)
+        return Page(
+            self._model_json(rows[: max(limit, 0)], by_stage=True), offset + limit if len(rows) > limit else None
+        )
 
     def search_model_versions(
         self, filter_string: str | None, order_by: list[str], offset: int, limit: int, ready: Ready = None
@@ -178,7 +180,8 @@ class RegistryReader:
         return Cond(f"({key}) NOT IN ({prompts})" if len(columns) > 1 else f"{key} NOT IN ({prompts})", columns)
 
     # -- JSON --
-    def _model_json(self, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _model_json(self, models: list[dict[str, Any]], by_stage: bool = False) -> list[dict[str, Any]]:
+        """``by_stage``: latest_versions ordered by stage name, as the stock store's search query yields them."""
         if not models:
             return []
         ids = tuple(m["model_id"] for m in models)
@@ -199,7 +202,10 @@ class RegistryReader:
                 item["last_updated_timestamp"] = m["last_updated_timestamp"]
             if m["description"]:
                 item["description"] = m["description"]
-            if latest := self.latest_versions(m["model_id"], aliases=False):
+            latest = self.latest_versions(m["model_id"], aliases=False)
+            if by_stage:
+                latest.sort(key=lambda v: str(v["current_stage"]))
+            if latest:
                 item["latest_versions"] = latest
             if m["deployment_job_id"]:
                 item["deployment_job_id"] = m["deployment_job_id"]
