@@ -218,7 +218,8 @@ def delete_registered_model(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def search_registered_models(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    limit = _max_results(p, 100, MAX_SEARCH_MODELS)
+    # The stock store bounds only the top: 0 or less gives an empty page with a next-page token.
+    limit = _max_results(p, 100, MAX_SEARCH_MODELS, positive=False)
     offset = page_offset(p.get("page_token"))
     try:
         page = ctx.models().search_registered_models(
@@ -232,7 +233,7 @@ def search_registered_models(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _max_results(p: dict[str, Any], default: int, limit: int) -> int:
+def _max_results(p: dict[str, Any], default: int, limit: int, positive: bool = True) -> int:
     """The stock server's checks: its handler's bound (worded for the query string a GET carries), then its
     store's positive-integer check."""
     value = p.get("max_results")
@@ -244,7 +245,7 @@ def _max_results(p: dict[str, Any], default: int, limit: int) -> int:
             f"Invalid value \"{n}\" for parameter 'max_results' supplied:  Hint: Value was of type 'str'. "
             "See the API docs for more information about request parameters."
         )
-    if n < 1:
+    if positive and n < 1:
         raise invalid(f"Invalid value for max_results. It must be a positive integer, but got {n}")
     return n
 
@@ -457,8 +458,9 @@ def create_model_version(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
             source=resolved["source"],
             storage_location=resolved["storage_location"],
             run_id=resolved["run_id"] or None,
-            run_link=p.get("run_link"),
-            description=p.get("description"),
+            # The stock handler stores the request's proto defaults: "" when not given.
+            run_link=p.get("run_link") or "",
+            description=p.get("description") or "",
             model_id=resolved["model_id"] or None,
             tags=tags,
             time=now_ms(),

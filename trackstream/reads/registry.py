@@ -44,7 +44,6 @@ VERSION_COLUMNS = (
     "status",
 )
 IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
-STAGES = ("None", "Staging", "Production", "Archived")
 _LIVE = cond("deleted = 0", "deleted")
 Ready = Callable[[], None] | None
 
@@ -117,14 +116,18 @@ class RegistryReader:
         )
         return int(rows[0][0]) if rows else None
 
-    def latest_versions(self, model_id: str, stages: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """The newest live version of each stage (of ``stages`` if given), as the stock store lists them."""
+    def latest_versions(
+        self, model_id: str, stages: Sequence[str] | None = None, aliases: bool = True
+    ) -> list[dict[str, Any]]:
+        """The newest live version of each stage (of ``stages`` if given), as the stock store lists them: stages
+        in the order their first version appears. A registered model's ``latest_versions`` carry no aliases
+        in the stock server's answers (``aliases=False``); get-latest-versions' do."""
         rows = self._versions([cond("model_id = %(id)s", "model_id")], {"id": model_id}, " ORDER BY version")
         latest: dict[str, dict[str, Any]] = {}
         for row in rows:
             latest[row["current_stage"]] = row
-        wanted = [latest[s] for s in STAGES if s in latest and (stages is None or s in stages)]
-        return self._version_json(wanted)
+        wanted = [row for stage, row in latest.items() if stages is None or stage in stages]
+        return self._version_json(wanted, aliases)
 
     # -- searches --
     def search_registered_models(
@@ -143,9 +146,11 @@ class RegistryReader:
             ready()
         terms = [t for o in order for t in search.attr_order_sql(what.order_attrs[o.key], o.ascending)]
         tail = f" ORDER BY {', '.join(terms)} LIMIT %(_limit)s OFFSET %(_offset)s"
-        params = {**compiled.params, "_limit": limit + 1, "_offset": offset}
+        params = {**compiled.params, "_limit": max(limit + 1, 0), "_offset": offset}
         rows = self._models([*compiled.conds, *extra], params, tail)
-        return Page(self._model_json(rows[:limit]), offset + limit if len(rows) > limit else None)
+        return Page(
+            self._model_json(rows[: max(limit, 0)], by_stage=True), offset + limit if len(rows) > limit else None
+        )
 
     def search_model_versions(
         self, filter_string: str | None, order_by: list[str], offset: int, limit: int, ready: Ready = None
@@ -165,7 +170,8 @@ class RegistryReader:
         tail = f" ORDER BY {', '.join(terms)} LIMIT %(_limit)s OFFSET %(_offset)s"
         params = {**compiled.params, "_limit": limit + 1, "_offset": offset}
         rows = self._versions([*compiled.conds, *extra], params, tail)
-        return Page(self._version_json(rows[:limit]), offset + limit if len(rows) > limit else None)
+        # The stock server's search answers list no aliases.
+        return Page(self._version_json(rows[:limit], aliases=False), offset + limit if len(rows) > limit else None)
 
     @staticmethod
     def _not_prompt(table: Any, key: str) -> Cond:
@@ -174,7 +180,8 @@ class RegistryReader:
         return Cond(f"({key}) NOT IN ({prompts})" if len(columns) > 1 else f"{key} NOT IN ({prompts})", columns)
 
     # -- JSON --
-    def _model_json(self, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _model_json(self, models: list[dict[str, Any]], by_stage: bool = False) -> list[dict[str, Any]]:
+        """``by_stage``: latest_versions ordered by stage name, as the stock store's search query yields them."""
         if not models:
             return []
         ids = tuple(m["model_id"] for m in models)
@@ -195,7 +202,10 @@ class RegistryReader:
                 item["last_updated_timestamp"] = m["last_updated_timestamp"]
             if m["description"]:
                 item["description"] = m["description"]
-            if latest := self.latest_versions(m["model_id"]):
+            latest = self.latest_versions(m["model_id"], aliases=False)
+            if by_stage:
+                latest.sort(key=lambda v: str(v["current_stage"]))
+            if latest:
                 item["latest_versions"] = latest
             if m["deployment_job_id"]:
                 item["deployment_job_id"] = m["deployment_job_id"]
@@ -206,12 +216,12 @@ class RegistryReader:
             out.append(item)
         return out
 
-    def _version_json(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _version_json(self, rows: list[dict[str, Any]], aliases: bool = True) -> list[dict[str, Any]]:
         if not rows:
             return []
         ids = tuple({r["model_id"] for r in rows})
         tags = self._tags(MODEL_VERSION_TAGS, "model_id, version", ids)
-        aliases: dict[tuple[str, int], list[str]] = defaultdict(list)
+        by_version: dict[tuple[str, int], list[str]] = defaultdict(list)
         for model_id, alias, version in self._t.query(
             current(
                 REGISTERED_MODEL_ALIASES, "model_id, alias, version", [cond("model_id IN %(ids)s", "model_id"), _LIVE]
@@ -219,7 +229,7 @@ class RegistryReader:
             + " ORDER BY alias",
             {"ids": ids},
         ):
-            aliases[(model_id, int(version))].append(alias)
+            by_version[(model_id, int(version))].append(alias)
         out = []
         for r in rows:
             number = int(r["version"])
@@ -235,7 +245,7 @@ class RegistryReader:
             item["status"] = r["status"]
             if version_tags := tags.get((r["model_id"], number)):
                 item["tags"] = version_tags
-            if version_aliases := aliases.get((r["model_id"], number)):
+            if aliases and (version_aliases := by_version.get((r["model_id"], number))):
                 item["aliases"] = version_aliases
             out.append(item)
         return out
