@@ -110,6 +110,7 @@ class Attr:
     numeric: bool = False
     ops: tuple[str, ...] = STRING_OPS
     nullable: bool = False  # None sorts last in either direction
+    whole: bool = False  # numeric and integral: a fractional literal is refused (model version numbers)
 
 
 def _col(name: str, ops: tuple[str, ...] = STRING_OPS, nullable: bool = False) -> Attr:
@@ -470,7 +471,7 @@ _VERSION_ATTRS = {
     "name": _col("name", LIST_OPS),
     "run_id": Attr("ifNull(run_id, '')", ("run_id",), False, LIST_OPS),
     "source_path": _col("source"),
-    "version_number": _num("version"),
+    "version_number": Attr("version", ("version",), True, NUMERIC_OPS, whole=True),
 }
 MODEL_VERSIONS = Searchable(
     name="model versions",
@@ -587,6 +588,8 @@ class _Parser:
         if numeric:
             if value.kind != "num":
                 raise SearchError(f"Expected numeric value type for {entity} '{key}'. Found {value.text}")
+            if attr is not None and attr.whole and not value.text.lstrip("+-").isdigit():
+                raise SearchError(f"Expected an integer value for {entity} '{key}'. Found {value.text}")
             return Clause(entity, key, op, float(value.text) if entity == METRIC else _int64_literal(value.text))
         if value.kind != "str":
             raise SearchError(
