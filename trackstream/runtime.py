@@ -320,6 +320,9 @@ class _TimedLog(EventLog):
     def end_offsets(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
         return self._inner.end_offsets(topic, partitions)
 
+    def start_offsets(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        return self._inner.start_offsets(topic, partitions)
+
     def committed(self, group: str, topic: str) -> dict[int, int]:
         return self._inner.committed(group, topic)
 

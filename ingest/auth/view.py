@@ -237,6 +237,9 @@ class AuthView:
         """Replay the journal (embedded), open the tail at the topic's start and follow it on a thread."""
         if self._journal_path is not None:
             self._replay_journal(self._journal_path)
+        # where the tail begins: an embedded log starts above its tables' offsets, not at 0
+        partitions = list(range(self._events.partitions(self._topic)))
+        self._applied = dict(self._events.start_offsets(self._topic, partitions))
         self._tail = self._events.tail(self._topic, from_start=True)
         self._thread = threading.Thread(target=self._follow, name="auth-view", daemon=True)
         self._thread.start()

@@ -139,6 +139,11 @@ class EventLog(abc.ABC):
         """Offset the next record of each partition will get."""
 
     @abc.abstractmethod
+    def start_offsets(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        """Offset of the first record each partition still holds (its end when it holds none): where a
+        reader from the start begins (not 0 for an embedded log started above its tables' offsets)."""
+
+    @abc.abstractmethod
     def committed(self, group: str, topic: str) -> dict[int, int]:
         """The group's committed offsets for ``topic`` (partitions never committed are absent)."""
 

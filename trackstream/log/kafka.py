@@ -284,6 +284,11 @@ class KafkaLog(EventLog):
         found = self._admin_request("end offsets", lambda admin: admin.list_partition_offsets(latest))
         return {tp.partition: info.offset for tp, info in found.items()}
 
+    def start_offsets(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        earliest = {TopicPartition(topic, p): OffsetSpec.EARLIEST for p in partitions}
+        found = self._admin_request("start offsets", lambda admin: admin.list_partition_offsets(earliest))
+        return {tp.partition: info.offset for tp, info in found.items()}
+
     def committed(self, group: str, topic: str) -> dict[int, int]:
         found = self._admin_request("committed offsets", lambda admin: admin.list_group_offsets({group: None}))
         # kafka-python 3.x: {group: {TopicPartition: OffsetAndMetadata}}; -1 means "never committed"

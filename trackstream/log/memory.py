@@ -79,6 +79,11 @@ class MemoryLog(EventLog):
             parts = self._topic(topic)
             return {p: parts[p].end for p in partitions}
 
+    def start_offsets(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        with self._cond:
+            parts = self._topic(topic)
+            return {p: parts[p].base for p in partitions}
+
     def committed(self, group: str, topic: str) -> dict[int, int]:
         with self._cond:
             out = dict.fromkeys(range(len(self._topic(topic))), self._first) if self._first else {}
