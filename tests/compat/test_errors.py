@@ -67,6 +67,10 @@ def test_error_codes(gateway: Gateway, mlflow_client: Any) -> None:
         client.create_experiment("exists")
     assert dup.value.error_code == "RESOURCE_ALREADY_EXISTS"
 
-    for path, body in (("registered-models/create", {"name": "r"}), ("model-versions/create", {"name": "r"})):
-        resp = requests.post(f"{gateway.url}/api/2.0/mlflow/{path}", json=body, timeout=10)
-        assert resp.status_code == 501 and resp.json()["error_code"] == "NOT_IMPLEMENTED", path
+    # the registry: a name exists once; a version needs its source
+    api = f"{gateway.url}/api/2.0/mlflow"
+    assert requests.post(f"{api}/registered-models/create", json={"name": "r"}, timeout=10).status_code == 200
+    dup_model = requests.post(f"{api}/registered-models/create", json={"name": "r"}, timeout=10)
+    assert dup_model.status_code == 400 and dup_model.json()["error_code"] == "RESOURCE_ALREADY_EXISTS"
+    no_source = requests.post(f"{api}/model-versions/create", json={"name": "r"}, timeout=10)
+    assert no_source.status_code == 400 and no_source.json()["error_code"] == "INVALID_PARAMETER_VALUE"
