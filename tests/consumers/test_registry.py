@@ -76,7 +76,14 @@ def test_a_sink_added_by_one_registry_entry_runs_and_is_waited_for(
         assert runtime.groups()[topic] == ["trackstream-metadata", "trackstream-audit"]
         runtime.start_consumers()
         runtime.wait_consumers_ready(30)
-        assert sorted(p.name for p in runtime.pipelines) == ["artifacts", "audit", "metadata", "metrics", "registry"]
+        assert sorted(p.name for p in runtime.pipelines) == [
+            "artifacts",
+            "audit",
+            "metadata",
+            "metrics",
+            "registry",
+            "traces",
+        ]
         tracking = runtime.tracking()
         tags = events.ExperimentTags(experiment_id="0", tags=[events.Tag(key="team", value="a")])
         acked = threading.Event()
