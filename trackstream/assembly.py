@@ -50,12 +50,16 @@ def gateway(
     ``close_on_shutdown``: the app's shutdown closes the runtime (the CLI); tests close it themselves.
     """
     runtime = build(settings)
-    if settings.mode is Mode.EMBEDDED if consumers is None else consumers:
-        runtime.start_consumers()
-        if ready_timeout is not None:
-            runtime.wait_consumers_ready(ready_timeout)
-    ctx = runtime.tracking()
-    ensure_default_experiment(ctx)
+    try:
+        if settings.mode is Mode.EMBEDDED if consumers is None else consumers:
+            runtime.start_consumers()
+            if ready_timeout is not None:
+                runtime.wait_consumers_ready(ready_timeout)
+        ctx = runtime.tracking()
+        ensure_default_experiment(ctx)
+    except BaseException:  # a start that fails lets go of what it opened (chDB allows one data path a process)
+        runtime.close()
+        raise
     app = create_app(
         ctx,
         runtime.objects,
