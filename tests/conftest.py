@@ -279,6 +279,10 @@ def official_client(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         if mlflow.active_run():
             mlflow.end_run()
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        # set_experiment's choice outlives the gateway it named an experiment of: the next test's gateway
+        # would get runs created in an experiment it never had (the fluent API has no public reset)
+        mlflow.tracking.fluent._active_experiment_id = None
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # set_experiment exports it too
 
 
 @pytest.fixture
