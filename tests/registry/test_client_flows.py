@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sklearn  # noqa: F401  # the test extra has it; missing, the module fails to import (never a skip)
 
 from tests.conftest import Gateway
-
-pytest.importorskip("sklearn", reason="scikit-learn is in the test extra")
 
 
 def _fit(slope: float) -> Any:
