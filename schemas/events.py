@@ -89,10 +89,14 @@ class Event:
     __slots__ = ()
     FAMILY: ClassVar[str]
     RECORD: ClassVar[str]
+    # The message key: the value of the field named by KEY_FIELD, else FIXED_KEY (an event family whose
+    # changes are all decided in one partition, in one order).
+    KEY_FIELD: ClassVar[str] = ""
+    FIXED_KEY: ClassVar[str] = ""
 
     @property
     def key(self) -> str:
-        raise NotImplementedError
+        return str(getattr(self, self.KEY_FIELD)) if self.KEY_FIELD else self.FIXED_KEY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +105,7 @@ class MetricBatch(Event):
 
     FAMILY: ClassVar[str] = METRICS
     RECORD: ClassVar[str] = "trackstream.MetricBatch"
+    KEY_FIELD: ClassVar[str] = "run_id"
     run_id: str
     keys: Sequence[str] = ()
     key_names: Sequence[str] = ()
@@ -111,10 +116,6 @@ class MetricBatch(Event):
     model_ids: Sequence[str] = ()
     dataset_names: Sequence[str] = ()
     dataset_digests: Sequence[str] = ()
-
-    @property
-    def key(self) -> str:
-        return self.run_id
 
     def point_keys(self) -> Sequence[str]:
         """Each point's metric name, from the plain ``keys`` column or the dictionary-encoded one."""
@@ -128,6 +129,7 @@ class MetricBatch(Event):
 class ExperimentState(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.ExperimentState"
+    FIXED_KEY: ClassVar[str] = EXPERIMENTS_KEY
     experiment_id: str
     name: str
     artifact_location: str
@@ -136,27 +138,21 @@ class ExperimentState(Event):
     last_update_time: int
     op: str | None = None  # create | rename | delete | restore: decided by the metadata sink
 
-    @property
-    def key(self) -> str:
-        return EXPERIMENTS_KEY
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExperimentTags(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.ExperimentTags"
+    KEY_FIELD: ClassVar[str] = "experiment_id"
     experiment_id: str
     tags: Sequence[Tag]
-
-    @property
-    def key(self) -> str:
-        return self.experiment_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunState(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.RunState"
+    KEY_FIELD: ClassVar[str] = "run_id"
     run_id: str
     experiment_id: str
     run_name: str
@@ -169,28 +165,22 @@ class RunState(Event):
     deleted_time: int | None = None
     changed: Sequence[str] | None = None  # the columns this event sets (None: the whole row)
 
-    @property
-    def key(self) -> str:
-        return self.run_id
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunData(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.RunData"
+    KEY_FIELD: ClassVar[str] = "run_id"
     run_id: str
     params: Sequence[Param]
     tags: Sequence[Tag]
-
-    @property
-    def key(self) -> str:
-        return self.run_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoggedModelState(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.LoggedModelState"
+    KEY_FIELD: ClassVar[str] = "model_id"
     model_id: str
     experiment_id: str
     name: str
@@ -203,48 +193,35 @@ class LoggedModelState(Event):
     model_type: str | None = None
     source_run_id: str | None = None
 
-    @property
-    def key(self) -> str:
-        return self.model_id
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoggedModelData(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.LoggedModelData"
+    KEY_FIELD: ClassVar[str] = "model_id"
     model_id: str
     params: Sequence[Param]
     tags: Sequence[Tag]
-
-    @property
-    def key(self) -> str:
-        return self.model_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunInputs(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.RunInputs"
+    KEY_FIELD: ClassVar[str] = "run_id"
     run_id: str
     experiment_id: str
     datasets: Sequence[DatasetInput]
     model_ids: Sequence[str]
-
-    @property
-    def key(self) -> str:
-        return self.run_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunOutputs(Event):
     FAMILY: ClassVar[str] = METADATA
     RECORD: ClassVar[str] = "trackstream.RunOutputs"
+    KEY_FIELD: ClassVar[str] = "run_id"
     run_id: str
     models: Sequence[ModelOutput]
-
-    @property
-    def key(self) -> str:
-        return self.run_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,6 +230,7 @@ class ArtifactEvent(Event):
 
     FAMILY: ClassVar[str] = ARTIFACT
     RECORD: ClassVar[str] = "trackstream.ArtifactEvent"
+    KEY_FIELD: ClassVar[str] = "path"
     path: str
     op: str  # PUT | DELETE
     content: bytes | None = None
@@ -261,10 +239,6 @@ class ArtifactEvent(Event):
     sha256: str
     time: int
 
-    @property
-    def key(self) -> str:
-        return self.path
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuthChange(Event):
@@ -272,6 +246,7 @@ class AuthChange(Event):
 
     FAMILY: ClassVar[str] = AUTH
     RECORD: ClassVar[str] = "trackstream.AuthChange"
+    FIXED_KEY: ClassVar[str] = AUTH_KEY
     op: str
     username: str
     password_hash: str | None = None
@@ -285,10 +260,6 @@ class AuthChange(Event):
     expires_ms: int | None = None
     time: int
 
-    @property
-    def key(self) -> str:
-        return AUTH_KEY
-
 
 # -- traces (MLflow 3 tracing): keyed by experiment id, so a trace's info, spans, tags, assessments and
 # deletion are applied in one order; run links by run id --
@@ -296,6 +267,7 @@ class AuthChange(Event):
 class TraceInfo(Event):
     FAMILY: ClassVar[str] = TRACE
     RECORD: ClassVar[str] = "trackstream.TraceInfo"
+    KEY_FIELD: ClassVar[str] = "experiment_id"
     trace_id: str
     experiment_id: str
     request_time: int
@@ -307,10 +279,6 @@ class TraceInfo(Event):
     metadata: Sequence[Param]
     tags: Sequence[Tag]
 
-    @property
-    def key(self) -> str:
-        return self.experiment_id
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpanBatch(Event):
@@ -318,6 +286,7 @@ class SpanBatch(Event):
 
     FAMILY: ClassVar[str] = TRACE
     RECORD: ClassVar[str] = "trackstream.SpanBatch"
+    KEY_FIELD: ClassVar[str] = "experiment_id"
     experiment_id: str
     run_id: str | None = None
     trace_ids: Sequence[str]
@@ -336,41 +305,32 @@ class SpanBatch(Event):
     payload_refs: Sequence[str]
     sizes: Sequence[int]
 
-    @property
-    def key(self) -> str:
-        return self.experiment_id
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TraceTags(Event):
     FAMILY: ClassVar[str] = TRACE
     RECORD: ClassVar[str] = "trackstream.TraceTags"
+    KEY_FIELD: ClassVar[str] = "experiment_id"
     trace_id: str
     experiment_id: str
     tags: Sequence[Tag]
-
-    @property
-    def key(self) -> str:
-        return self.experiment_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TraceDeletion(Event):
     FAMILY: ClassVar[str] = TRACE
     RECORD: ClassVar[str] = "trackstream.TraceDeletion"
+    KEY_FIELD: ClassVar[str] = "experiment_id"
     experiment_id: str
     trace_ids: Sequence[str]
     time: int
-
-    @property
-    def key(self) -> str:
-        return self.experiment_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AssessmentState(Event):
     FAMILY: ClassVar[str] = TRACE
     RECORD: ClassVar[str] = "trackstream.AssessmentState"
+    KEY_FIELD: ClassVar[str] = "experiment_id"
     assessment_id: str
     trace_id: str
     experiment_id: str
@@ -382,21 +342,14 @@ class AssessmentState(Event):
     updated: int
     deleted: bool = False
 
-    @property
-    def key(self) -> str:
-        return self.experiment_id
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TraceRunLinks(Event):
     FAMILY: ClassVar[str] = TRACE
     RECORD: ClassVar[str] = "trackstream.TraceRunLinks"
+    KEY_FIELD: ClassVar[str] = "run_id"
     run_id: str
     trace_ids: Sequence[str]
-
-    @property
-    def key(self) -> str:
-        return self.run_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -405,6 +358,7 @@ class RegisteredModelChange(Event):
 
     FAMILY: ClassVar[str] = REGISTRY
     RECORD: ClassVar[str] = "trackstream.RegisteredModelChange"
+    FIXED_KEY: ClassVar[str] = REGISTRY_KEY
     op: str  # create | rename | update | delete | set_tag | delete_tag | set_alias | delete_alias
     name: str
     model_id: str = ""  # create: the new model's id; otherwise the sink resolves the name
@@ -416,10 +370,6 @@ class RegisteredModelChange(Event):
     version: int | None = None
     time: int
 
-    @property
-    def key(self) -> str:
-        return REGISTRY_KEY
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelVersionChange(Event):
@@ -427,6 +377,7 @@ class ModelVersionChange(Event):
 
     FAMILY: ClassVar[str] = REGISTRY
     RECORD: ClassVar[str] = "trackstream.ModelVersionChange"
+    FIXED_KEY: ClassVar[str] = REGISTRY_KEY
     op: str  # create | update | delete | transition | set_tag | delete_tag
     name: str
     version: int | None = None
@@ -441,10 +392,6 @@ class ModelVersionChange(Event):
     stage: str | None = None
     archive_existing_versions: bool = False
     time: int
-
-    @property
-    def key(self) -> str:
-        return REGISTRY_KEY
 
 
 NESTED: tuple[type, ...] = (Tag, Param, InputTag, DatasetInput, ModelOutput)

@@ -79,6 +79,14 @@ def test_every_example_decodes_to_a_typed_event_that_encodes_to_the_same_record(
         assert again.version == codec.latest(version.family).version
 
 
+@pytest.mark.parametrize("cls", events.EVENTS, ids=lambda c: c.__name__)
+def test_each_event_names_its_key(cls: type[Event]) -> None:
+    """Exactly one of KEY_FIELD (a field of the record) or FIXED_KEY says where the message key comes from."""
+    assert bool(cls.KEY_FIELD) != bool(cls.FIXED_KEY)
+    if cls.KEY_FIELD:
+        assert cls.KEY_FIELD in {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+
+
 def test_keys_follow_the_entity() -> None:
     tags = [events.Tag(key="k", value="v")]
     assert events.ExperimentTags(experiment_id="7", tags=tags).key == "7"
