@@ -27,36 +27,14 @@ from schemas.events import REGISTRY
 from trackstream.errors import StoreRejected
 from trackstream.log import Partition
 from trackstream.reads.current import MODEL_VERSIONS, REGISTERED_MODEL_ALIASES, REGISTERED_MODELS, cond, current
+from trackstream.reads.registry import IS_PROMPT_TAG, MODEL_COLUMNS, VERSION_COLUMNS
 from trackstream.tables import TableStore
 
-MODEL_COLUMNS = (
-    "model_id",
-    "name",
-    "creation_timestamp",
-    "last_updated_timestamp",
-    "description",
-    "deployment_job_id",
-    "deleted",
-)
-VERSION_COLUMNS = (
-    "model_id",
-    "version",
-    "name",
-    "creation_timestamp",
-    "last_updated_timestamp",
-    "user_id",
-    "current_stage",
-    "description",
-    "source",
-    "storage_location",
-    "run_id",
-    "run_link",
-    "logged_model_id",
-    "status",
-    "deleted",
-)
-IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
 TAGS_TABLE = "registered_model_tags"
+
+# the sink keeps deleted models and versions (numbers are never given twice): the read columns and the flag
+MODEL_ROW = (*MODEL_COLUMNS, "deleted")
+VERSION_ROW = (*VERSION_COLUMNS, "deleted")
 
 
 def model_not_found(name: str) -> Decision:
@@ -107,13 +85,11 @@ class RegistryState:
         if not names:
             return
         rows = tables.query(
-            current(
-                REGISTERED_MODELS, MODEL_COLUMNS, [cond("name IN %(names)s", "name"), cond("deleted = 0", "deleted")]
-            ),
+            current(REGISTERED_MODELS, MODEL_ROW, [cond("name IN %(names)s", "name"), cond("deleted = 0", "deleted")]),
             {"names": tuple(names)},
         )
         for row in rows:
-            model = dict(zip(MODEL_COLUMNS, row, strict=True))
+            model = dict(zip(MODEL_ROW, row, strict=True))
             self.models[model["name"]] = model
             self.versions[model["model_id"]] = {}
             self.aliases[model["model_id"]] = {}
@@ -121,9 +97,9 @@ class RegistryState:
         if not ids:
             return
         for row in tables.query(
-            current(MODEL_VERSIONS, VERSION_COLUMNS, [cond("model_id IN %(ids)s", "model_id")]), {"ids": ids}
+            current(MODEL_VERSIONS, VERSION_ROW, [cond("model_id IN %(ids)s", "model_id")]), {"ids": ids}
         ):
-            version = dict(zip(VERSION_COLUMNS, row, strict=True))
+            version = dict(zip(VERSION_ROW, row, strict=True))
             self.versions[version["model_id"]][int(version["version"])] = version
         for model_id, alias, number in tables.query(
             current(
@@ -156,10 +132,10 @@ class _Writes(_Batch):
         self.state = state
 
     def model(self, model: dict[str, Any], version: int) -> None:
-        self.add("registered_models", {k: model[k] for k in MODEL_COLUMNS}, version)
+        self.add("registered_models", {k: model[k] for k in MODEL_ROW}, version)
 
     def version(self, row: dict[str, Any], version: int) -> None:
-        self.add("model_versions", {k: row[k] for k in VERSION_COLUMNS}, version)
+        self.add("model_versions", {k: row[k] for k in VERSION_ROW}, version)
 
 
 def _model_change(w: _Writes, data: ev.RegisteredModelChange, offset: int, replayed: bool) -> Decision:

@@ -30,6 +30,7 @@ from ingest.handlers.context import Context
 from ingest.paging import page_offset, page_token
 from schemas.events import LoggedModelData, ModelVersionChange, RegisteredModelChange, Tag
 from trackstream.reads import search
+from trackstream.reads.registry import IS_PROMPT_TAG
 
 MAX_TAG_KEY_LENGTH = 250
 MAX_TAG_VALUE_LENGTH = 100_000
@@ -38,7 +39,6 @@ MAX_SEARCH_MODELS = 1000
 MAX_SEARCH_VERSIONS = 200_000
 STAGES = {s.lower(): s for s in ("None", "Staging", "Production", "Archived")}
 ACTIVE_STAGES = ["Staging", "Production"]
-IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
 PROMPT_SOURCES = frozenset({"dummy-source", "prompt-template"})
 MODEL_VERSIONS_TAG = "mlflow.modelVersions"  # on a logged model: the versions registered from it
 _ALIAS = re.compile(r"^[\w\-]*$")
