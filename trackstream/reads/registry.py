@@ -134,44 +134,46 @@ class RegistryReader:
         self, filter_string: str | None, order_by: list[str], offset: int, limit: int, ready: Ready = None
     ) -> Page:
         """Raises ``search.SearchError`` for an invalid filter or order_by (before ``ready`` waits)."""
-        what = search.REGISTERED_MODELS
+        what, tags = search.REGISTERED_MODELS, (REGISTERED_MODEL_TAGS, "model_id")
+        rows, next_offset = self._search(what, filter_string, order_by, tags, self._models, offset, limit, ready)
+        return Page(self._model_json(rows, by_stage=True), next_offset)
+
+    def search_model_versions(
+        self, filter_string: str | None, order_by: list[str], offset: int, limit: int, ready: Ready = None
+    ) -> Page:
+        what, tags = search.MODEL_VERSIONS, (MODEL_VERSION_TAGS, "model_id, version")
+        given = order_by or ["last_updated_timestamp DESC", "name ASC", "version_number DESC"]
+        rows, next_offset = self._search(what, filter_string, given, tags, self._versions, offset, limit, ready)
+        # The stock server's search answers list no aliases.
+        return Page(self._version_json(rows, aliases=False), next_offset)
+
+    def _search(
+        self,
+        what: search.Searchable,
+        filter_string: str | None,
+        order_by: list[str],
+        tags: tuple[Any, str],
+        fetch: Callable[[list[Cond], dict[str, Any], str], list[dict[str, Any]]],
+        offset: int,
+        limit: int,
+        ready: Ready,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of ``fetch``'s rows and the next page's offset; prompts are left out unless the
+        filter asks for them (``tags``: the tags table and key columns that mark a prompt)."""
         clauses = search.parse_filter(what, filter_string)
         order = search.with_defaults(what, search.parse_order_by(what, order_by))
         extra: list[Cond] = []
         if not _querying_prompts(clauses):
             clauses = [c for c in clauses if not (c.entity == search.TAG and c.key == IS_PROMPT_TAG)]
-            extra.append(self._not_prompt(REGISTERED_MODEL_TAGS, "model_id"))
+            extra.append(self._not_prompt(*tags))
         compiled = search.compile_filter(what, clauses, {"_prompt": IS_PROMPT_TAG})
         if ready:
             ready()
+        limit = max(limit, 0)
         terms = [t for o in order for t in search.attr_order_sql(what.order_attrs[o.key], o.ascending)]
         tail = f" ORDER BY {', '.join(terms)} LIMIT %(_limit)s OFFSET %(_offset)s"
-        params = {**compiled.params, "_limit": max(limit + 1, 0), "_offset": offset}
-        rows = self._models([*compiled.conds, *extra], params, tail)
-        return Page(
-            self._model_json(rows[: max(limit, 0)], by_stage=True), offset + limit if len(rows) > limit else None
-        )
-
-    def search_model_versions(
-        self, filter_string: str | None, order_by: list[str], offset: int, limit: int, ready: Ready = None
-    ) -> Page:
-        what = search.MODEL_VERSIONS
-        clauses = search.parse_filter(what, filter_string)
-        given = order_by or ["last_updated_timestamp DESC", "name ASC", "version_number DESC"]
-        order = search.with_defaults(what, search.parse_order_by(what, given))
-        extra: list[Cond] = []
-        if not _querying_prompts(clauses):
-            clauses = [c for c in clauses if not (c.entity == search.TAG and c.key == IS_PROMPT_TAG)]
-            extra.append(self._not_prompt(MODEL_VERSION_TAGS, "model_id, version"))
-        compiled = search.compile_filter(what, clauses, {"_prompt": IS_PROMPT_TAG})
-        if ready:
-            ready()
-        terms = [t for o in order for t in search.attr_order_sql(what.order_attrs[o.key], o.ascending)]
-        tail = f" ORDER BY {', '.join(terms)} LIMIT %(_limit)s OFFSET %(_offset)s"
-        params = {**compiled.params, "_limit": limit + 1, "_offset": offset}
-        rows = self._versions([*compiled.conds, *extra], params, tail)
-        # The stock server's search answers list no aliases.
-        return Page(self._version_json(rows[:limit], aliases=False), offset + limit if len(rows) > limit else None)
+        rows = fetch([*compiled.conds, *extra], {**compiled.params, "_limit": limit + 1, "_offset": offset}, tail)
+        return rows[:limit], offset + limit if len(rows) > limit else None
 
     @staticmethod
     def _not_prompt(table: Any, key: str) -> Cond:
