@@ -6,8 +6,9 @@ of the run-state view and params/tags (which read the store or wait for a decisi
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import orjson
@@ -119,7 +120,7 @@ async def _log(ctx: Context, rid: str, metrics: list[Any], params: list[Any], ta
 
 
 HISTORY_CHUNK = 50_000
-"""Points per query of a streamed history: bounds the gateway's memory whatever the history's length."""
+"""Points per chunk of a streamed history: bounds the rows the gateway holds whatever the history's length."""
 MAX_HISTORY_BULK = 25000
 MAX_RUNS_HISTORY_BULK = 100
 
@@ -129,15 +130,10 @@ def _point(key: str, row: tuple[int, int, float, int]) -> dict[str, Any]:
     return {"key": key, "value": "NaN" if nan else value, "timestamp": ts, "step": step}
 
 
-def _after(row: tuple[int, int, float, int]) -> HistoryKey:
-    step, ts, value, nan = row
-    return HistoryKey(ts, step, value, nan)
-
-
 def metric_history(ctx: Context, p: dict[str, Any]) -> Any:
     """A run's metric history in MLflow's order. Without ``max_results`` every point in one answer (the
-    stock server's rule), streamed in chunks of HISTORY_CHUNK points read by keyset; with it one page
-    whose token names its last point (keyset: a page costs the same wherever it starts)."""
+    stock server's rule), read by one query and streamed in chunks of HISTORY_CHUNK points; with it one
+    page whose token names its last point (a keyset position: no page skips the points before it)."""
     rid = run_id(p)
     key = str(v.required(p, "metric_key"))
     limit: int | None = None
@@ -159,41 +155,51 @@ def metric_history(ctx: Context, p: dict[str, Any]) -> Any:
             )
         return out
     after = HistoryKey(*position) if position else None
-    ask = HISTORY_CHUNK if limit is None else min(limit, HISTORY_CHUNK)
-    first = ctx.reader.metric_history_after(rid, key, after, ask + 1)  # an unknown run: an empty history
-    if len(first) <= ask or limit == ask:
-        out = {"metrics": [_point(key, r) for r in first[:ask]]}
-        if len(first) > ask:
-            step, ts, value, nan = first[ask - 1]
-            out["next_page_token"] = history_token(ts, step, value, nan)
+    if limit is not None and limit <= HISTORY_CHUNK:  # one page
+        points = ctx.reader.metric_history_after(rid, key, after, limit + 1)  # an unknown run: an empty history
+        out = {"metrics": [_point(key, r) for r in points[:limit]]}
+        if len(points) > limit:
+            out["next_page_token"] = _token(points[limit - 1])
         return out
-    return StreamingResponse(_stream_history(ctx, rid, key, first[:ask], limit), media_type="application/json")
+    # every point (the stock rule without max_results) or a page larger than a chunk: one query, streamed
+    chunks = ctx.reader.metric_history_chunks(rid, key, after, None if limit is None else limit + 1, HISTORY_CHUNK)
+    first = next(chunks, [])
+    if len(first) < HISTORY_CHUNK:
+        chunks.close()
+        return {"metrics": [_point(key, r) for r in first]}
+    return StreamingResponse(_stream_history(key, first, chunks, limit), media_type="application/json")
+
+
+def _token(row: tuple[int, int, float, int]) -> str:
+    step, ts, value, nan = row
+    return history_token(ts, step, value, nan)
 
 
 def _stream_history(
-    ctx: Context, rid: str, key: str, first: list[tuple[int, int, float, int]], limit: int | None
+    key: str,
+    first: list[tuple[int, int, float, int]],
+    rest: Generator[list[tuple[int, int, float, int]], None, None],
+    limit: int | None,
 ) -> Iterator[bytes]:
-    """The JSON answer chunk by chunk: at most HISTORY_CHUNK points are held at once."""
-    yield b'{"metrics":['
-    yield orjson.dumps([_point(key, r) for r in first])[1:-1]
-    sent, after = len(first), _after(first[-1])
-    while limit is None or sent < limit:
-        ask = HISTORY_CHUNK if limit is None else min(limit - sent, HISTORY_CHUNK)
-        rows = ctx.reader.metric_history_after(rid, key, after, ask + 1 if limit is not None else ask)
-        page = rows[:ask]
-        if page:
-            yield b"," + orjson.dumps([_point(key, r) for r in page])[1:-1]
-            sent, after = sent + len(page), _after(page[-1])
-        if len(rows) > ask and limit is not None and sent >= limit:
-            yield (
-                b'],"next_page_token":'
-                + orjson.dumps(history_token(after.timestamp, after.step, after.value, after.is_nan))
-                + b"}"
-            )
-            return
-        if len(page) < ask:
-            break
-    yield b"]}"
+    """The JSON answer chunk by chunk: at most HISTORY_CHUNK points are held as rows at once. With a
+    ``limit``, the query asked for one point more: its presence gives the next page's token."""
+    sent = 0
+    try:
+        yield b'{"metrics":['
+        for chunk in itertools.chain([first], rest):
+            page = chunk if limit is None else chunk[: limit - sent]
+            if page:
+                yield (b"," if sent else b"") + orjson.dumps([_point(key, r) for r in page])[1:-1]
+                sent += len(page)
+                last = page[-1]
+            if limit is not None and sent >= limit:
+                if len(chunk) > len(page) or next(rest, None):
+                    yield b'],"next_page_token":' + orjson.dumps(_token(last)) + b"}"
+                    return
+                break
+        yield b"]}"
+    finally:
+        rest.close()
 
 
 def metric_history_bulk(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:

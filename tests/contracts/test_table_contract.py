@@ -119,3 +119,23 @@ def test_invalid_statement_is_rejected(table_store: TableStore) -> None:
         table_store.query("SELECT no_such_column FROM metrics")
     with pytest.raises(StoreRejected):
         table_store.insert("metrics", {"run_id": ["r"], "no_such_column": [1]})
+
+
+@pytest.mark.parametrize("size", [1, 7, 30, 1000])
+def test_query_chunks_gives_the_query_rows_in_order_in_bounded_chunks(table_store: TableStore, size: int) -> None:
+    table_store.insert("metrics", _metric_rows("run-c", 30))
+    sql = "SELECT step, value, key FROM metrics WHERE run_id = %(run)s ORDER BY step DESC"
+    chunks = list(table_store.query_chunks(sql, {"run": "run-c"}, size))
+    assert all(0 < len(c) <= size for c in chunks)
+    assert [r for c in chunks for r in c] == table_store.query(sql, {"run": "run-c"})
+    assert list(table_store.query_chunks(sql, {"run": "none"}, size)) == []
+
+
+def test_query_chunks_closed_early_leaves_the_store_usable(table_store: TableStore) -> None:
+    table_store.insert("metrics", _metric_rows("run-d", 1000))
+    chunks = table_store.query_chunks("SELECT step FROM metrics WHERE run_id = 'run-d' ORDER BY step", None, 10)
+    assert next(chunks) == [(i,) for i in range(10)]
+    chunks.close()
+    assert table_store.query("SELECT count() FROM metrics WHERE run_id = 'run-d'") == [(1000,)]
+    again = table_store.query_chunks("SELECT step FROM metrics WHERE run_id = 'run-d' ORDER BY step", None, 400)
+    assert [len(c) for c in again] == [400, 400, 200]

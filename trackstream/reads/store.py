@@ -8,7 +8,7 @@ filtered outside it); metrics are de-duplicated on read with DISTINCT.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -512,11 +512,24 @@ class TrackingReader:
         """Up to ``limit`` distinct points of a run's metric as (step, timestamp, value, is_nan), in MLflow's
         history order (timestamp, step, value; is_nan breaks the last tie), strictly after ``after``.
 
-        A keyset page: its cost does not grow with its position (an OFFSET page sorted and skipped every
-        point before it), and a point written between two pages neither repeats nor hides one.
-        ``FINAL`` collapses replayed duplicates (the sort key is the natural key) at a fraction of the
-        cost of ``DISTINCT``, which hashes every point.
+        A keyset page: a point written between two pages neither repeats nor hides one. ``FINAL``
+        collapses replayed duplicates (the sort key is the natural key) at a fraction of the cost of
+        ``DISTINCT``, which hashes every point.
         """
+        sql, params = self._history_sql(run_id, key, after, limit)
+        return [(int(s), int(ts), float(v), int(n)) for s, ts, v, n in self._t.query(sql, params)]
+
+    def metric_history_chunks(
+        self, run_id: str, key: str, after: HistoryKey | None, limit: int | None, size: int
+    ) -> Generator[list[tuple[int, int, float, int]], None, None]:
+        """``metric_history_after`` as one query streamed in chunks of ``size`` points (``limit`` None:
+        every point). A page re-reads the run's points to sort them (the table is in step order, the
+        history in time order), so a long history is one sort, not one per page."""
+        sql, params = self._history_sql(run_id, key, after, limit)
+        yield from self._t.query_chunks(sql, params, size)
+
+    @staticmethod
+    def _history_sql(run_id: str, key: str, after: HistoryKey | None, limit: int | None) -> tuple[str, dict[str, Any]]:
         params: dict[str, Any] = {"run": run_id, "key": key, "limit": limit}
         where = ""
         if after is not None:
@@ -525,12 +538,11 @@ class TrackingReader:
                 " AND (timestamp > %(a_ts)s OR (timestamp = %(a_ts)s AND (step > %(a_step)s OR (step = %(a_step)s "
                 "AND (value > %(a_value)s OR (value = %(a_value)s AND is_nan > %(a_nan)s))))))"
             )
-        rows = self._t.query(
+        sql = (
             "SELECT step, timestamp, value, is_nan FROM metrics FINAL "
-            f"WHERE run_id = %(run)s AND key = %(key)s{where} ORDER BY {HISTORY_ORDER} LIMIT %(limit)s",
-            params,
+            f"WHERE run_id = %(run)s AND key = %(key)s{where} ORDER BY {HISTORY_ORDER}"
         )
-        return [(int(s), int(ts), float(v), int(n)) for s, ts, v, n in rows]
+        return sql + (" LIMIT %(limit)s" if limit is not None else ""), params
 
     def metric_history_bulk(self, run_ids: Sequence[str], key: str, limit: int) -> list[tuple[Any, ...]]:
         """(run_id, step, timestamp, value, is_nan) of several runs' metric, by run id then history order,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 from clickhouse_driver.util.escape import escape_param
@@ -40,6 +40,16 @@ class TableStore(abc.ABC):
 
     @abc.abstractmethod
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
+
+    def query_chunks(
+        self, sql: str, params: Mapping[str, Any] | None = None, size: int = 50_000
+    ) -> Generator[list[Row], None, None]:
+        """``query``'s rows, in order, in lists of at most ``size``: for answers too large to hold at once
+        as Python rows (a million-point history). One query, however many chunks; closing the iterator
+        early ends it."""
+        rows = self.query(sql, params)
+        for start in range(0, len(rows), size):
+            yield rows[start : start + size]
 
     @abc.abstractmethod
     def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:

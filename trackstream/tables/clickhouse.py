@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 from clickhouse_driver import Client
@@ -42,16 +42,20 @@ class ClickHouseStore(TableStore):
         self._local = threading.local()
         self._clients: list[Client] = []
         self._lock = threading.Lock()
+        self._idle: list[Client] = []  # connections of finished query_chunks streams, for the next one
 
     def _client(self) -> Client:
         client: Client | None = getattr(self._local, "client", None)
         if client is None:
-            client = Client.from_url(self._url)
-            client.connection.connect_timeout = 3
-            client.connection.send_receive_timeout = 60
-            self._local.client = client
-            with self._lock:
-                self._clients.append(client)
+            client = self._local.client = self._new_client()
+        return client
+
+    def _new_client(self) -> Client:
+        client = Client.from_url(self._url)
+        client.connection.connect_timeout = 3
+        client.connection.send_receive_timeout = 60
+        with self._lock:
+            self._clients.append(client)
         return client
 
     def _execute(self, sql: str, data: Any = None, columnar: bool = False) -> Any:
@@ -69,6 +73,30 @@ class ClickHouseStore(TableStore):
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         return [tuple(r) for r in self._execute(bind(sql, params))]
+
+    def query_chunks(
+        self, sql: str, params: Mapping[str, Any] | None = None, size: int = 50_000
+    ) -> Generator[list[Row], None, None]:
+        """Streamed from the server block by block on a connection of its own: the consumer of a chunk
+        may be another thread (a streamed HTTP answer), and this thread's connection stays free."""
+        client = self._idle.pop() if self._idle else self._new_client()
+        rows = client.execute_iter(bind(sql, params), settings={"max_block_size": size})
+        chunk: list[Row] = []
+        try:
+            for row in rows:
+                chunk.append(row)  # the driver's rows are tuples
+                if len(chunk) == size:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+        except Exception as exc:
+            client.disconnect()
+            raise classify(exc) from exc
+        except GeneratorExit:  # closed early: the rest of the answer is still on the wire
+            client.disconnect()
+            raise
+        self._idle.append(client)
 
     def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
         names = ", ".join(columns)
