@@ -137,6 +137,8 @@ def test_compose_is_pinned_healthchecked_and_uses_real_settings() -> None:
     prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     targets = {t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
     assert targets == {"gateway:5000"} | {f"consume-{s}:9464" for s in registry.NAMES}
+    assert prometheus["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    assert "./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in services["prometheus"]["volumes"]
     for volume in services["grafana"]["volumes"]:
         source = volume.split(":")[0]
         if source.startswith("."):  # a file of the repository, not a named volume
@@ -229,3 +231,14 @@ def test_training_dashboard_sql_runs_on_the_clickhouse_server(clickhouse_url: st
         _run_all(store)
     finally:
         store.close()
+
+
+def test_alert_rules_name_only_metrics_the_code_exports() -> None:
+    rules = [
+        r for g in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"] for r in g["rules"]
+    ]
+    assert rules and all(r["alert"] and r["expr"] and r["annotations"]["summary"] for r in rules)
+    exported = _exported()
+    for rule in rules:
+        named = set(re.findall(r"trackstream_\w+", rule["expr"]))
+        assert named and named <= exported, (rule["alert"], named - exported)
