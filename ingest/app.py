@@ -177,11 +177,12 @@ def adapt(spec: Endpoint, ctx: Context) -> ASGIEndpoint:
         if spec.typed:
             assert spec.request is not None
             args: tuple[Any, ...] = (await _typed(request, spec.request),)
-            values = {**path_params, **_values(spec, args[0])} if guard is not None else {}
+            values = {**_values(spec, args[0]), **path_params} if guard is not None else {}
         else:
             fields = await validated_fields(request, spec.request) if spec.request is not None else {}
             args = (request, fields) if spec.raw else (fields,)
-            values = {**path_params, **fields, **_header_values(spec, request)}
+            # path parameters over fields of the same name: the handler takes the path's, so the check must
+            values = {**fields, **path_params, **_header_values(spec, request)}
         if spec.blocking:
             return await run_in_threadpool(run, values, path_params, args)
         if guard is not None:

@@ -73,6 +73,9 @@ def test_a_trace_takes_its_experiments_permission(auth_gateway: AuthGateway) -> 
     assert reader.call("PATCH", f"{API}/traces/{trace_id}/tags", tag).status_code == 403
     assert editor.call("PATCH", f"{API}/traces/{trace_id}/tags", tag).status_code == 200
     assert editor.call("PATCH", f"{API}/traces/{hidden}/tags", tag).status_code == 403
+    # a field named like the path parameter does not stand in for it in the check (the handler takes the path's)
+    assert editor.call("PATCH", f"{API}/traces/{hidden}/tags", {**tag, "trace_id": trace_id}).status_code == 403
+    assert reader.call("GET", f"{API3}/traces/{hidden}", {"trace_id": trace_id}).status_code == 403
     feedback = {"assessment_name": "ok", "trace_id": trace_id, "feedback": {"value": True},
                 "source": {"source_type": "HUMAN", "source_id": "x"}}  # fmt: skip
     assert reader.call("POST", f"{API3}/traces/{trace_id}/assessments", {"assessment": feedback}).status_code == 403
