@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ingest.auth import handlers as auth_handlers
-from ingest.auth.access import Access
+from ingest.auth.access import HEADER, Access
 from ingest.auth.guard import AuthMiddleware, NeedsThread
 from ingest.endpoint import API, ARTIFACTS_API, Endpoint
 from ingest.errors import MlflowError, invalid
@@ -150,6 +150,12 @@ def _values(spec: Endpoint, model: BaseModel) -> dict[str, Any]:
     return {f: getattr(model, f, None) for f in fields}
 
 
+def _header_values(spec: Endpoint, request: Request) -> dict[str, Any]:
+    """The request headers its access declaration names (``header:<name>`` fields)."""
+    fields = spec.access.fields if spec.access is not None else ()
+    return {f: request.headers.get(f.removeprefix(HEADER)) for f in fields if f.startswith(HEADER)}
+
+
 def adapt(spec: Endpoint, ctx: Context) -> ASGIEndpoint:
     """The one adapter from an :class:`Endpoint` to a Starlette endpoint: parse and validate the request
     against its model, pass the read barrier the endpoint declares, check the caller's permission (auth on:
@@ -171,11 +177,12 @@ def adapt(spec: Endpoint, ctx: Context) -> ASGIEndpoint:
         if spec.typed:
             assert spec.request is not None
             args: tuple[Any, ...] = (await _typed(request, spec.request),)
-            values = {**path_params, **_values(spec, args[0])} if guard is not None else {}
+            values = {**_values(spec, args[0]), **path_params} if guard is not None else {}
         else:
             fields = await validated_fields(request, spec.request) if spec.request is not None else {}
             args = (request, fields) if spec.raw else (fields,)
-            values = {**path_params, **fields}
+            # path parameters over fields of the same name: the handler takes the path's, so the check must
+            values = {**fields, **path_params, **_header_values(spec, request)}
         if spec.blocking:
             return await run_in_threadpool(run, values, path_params, args)
         if guard is not None:

@@ -130,7 +130,7 @@ class Endpoint:
         """The handler as the HTTP adapter runs it, without HTTP: pass the declared barrier, then call it.
         GraphQL resolvers answer through this, so they read exactly what the REST route would, and pass the
         same permission check (``ctx.guard``, while auth is on) and search filter."""
-        values = {**path_params, **fields}
+        values = {**fields, **path_params}  # the handler takes the path's, so the check and barrier must
         for topic, keys in self.reads.plan(values):
             ctx.wait(topic, keys)
         guard = getattr(ctx, "guard", None)

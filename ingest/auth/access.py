@@ -29,9 +29,14 @@ RUN = "run"  # the run's experiment
 LOGGED_MODEL = "logged_model"  # the logged model's experiment
 ARTIFACT = "artifact"  # the experiment an artifact path starts with (mlflow-artifacts:/<experiment_id>/...)
 REGISTERED_MODEL = "registered_model"  # the registered model of that name (model versions: their model's)
-KINDS = (PUBLIC, USER, ADMIN, SELF, EXPERIMENT, EXPERIMENT_NAME, RUN, LOGGED_MODEL, ARTIFACT, REGISTERED_MODEL)
+TRACE = "trace"  # the trace's experiment (read from the trace store's trace info)
+KINDS = (PUBLIC, USER, ADMIN, SELF, EXPERIMENT, EXPERIMENT_NAME, RUN, LOGGED_MODEL, ARTIFACT, REGISTERED_MODEL, TRACE)
 # Kinds whose permission lives on an experiment once the resource is resolved.
-ON_EXPERIMENT = (EXPERIMENT, EXPERIMENT_NAME, RUN, LOGGED_MODEL, ARTIFACT)
+ON_EXPERIMENT = (EXPERIMENT, EXPERIMENT_NAME, RUN, LOGGED_MODEL, ARTIFACT, TRACE)
+# A field named ``header:<name>`` is read from the request's HTTP header ``<name>`` (the OTLP span endpoint
+# names its experiment in ``x-mlflow-experiment-id``); a dotted field digs into the request's JSON, and a
+# ``[]`` step takes every item of a list (``locations[].mlflow_experiment.experiment_id``).
+HEADER = "header:"
 
 # Lists a search answers, filtered to what the caller may read: response field -> how to find the
 # resource of each item (dotted path) and its kind.
@@ -50,12 +55,14 @@ class Access:
 
     ``kind``: one of :data:`KINDS`. ``level``: the permission needed on the resource. ``fields``: where
     its id is (request fields, then path parameters; the first one given; a list value names several
-    resources, each checked), ``default`` when none is given. ``filter``: the response list filtered to
+    resources, each checked; :data:`HEADER` and dotted fields as described there), ``default`` when none
+    is given. ``filter``: the response list filtered to
     readable items (:data:`FILTERS`). ``grant``: the created resource the caller gets MANAGE on, as
     (resource type, path of its id in the response), as the stock server grants its creator.
     ``revokes``: a delete of the resource drops every permission on it; ``renames``: the request field
     holding the resource's new id, to which its permissions move (a registered model's delete and
-    rename, as the stock server does), once the handler succeeded.
+    rename, as the stock server does), once the handler succeeded. ``also``: further checks the caller must
+    pass too (linking traces to a run: EDIT on the run, READ on each trace), still one declaration.
     """
 
     kind: str
@@ -66,6 +73,7 @@ class Access:
     grant: tuple[str, str] | None = None
     revokes: bool = False
     renames: str | None = None
+    also: tuple[Access, ...] = ()
 
     user: ClassVar[Access]
     admin: ClassVar[Access]
@@ -99,6 +107,11 @@ class Access:
     def registered_model(level: str, *fields: str, revokes: bool = False, renames: str | None = None) -> Access:
         """A registered model by name (a model version: its model's ``name``)."""
         return Access(REGISTERED_MODEL, level, fields or ("name",), revokes=revokes, renames=renames)
+
+    @staticmethod
+    def trace(level: str, *fields: str) -> Access:
+        """A trace by id (several: a list field), checked on its experiment."""
+        return Access(TRACE, level, fields or ("trace_id",))
 
     @staticmethod
     def search(filter_: str) -> Access:

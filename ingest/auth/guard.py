@@ -43,12 +43,14 @@ from ingest.auth.access import (
     REGISTERED_MODEL,
     RUN,
     SELF,
+    TRACE,
     USER,
     Access,
 )
 from ingest.auth.view import AuthView
 from ingest.errors import MlflowError, unavailable
 from schemas.events import AuthChange
+from trackstream.reads.traces import TraceReader
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ class Guard:
         self.default_permission = default_permission
         self.token_ttl_seconds = token_ttl_seconds
         self._verified = credentials.VerifiedPasswords()
-        # run id / logged model id -> experiment id: a run never moves, so a found answer is kept
+        # run, logged model or trace id -> experiment id: none of them moves, so a found answer is kept
         self._experiment_of: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
@@ -153,6 +155,10 @@ class Guard:
             return
         if access is None:
             raise denied()  # fail closed: an endpoint that declares nothing is for admins only
+        for one in (access, *access.also):
+            self._check(ctx, one, values, username, may_block)
+
+    def _check(self, ctx: Any, access: Access, values: dict[str, Any], username: str, may_block: bool) -> None:
         kind = access.kind
         if kind in (PUBLIC, USER):
             return
@@ -165,7 +171,7 @@ class Guard:
                 self._refuse(lambda: self.is_admin(username), may_block)
             return
         need = LEVELS[access.level]
-        given = next((values[f] for f in access.fields if values.get(f)), access.default)
+        given = next((found for f in access.fields if (found := field_value(values, f))), access.default)
         if kind == ARTIFACT:
             given = str(given or "").lstrip("/").split("/", 1)[0] or None
             if given is None:  # outside any experiment (the artifact root): admins only
@@ -209,11 +215,17 @@ class Guard:
         if kind == EXPERIMENT_NAME:
             row = ctx.reader.experiment_by_name(given)  # the endpoint's barrier waited for every partition
             return None if row is None else str(row["experiment_id"])
-        ctx.wait("metadata", [given])
-        row = ctx.reader.run_info(given) if kind == RUN else ctx.reader.logged_model_row(given)
-        if row is None:
-            return None
-        experiment_id = str(row["experiment_id"])
+        if kind == TRACE:  # a trace id names no partition: the endpoint's barrier waited for every one
+            found_in = TraceReader(ctx.reader.tables).experiment_of(given)
+            if found_in is None:
+                return None
+            experiment_id = found_in
+        else:
+            ctx.wait("metadata", [given])
+            row = ctx.reader.run_info(given) if kind == RUN else ctx.reader.logged_model_row(given)
+            if row is None:
+                return None
+            experiment_id = str(row["experiment_id"])
         with self._lock:
             if len(self._experiment_of) >= RESOLVED_KEPT:
                 self._experiment_of.clear()
@@ -281,6 +293,28 @@ class Guard:
             self.view.write(change)
         except MlflowError as exc:  # the resource exists; its creator keeps the default permission
             log.warning("could not grant MANAGE on the new %s %s to its creator: %s", resource_type, resource_id, exc)
+
+
+def field_value(values: dict[str, Any], name: str) -> Any:
+    """The value of an access field in a request's values (see ``ingest.auth.access.HEADER``): a plain name,
+    a dotted path into the JSON, or with ``[]`` steps the list of every value found (empty ones left out)."""
+    if "." not in name and "[]" not in name:
+        return values.get(name)
+    items: list[Any] = [values]
+    for part in name.split("."):
+        many = part.endswith("[]")
+        key = part[:-2] if many else part
+        found: list[Any] = []
+        for item in items:
+            value = item.get(key) if isinstance(item, dict) else None
+            if many:
+                found.extend(value if isinstance(value, list) else [])
+            elif value is not None:
+                found.append(value)
+        items = found
+    if "[]" in name:
+        return [str(x) for x in items if x not in (None, "")]
+    return items[0] if items else None
 
 
 def _dig(item: Any, path: str) -> Any:

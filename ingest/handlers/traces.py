@@ -32,7 +32,7 @@ from starlette.responses import Response
 
 from ingest import requests as r
 from ingest import validation as v
-from ingest.auth.access import Access
+from ingest.auth.access import EDIT, HEADER, MANAGE, READ, Access
 from ingest.endpoint import EXPERIMENTS_KEY, Endpoint, Reads
 from ingest.errors import MlflowError, invalid, not_found
 from ingest.handlers.common import ACTIVE, now_ms, str_list
@@ -290,6 +290,8 @@ def batch_get(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     if "experiment_ids" in p:
         allowed = set(str_list(p.get("experiment_ids")))
         infos = [i for i in infos if i["experiment_id"] in allowed]
+    if not infos:
+        return {}  # an empty repeated field is left out of MLflow's JSON, as the stock server answers
     spans = _spans_json(ctx, [i["trace_id"] for i in infos])
     return {"traces": [{"trace_info": info_json(i), "spans": spans[i["trace_id"]]} for i in infos]}
 
@@ -302,7 +304,7 @@ def batch_get_infos(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     if "experiment_ids" in p:
         allowed = set(str_list(p.get("experiment_ids")))
         infos = [i for i in infos if i["experiment_id"] in allowed]
-    return {"trace_infos": [info_json(i) for i in infos]}
+    return {"trace_infos": [info_json(i) for i in infos]} if infos else {}
 
 
 def search_traces(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
@@ -656,22 +658,58 @@ def _opt(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+# With auth on, a trace takes its experiment's permission, as MLflow's basic-auth app checks traces: READ to
+# read one or search an experiment's, EDIT to log one (StartTraceV3, OTLP spans), tag it or write its
+# assessments, MANAGE to delete traces (the stock app's delete falls back to the experiment's delete right).
+_READ = Access.trace(READ)
+_EDIT = Access.trace(EDIT)
+_LOCATIONS = "locations[].mlflow_experiment.experiment_id"
+
 ENDPOINTS = [
-    Endpoint("/traces", ("POST",), start_trace, r.StartTraceV3, prefixes=API3, access=Access.admin),
-    Endpoint("/traces/get", ("GET",), get_trace, r.GetTrace, _TRACES, prefixes=API3, access=Access.admin),
-    Endpoint("/traces/batchGet", ("GET",), batch_get, r.BatchGetTraces, _TRACES, prefixes=API3, access=Access.admin),
     Endpoint(
-        "/traces/batchGetInfos",
+        "/traces",
+        ("POST",),
+        start_trace,
+        r.StartTraceV3,
+        prefixes=API3,
+        access=Access.experiment(EDIT, "trace.trace_info.trace_location.mlflow_experiment.experiment_id"),
+    ),
+    Endpoint("/traces/get", ("GET",), get_trace, r.GetTrace, _TRACES, prefixes=API3, access=_READ),
+    Endpoint(
+        "/traces/batchGet",
         ("GET",),
+        batch_get,
+        r.BatchGetTraces,
+        _TRACES,
+        prefixes=API3,
+        access=Access.trace(READ, "trace_ids"),
+    ),
+    Endpoint(  # POST, as the stock server routes BatchGetTraceInfos
+        "/traces/batchGetInfos",
+        ("POST",),
         batch_get_infos,
         r.BatchGetTraces,
         _TRACES,
         prefixes=API3,
-        access=Access.admin,
+        access=Access.trace(READ, "trace_ids"),
     ),
-    # the barrier is passed by the search itself, once the filter parsed
-    Endpoint("/traces/search", ("POST",), search_traces, r.SearchTracesV3, prefixes=API3, access=Access.admin),
-    Endpoint("/traces/metrics", ("POST",), trace_metrics, r.NoFields, prefixes=API3, access=Access.admin),
+    # the barrier is passed by the search itself, once the filter parsed; each experiment searched needs READ
+    Endpoint(
+        "/traces/search",
+        ("POST",),
+        search_traces,
+        r.SearchTracesV3,
+        prefixes=API3,
+        access=Access.experiment(READ, _LOCATIONS),
+    ),
+    Endpoint(
+        "/traces/metrics",
+        ("POST",),
+        trace_metrics,
+        r.NoFields,
+        prefixes=API3,
+        access=Access.experiment(READ, "experiment_ids"),
+    ),
     Endpoint(
         "/traces/delete-traces",
         ("POST",),
@@ -679,16 +717,20 @@ ENDPOINTS = [
         r.DeleteTraces,
         _TRACES,
         prefixes=API_BOTH,
-        access=Access.admin,
-    ),
-    Endpoint("/traces/link-to-run", ("POST",), link_to_run, r.LinkTracesToRun, prefixes=API_BOTH, access=Access.admin),
-    Endpoint("/traces/{trace_id}", ("GET",), get_trace_info, r.NoFields, _TRACES, prefixes=API3, access=Access.admin),
-    Endpoint(
-        "/traces/{trace_id}/tags", ("PATCH",), set_tag, r.TraceTag, _TRACES, prefixes=API_BOTH, access=Access.admin
+        access=Access.experiment(MANAGE),
     ),
     Endpoint(
-        "/traces/{trace_id}/tags", ("DELETE",), delete_tag, r.TraceTag, _TRACES, prefixes=API_BOTH, access=Access.admin
+        "/traces/link-to-run",
+        ("POST",),
+        link_to_run,
+        r.LinkTracesToRun,
+        _TRACES,
+        prefixes=API_BOTH,
+        access=dataclasses.replace(Access.run(EDIT), also=(Access.trace(READ, "trace_ids"),)),
     ),
+    Endpoint("/traces/{trace_id}", ("GET",), get_trace_info, r.NoFields, _TRACES, prefixes=API3, access=_READ),
+    Endpoint("/traces/{trace_id}/tags", ("PATCH",), set_tag, r.TraceTag, _TRACES, prefixes=API_BOTH, access=_EDIT),
+    Endpoint("/traces/{trace_id}/tags", ("DELETE",), delete_tag, r.TraceTag, _TRACES, prefixes=API_BOTH, access=_EDIT),
     Endpoint(
         "/traces/{trace_id}/assessments",
         ("POST",),
@@ -696,7 +738,7 @@ ENDPOINTS = [
         r.AssessmentBody,
         _TRACES,
         prefixes=API3,
-        access=Access.admin,
+        access=_EDIT,
     ),
     Endpoint(
         "/traces/{trace_id}/assessments/{assessment_id}",
@@ -705,7 +747,7 @@ ENDPOINTS = [
         r.NoFields,
         _TRACES,
         prefixes=API3,
-        access=Access.admin,
+        access=_READ,
     ),
     Endpoint(
         "/traces/{trace_id}/assessments/{assessment_id}",
@@ -714,16 +756,16 @@ ENDPOINTS = [
         r.AssessmentBody,
         _TRACES,
         prefixes=API3,
-        access=Access.admin,
+        access=_EDIT,
     ),
-    Endpoint(
+    Endpoint(  # EDIT, as the stock app: deleting an assessment falls back to the experiment's update right
         "/traces/{trace_id}/assessments/{assessment_id}",
         ("DELETE",),
         delete_assessment,
         r.NoFields,
         _TRACES,
         prefixes=API3,
-        access=Access.admin,
+        access=_EDIT,
     ),
     Endpoint(
         "/get-trace-artifact",
@@ -732,7 +774,16 @@ ENDPOINTS = [
         r.TraceArtifact,
         _TRACES,
         prefixes=API_BOTH,
-        access=Access.admin,
+        access=Access.trace(READ, "request_id"),
     ),
-    Endpoint(OTLP_PATH, ("POST",), otlp_traces, None, blocking=False, raw=True, prefixes=("",), access=Access.admin),
+    Endpoint(
+        OTLP_PATH,
+        ("POST",),
+        otlp_traces,
+        None,
+        blocking=False,
+        raw=True,
+        prefixes=("",),
+        access=Access.experiment(EDIT, HEADER + EXPERIMENT_HEADER),
+    ),
 ]

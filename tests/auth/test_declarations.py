@@ -40,16 +40,21 @@ def test_writes_need_more_than_read_and_deletes_manage() -> None:
         assert e.access is not None
         if e.access.kind not in ON_EXPERIMENT:
             continue
-        reads_only = e.methods == ("GET",) or e.path.endswith(("/search", "/search-datasets"))
-        deletes = "DELETE" in e.methods or e.path.endswith(("/delete", "/restore"))
+        reads_only = e.methods == ("GET",) or e.path.endswith(
+            ("/search", "/search-datasets", "/traces/metrics", "/traces/batchGetInfos")
+        )
+        deletes = "DELETE" in e.methods or e.path.endswith(("/delete", "/restore", "/delete-traces"))
         if "/permissions/" in e.path:  # managing permissions is MANAGE, reading them too (stock)
             assert e.access.level == MANAGE, e.path
         elif reads_only:
             assert e.access.level == READ, e.path
-        elif deletes and "tag" not in e.path:  # deleting a tag is an edit
+        elif deletes and "tag" not in e.path and "/assessments/" not in e.path:
+            # deleting a tag is an edit, and so is deleting a trace's assessment (the stock app's fallback)
             assert e.access.level == MANAGE, e.path
         else:
             assert e.access.level == EDIT, e.path
+        for extra in e.access.also:  # linking traces to a run also reads each trace
+            assert extra.level == READ, e.path
 
 
 def test_an_undeclared_endpoint_is_refused_to_everyone_but_admins() -> None:

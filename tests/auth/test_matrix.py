@@ -9,7 +9,9 @@ and cannot write; an editor writes and cannot delete or manage permissions).
 from __future__ import annotations
 
 import itertools
+import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +39,9 @@ class World:
     model_id: str
     registered_model: str = field(default_factory=lambda: f"rm-matrix-{uuid.uuid4().hex[:6]}")
     spare_version: str = ""  # a model version made for a delete
+    trace_id: str = ""  # trace T, logged to E
+    spare_trace: str = ""  # a trace made for a delete
+    assessment_id: str = ""  # an assessment of T made for a read, update or delete
     counter: itertools.count = field(default_factory=itertools.count)  # type: ignore[type-arg]
 
     def unique(self, stem: str) -> str:
@@ -81,6 +86,7 @@ class Call:
     content: bytes | None = None
     exact: bool = True  # allowed -> exactly 200; False: any answer but 401/403/5xx (bogus upload ids)
     setup: Callable[[Api, World], None] | None = None  # run by the admin first (e.g. what the call deletes)
+    headers: Callable[[World], dict[str, str]] | None = None
 
 
 def _model(a: Api, w: World) -> None:
@@ -119,8 +125,52 @@ def _art(w: World, name: str = "f.txt") -> str:
 
 MODELS = f"{API}/registered-models"
 VERSIONS = f"{API}/model-versions"
-TRACE = "tr-" + "ab" * 16  # a trace id no one logged: the trace calls only need to pass the permission check
 API3 = "/api/3.0/mlflow"
+
+
+def _trace_id() -> str:
+    return "tr-" + uuid.uuid4().hex
+
+
+def _start_trace(w: World, trace_id: str) -> dict[str, Any]:
+    location = {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": w.experiment_id}}
+    info = {"trace_id": trace_id, "trace_location": location, "request_time": "2026-01-01T00:00:00Z", "state": "OK"}
+    return {"trace": {"trace_info": info}}
+
+
+def _otlp_span(w: World) -> bytes:
+    now = time.time_ns()
+    span = {"traceId": uuid.uuid4().hex, "spanId": uuid.uuid4().hex[:16], "name": "s",
+            "startTimeUnixNano": str(now), "endTimeUnixNano": str(now + 1000)}  # fmt: skip
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).encode()
+
+
+def _trace(a: Api, w: World) -> None:
+    """Trace T of experiment E, logged by the admin."""
+    w.trace_id = _trace_id()
+    a.ok("POST", f"{API3}/traces", _start_trace(w, w.trace_id))
+
+
+def _spare_trace(a: Api, w: World) -> None:
+    w.spare_trace = _trace_id()
+    a.ok("POST", f"{API3}/traces", _start_trace(w, w.spare_trace))
+
+
+def _trace_tag(a: Api, w: World) -> None:
+    a.ok("PATCH", f"{API}/traces/{w.trace_id}/tags", {"key": "t", "value": "v"})
+
+
+def _feedback(w: World) -> dict[str, Any]:
+    return {"assessment_name": "correct", "trace_id": w.trace_id, "feedback": {"value": True},
+            "source": {"source_type": "HUMAN", "source_id": "matrix"}}  # fmt: skip
+
+
+def _assessment(a: Api, w: World) -> None:
+    made = a.ok("POST", f"{API3}/traces/{w.trace_id}/assessments", {"assessment": _feedback(w)})
+    w.assessment_id = made["assessment"]["assessment_id"]
+
+
+T: Callable[[World], dict[str, Any]] = lambda w: {"trace_id": w.trace_id}  # noqa: E731
 
 
 def _registered(a: Api, w: World) -> None:
@@ -294,12 +344,12 @@ CALLS: dict[tuple[str, str], Call] = {
     ("/model-versions/get-artifact", "GET"): Call(  # no such file: 404 once allowed
         "GET", "/model-versions/get-artifact", lambda w: {**MV(w), "path": "MLmodel"}, exact=False
     ),
-    # traces: admins only with auth on (a trace's experiment is not resolved yet); any answer but 401/403/5xx
-    ("/traces", "POST"): Call("POST", f"{API3}/traces", lambda w: {"trace": {}}, exact=False),
-    ("/traces/get", "GET"): Call("GET", f"{API3}/traces/get", lambda w: {"trace_id": TRACE}, exact=False),
-    ("/traces/batchGet", "GET"): Call("GET", f"{API3}/traces/batchGet", lambda w: {"trace_ids": [TRACE]}, exact=False),
-    ("/traces/batchGetInfos", "GET"): Call(
-        "GET", f"{API3}/traces/batchGetInfos", lambda w: {"trace_ids": [TRACE]}, exact=False
+    # traces take their experiment's permission (trace T of experiment E, logged by the admin)
+    ("/traces", "POST"): Call("POST", f"{API3}/traces", lambda w: _start_trace(w, _trace_id())),
+    ("/traces/get", "GET"): Call("GET", f"{API3}/traces/get", T),
+    ("/traces/batchGet", "GET"): Call("GET", f"{API3}/traces/batchGet", lambda w: {"trace_ids": [w.trace_id]}),
+    ("/traces/batchGetInfos", "POST"): Call(
+        "POST", f"{API3}/traces/batchGetInfos", lambda w: {"trace_ids": [w.trace_id]}
     ),
     ("/traces/search", "POST"): Call(
         "POST",
@@ -307,38 +357,51 @@ CALLS: dict[tuple[str, str], Call] = {
         lambda w: {
             "locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": w.experiment_id}}]
         },
-        exact=False,
     ),
-    ("/traces/metrics", "POST"): Call("POST", f"{API3}/traces/metrics", lambda w: {}, exact=False),
+    ("/traces/metrics", "POST"): Call(
+        "POST",
+        f"{API3}/traces/metrics",
+        lambda w: {
+            "experiment_ids": [w.experiment_id],
+            "metric_name": "trace_count",
+            "aggregations": [{"aggregation_type": "COUNT"}],
+        },
+    ),
     ("/traces/delete-traces", "POST"): Call(
-        "POST", f"{API}/traces/delete-traces", lambda w: {**E(w), "request_ids": [TRACE]}, exact=False
+        "POST", f"{API}/traces/delete-traces", lambda w: {**E(w), "request_ids": [w.spare_trace]}, setup=_spare_trace
     ),
     ("/traces/link-to-run", "POST"): Call(
-        "POST", f"{API}/traces/link-to-run", lambda w: {"trace_ids": [TRACE], "run_id": w.run_id}, exact=False
+        "POST", f"{API}/traces/link-to-run", lambda w: {"trace_ids": [w.trace_id], "run_id": w.run_id}
     ),
-    ("/traces/{trace_id}", "GET"): Call("GET", f"{API3}/traces/{TRACE}", exact=False),
+    ("/traces/{trace_id}", "GET"): Call("GET", f"{API3}/traces/{{trace}}"),
     ("/traces/{trace_id}/tags", "PATCH"): Call(
-        "PATCH", f"{API}/traces/{TRACE}/tags", lambda w: {"key": "k", "value": "v"}, exact=False
+        "PATCH", f"{API}/traces/{{trace}}/tags", lambda w: {"key": "k", "value": "v"}
     ),
     ("/traces/{trace_id}/tags", "DELETE"): Call(
-        "DELETE", f"{API}/traces/{TRACE}/tags", lambda w: {"key": "k"}, exact=False
+        "DELETE", f"{API}/traces/{{trace}}/tags", lambda w: {"key": "t"}, setup=_trace_tag
     ),
     ("/traces/{trace_id}/assessments", "POST"): Call(
-        "POST", f"{API3}/traces/{TRACE}/assessments", lambda w: {"assessment": {}}, exact=False
+        "POST", f"{API3}/traces/{{trace}}/assessments", lambda w: {"assessment": _feedback(w)}
     ),
     ("/traces/{trace_id}/assessments/{assessment_id}", "GET"): Call(
-        "GET", f"{API3}/traces/{TRACE}/assessments/a-1", exact=False
+        "GET", f"{API3}/traces/{{trace}}/assessments/{{assessment}}", setup=_assessment
     ),
     ("/traces/{trace_id}/assessments/{assessment_id}", "PATCH"): Call(
-        "PATCH", f"{API3}/traces/{TRACE}/assessments/a-1", lambda w: {"assessment": {}}, exact=False
+        "PATCH",
+        f"{API3}/traces/{{trace}}/assessments/{{assessment}}",
+        lambda w: {"assessment": {"rationale": "r"}, "update_mask": "rationale"},
+        setup=_assessment,
     ),
     ("/traces/{trace_id}/assessments/{assessment_id}", "DELETE"): Call(
-        "DELETE", f"{API3}/traces/{TRACE}/assessments/a-1", exact=False
+        "DELETE", f"{API3}/traces/{{trace}}/assessments/{{assessment}}", setup=_assessment
     ),
-    ("/get-trace-artifact", "GET"): Call(
-        "GET", f"{API}/get-trace-artifact", lambda w: {"request_id": TRACE}, exact=False
+    ("/get-trace-artifact", "GET"): Call("GET", f"{API}/get-trace-artifact", lambda w: {"request_id": w.trace_id}),
+    ("/v1/traces", "POST"): Call(
+        "POST",
+        "/v1/traces",
+        content=b"",  # the span is made per call (a new trace each time)
+        headers=lambda w: {"content-type": "application/json", "x-mlflow-experiment-id": w.experiment_id},
     ),
-    ("/v1/traces", "POST"): Call("POST", "/v1/traces", content=b"not protobuf", exact=False),
     ("/experiments/permissions/create", "POST"): Call("POST", f"{API}/experiments/permissions/create", _permission),
     ("/experiments/permissions/get", "GET"): Call("GET", f"{API}/experiments/permissions/get", _permission),
     ("/experiments/permissions/update", "PATCH"): Call(
@@ -380,8 +443,8 @@ def _expect_allowed(role: str, access: Access | None) -> bool:
     assert access is not None
     if access.kind == USER:
         return True
-    if access.kind in ON_EXPERIMENT:
-        return LEVELS[ROLES[role]] >= LEVELS[access.level]
+    if access.kind in ON_EXPERIMENT:  # linking traces to a run: EDIT on the run and READ on each trace
+        return all(LEVELS[ROLES[role]] >= LEVELS[a.level] for a in (access, *access.also))
     if access.kind == REGISTERED_MODEL:
         held = "MANAGE" if role == "manager" else "READ"  # the manager's grant, else the default
         return LEVELS[held] >= LEVELS[access.level]
@@ -390,9 +453,13 @@ def _expect_allowed(role: str, access: Access | None) -> bool:
 
 def _send(api: Api, call: Call, w: World) -> httpx.Response:
     path = call.path.replace("{model_id}", w.model_id).replace("{art}", _art(w))
+    path = path.replace("{trace}", w.trace_id).replace("{assessment}", w.assessment_id)
     fields = call.fields(w) if call.fields else None
+    headers = call.headers(w) if call.headers else None
+    if call.path == "/v1/traces":
+        return api.client.request(call.method, path, content=_otlp_span(w), headers=headers)
     if call.content is not None:
-        return api.client.request(call.method, path, content=call.content)
+        return api.client.request(call.method, path, content=call.content, headers=headers)
     if call.method in ("GET", "DELETE") and fields is None:
         return api.client.request(call.method, path)
     response = api.call(call.method, path, fields)
@@ -408,6 +475,7 @@ def test_each_role_gets_what_its_permission_allows(auth_gateway: AuthGateway) ->
     run_id = root.ok("POST", f"{API}/runs/create", {"experiment_id": experiment_id})["run"]["info"]["run_id"]
     w = World(experiment_id, name, run_id, "")
     _model(root, w)
+    _trace(root, w)
     users = {role: new_user(auth_gateway, role) for role in ROLES}
     _registered(root, w)
     new_user(auth_gateway, "bystander")

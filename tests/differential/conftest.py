@@ -9,6 +9,7 @@ import pytest
 from tests.differential.registry_session import run_registry_session
 from tests.differential.session import Step, run_session
 from tests.differential.stock import StockServer, log_tail, stock_mlflow_server
+from tests.differential.trace_session import run_trace_session
 
 
 @pytest.fixture(scope="session")
@@ -39,4 +40,16 @@ def stock_registry_record(tmp_path_factory: pytest.TempPathFactory) -> list[Step
         except Exception as exc:
             raise AssertionError(
                 f"the registry session failed against the stock server: {exc!r}\n{log_tail(server.log)}"
+            ) from exc
+
+
+@pytest.fixture(scope="session")
+def stock_trace_record(tmp_path_factory: pytest.TempPathFactory) -> list[Step]:
+    """The tracing session's record against a stock server of its own, stopped once the record is taken."""
+    with stock_mlflow_server(tmp_path_factory.mktemp("stock-mlflow-traces")) as server:
+        try:
+            return run_trace_session(server.url)
+        except Exception as exc:
+            raise AssertionError(
+                f"the tracing session failed against the stock server: {exc!r}\n{log_tail(server.log)}"
             ) from exc

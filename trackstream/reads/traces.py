@@ -58,6 +58,14 @@ class TraceReader:
         found = self.infos([trace_id])
         return found[0] if found else None
 
+    def experiment_of(self, trace_id: str) -> str | None:
+        """The experiment of a live trace (the permission check's one query), or None."""
+        rows = self._t.query(
+            current(TRACES, "trace_id, experiment_id", [cond("trace_id = %(t)s", "trace_id"), NOT_DELETED]),
+            {"t": trace_id},
+        )
+        return str(rows[0][1]) if rows else None
+
     def _complete(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ids = tuple(r["trace_id"] for r in rows)
         tags: dict[str, dict[str, str]] = {i: {} for i in ids}
