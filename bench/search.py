@@ -168,17 +168,22 @@ def timed(fn: Callable[[], Any], repeat: int) -> dict[str, Any]:
     return {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(p95, 1), "n": repeat, "items": result}
 
 
-def http_queries(url: str, exp: str, repeat: int) -> dict[str, Any]:
+def http_queries(url: str, exp: str, repeat: int, timeout: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label, what, body in QUERIES:
         full = {**body, "experiment_ids": [exp]} if what == "runs" else dict(body)
 
         def one(path: str = f"{url}{API}/{what}/search", full: dict[str, Any] = full, what: str = what) -> int:
-            resp = requests.post(path, json=full, timeout=600)
+            resp = requests.post(path, json=full, timeout=timeout)
             assert resp.status_code == 200, resp.text[:300]
             return len(resp.json().get(what, []))
 
-        out[label] = timed(one, repeat)
+        try:
+            out[label] = timed(one, repeat)
+        except requests.Timeout:  # the other queries still get their figures
+            out[label] = {"error": f"no answer within {timeout:.0f} s"}
+            print(f"  no answer within {timeout:.0f} s  {label}", flush=True)
+            continue
         print(f"  {out[label]['p50_ms']:8.1f} ms p50 {out[label]['p95_ms']:8.1f} ms p95  "
               f"{out[label]['items']:4d} items  {label}", flush=True)  # fmt: skip
     return out
@@ -225,7 +230,8 @@ def bench_system(name: str, args: argparse.Namespace) -> dict[str, Any]:
             fill_s = time.perf_counter() - start
         print(f"  filled {args.runs} runs, {args.experiments} experiments in {fill_s:.1f} s", flush=True)
         repeat = args.mlflow_repeat if name == "mlflow" else args.repeat
-        return {"fill_s": round(fill_s, 1), "queries": http_queries(url, exp, repeat), "config": system.config}
+        queries = http_queries(url, exp, repeat, args.timeout)
+        return {"fill_s": round(fill_s, 1), "queries": queries, "config": system.config}
     finally:
         system.stop()
         system.cleanup()
@@ -243,12 +249,14 @@ def markdown(result: dict[str, Any]) -> str:
         cells, ratios = [], []
         for s in systems:
             q = result["systems"][s].get("queries", {}).get(label)
-            cells.append(f"{q['p50_ms']} / {q['p95_ms']}" if q else "-")
+            cells.append(("> " + q["error"].split()[-2] + " s" if "error" in q else f"{q['p50_ms']} / {q['p95_ms']}")
+                         if q else "-")  # fmt: skip
         if "mlflow" in systems:
             ref = result["systems"]["mlflow"].get("queries", {}).get(label)
             for s in others:
                 q = result["systems"][s].get("queries", {}).get(label)
-                ratios.append(f"{q['p50_ms'] / ref['p50_ms']:.3f}" if q and ref and ref["p50_ms"] else "-")
+                ok = q and ref and "p50_ms" in q and "p50_ms" in ref and ref["p50_ms"]
+                ratios.append(f"{q['p50_ms'] / ref['p50_ms']:.3f}" if ok else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + "".join(f" | {r}" for r in ratios) + " |")
     lines += ["", "Targets (issue 14): runs/search first page ≤ 200 ms, experiments/search ≤ 50 ms. "
               f"Machine: {json.dumps(result['machine'])}"]  # fmt: skip
@@ -296,6 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--mlflow-repeat", type=int, default=5, help="repeats for mlflow server (seconds a call)")
     ap.add_argument("--mlflow-workers", type=int, default=2)
+    ap.add_argument("--timeout", type=float, default=600, help="s to wait for one answer (default 600)")
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
     if args.store:
