@@ -98,7 +98,7 @@ services-purge:
 ## Without BENCH_ARGS: the ingest load on mlflow server and trackstream-kafka, their summary (ratios), then
 ## the read figures of mlflow server, trackstream-kafka and -embedded side by side (bench/reads.py, READS_ARGS),
 ## then run set-up for sweeps in every system, side by side with mlflow server (bench/setup.py; SETUP_ARGS).
-.PHONY: bench
+.PHONY: bench bench-search bench-artifacts
 bench: $(STAMP)
 	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
 ifdef BENCH_ARGS
@@ -110,6 +110,21 @@ else
 	$(PY) -m bench.reads $(READS_ARGS)
 	$(PY) -m bench.setup $(SETUP_ARGS)
 endif
+
+## runs/search over 100,000 runs and experiments/search over 10,000 experiments, HTTP p50/p95 per query: trackstream
+## kafka and embedded, and mlflow server (SQLite) at SEARCH_MLFLOW_RUNS (filling its tables is quick, its searches
+## take seconds a call at 100k runs). The fixture is written into each system's tables, not through its API.
+SEARCH_MLFLOW_RUNS ?= 10000
+bench-search: $(STAMP)
+	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
+	source .services/env && $(PY) -m bench.search --systems trackstream-kafka,trackstream-embedded $(SEARCH_ARGS)
+	source .services/env && $(PY) -m bench.search --runs $(SEARCH_MLFLOW_RUNS) $(SEARCH_ARGS)
+
+## A 2 GiB file up and down through the gateway (kafka and embedded) and mlflow server's proxied artifacts, next to
+## the object store's own throughput (minio client straight to SeaweedFS), with the servers' peak RSS.
+bench-artifacts: $(STAMP)
+	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
+	source .services/env && $(PY) -m bench.artifacts $(ARTIFACTS_ARGS)
 
 ## Span ingestion (POST /v1/traces) side by side: mlflow server (SQLite), trackstream kafka and embedded.
 bench-traces: $(STAMP)

@@ -247,6 +247,7 @@ class TrackstreamKafka(System):
         if self.args.partitions:
             env["TRACKSTREAM_TOPIC_PARTITIONS"] = str(self.args.partitions)
         self.bootstrap = svc["TRACKSTREAM_KAFKA_BOOTSTRAP"]
+        self.env = env  # for a bench that starts more workers (bench/artifacts.py: the artifacts consumer)
         ts = str(VENV_BIN / "trackstream")
         subprocess.run([ts, "migrate"], env={**os.environ, **env}, check=True, capture_output=True, cwd=self.dir)
         gateways = []

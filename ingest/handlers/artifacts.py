@@ -57,7 +57,7 @@ class _Pipe(io.RawIOBase):
 
     def __init__(self, depth: int = 4) -> None:
         self._blocks: queue.Queue[bytes | None] = queue.Queue(depth)
-        self._head = b""
+        self._head = memoryview(b"")
         self._done = False
         self.cut: BaseException | None = None  # set by the feeder: the body was cut short, the reader raises it
         self.reader_gone = False  # set when the store's writer returned or failed: feeding stops
@@ -81,9 +81,13 @@ class _Pipe(io.RawIOBase):
         return True
 
     def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes, fewer only at the end. The blocks are sliced as memoryviews and joined once:
+        one copy per byte (a bytearray grown block by block, then turned into bytes, copied each byte twice,
+        and cutting a block copied its remainder)."""
         want = size if size is not None and size >= 0 else 1 << 62
-        out = bytearray()
-        while len(out) < want:
+        pieces: list[memoryview] = []
+        got = 0
+        while got < want:
             if self.cut is not None:
                 raise self.cut
             if not self._head:
@@ -95,11 +99,12 @@ class _Pipe(io.RawIOBase):
                 if block is None:
                     self._done = True
                     break
-                self._head = block
-            take = want - len(out)
-            out += self._head[:take]
+                self._head = memoryview(block)
+            take = min(want - got, len(self._head))
+            pieces.append(self._head[:take])
             self._head = self._head[take:]
-        return bytes(out)
+            got += take
+        return b"".join(pieces)
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
@@ -139,18 +144,20 @@ async def upload(ctx: Context, request: Request, p: dict[str, Any]) -> dict[str,
                 pipe.reader_gone = True
 
         writer = asyncio.ensure_future(run_in_threadpool(store))
-        block = head
+        chunks: list[bytes] = [bytes(head)]
+        pending = len(head)
         try:
             async for chunk in body:
                 digest.update(chunk)
                 size += len(chunk)
-                block += chunk
-                if len(block) >= _CHUNK:
-                    await run_in_threadpool(pipe.feed, bytes(block))
-                    block = bytearray()
+                chunks.append(chunk)
+                pending += len(chunk)
+                if pending >= _CHUNK:  # the chunks joined once into a block (one copy)
+                    await run_in_threadpool(pipe.feed, b"".join(chunks))
+                    chunks, pending = [], 0
                     if pipe.reader_gone:  # the store failed: its error is the answer
                         break
-            await run_in_threadpool(pipe.feed, bytes(block))
+            await run_in_threadpool(pipe.feed, b"".join(chunks))
             await run_in_threadpool(pipe.feed, None)
         except BaseException as exc:
             pipe.stop(_BodyCut(repr(exc)))

@@ -19,7 +19,7 @@ from trackstream.tables import TableStore
 def test_conditions_on_mutable_columns_run_outside_final() -> None:
     sql = current(RUNS, "run_id, status", [cond("run_id = %(id)s", "run_id"), cond("status = %(s)s", "status")])
     assert sql == (
-        "SELECT run_id, status FROM (SELECT run_id, status FROM runs FINAL WHERE (run_id = %(id)s)) "
+        "SELECT run_id, status FROM (SELECT run_id, status FROM runs FINAL PREWHERE (run_id = %(id)s)) "
         "WHERE (status = %(s)s)"
     )
     # a column read only by the outer condition is carried out of the subquery

@@ -139,14 +139,30 @@ class Searchable:
 
 
 # -- per-kind compilers: a clause (its parameters named ``p``) → a condition over the entity's table --
-def latest_metric_sql(key_param: str, v: str = "v", n: str = "n", has: str = "") -> str:
+RUNS_OF_EXPERIMENTS = "SELECT run_id FROM runs WHERE experiment_id IN %(exps)s"
+"""The run ids of the searched experiments (``exps``): ``experiment_id`` never changes for a run, so no FINAL
+is needed, and a replayed row only repeats an id in a set."""
+
+
+def latest_metric_sql(
+    key_param: str, v: str = "v", n: str = "n", has: str = "", within: str | None = None, having: str = ""
+) -> str:
     """Each run's latest value of a metric (MLflow's rule: highest step, then timestamp, then value) as
-    columns ``v`` and ``n`` (is_nan), and ``has`` = 1 if named. One argMax over a tuple: half the work of two."""
+    columns ``v`` and ``n`` (is_nan), and ``has`` = 1 if named.
+
+    ``within``: a subquery of run ids the candidates are restricted to before aggregating (the searched
+    experiments' runs: the work grows with the experiment, not with the store). ``having``: a condition
+    on ``v``/``n`` applied to the aggregated rows. Two scalar argMax, not one over a ``(value, is_nan)``
+    tuple: ClickHouse 18.16 aggregates tuple values 3-4x slower (235 vs 55 ms over 200k candidates of
+    100k runs); both take the same argument, so a tie on it is the only way they could pick different
+    rows, and then ``value`` is equal and only ``is_nan`` is ambiguous, as it was with the tuple.
+    """
     flag = f"1 AS {has}, " if has else ""
+    arg = "(step, timestamp, value)"
+    runs = f" AND run_id IN ({within})" if within else ""
     return (
-        f"SELECT run_id, {flag}tupleElement(_t, 1) AS {v}, tupleElement(_t, 2) AS {n} FROM (SELECT run_id, "
-        f"argMax((value, is_nan), (step, timestamp, value)) AS _t FROM latest_metrics WHERE key = %({key_param})s "
-        "GROUP BY run_id)"
+        f"SELECT run_id, {flag}argMax(value, {arg}) AS {v}, argMax(is_nan, {arg}) AS {n} FROM latest_metrics "
+        f"WHERE key = %({key_param})s{runs} GROUP BY run_id" + (f" HAVING {having}" if having else "")
     )
 
 
@@ -180,7 +196,9 @@ def _bind(c: Clause, p: str, params: dict[str, Any]) -> tuple[str, str]:
 
 def _run_metric(c: Clause, p: str, params: dict[str, Any]) -> Cond:
     k, val = _bind(c, p, params)
-    return cond(f"run_id IN (SELECT run_id FROM ({latest_metric_sql(k)}) WHERE {metric_match(c.op, val)})", "run_id")
+    within = RUNS_OF_EXPERIMENTS if "exps" in params else None
+    latest = latest_metric_sql(k, within=within, having=metric_match(c.op, val))
+    return cond(f"run_id IN (SELECT run_id FROM ({latest}))", "run_id")
 
 
 def _keyed_value(table: Any, id_column: str, live: tuple[Cond, ...] = ()) -> Callable[..., Cond]:

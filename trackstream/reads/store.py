@@ -376,11 +376,12 @@ class TrackingReader:
         clauses = [c for c in clauses if c not in on_join]
         compiled = search.compile_filter(what, clauses, {"exps": tuple(experiment_ids), "_stages": tuple(stages)})
         params = compiled.params
-        after_join: list[str] = []
+        # the clauses on an ordered metric filter its aggregated rows (HAVING), and that join keeps matches only
+        having: dict[int, list[str]] = {}
         for i, c in enumerate(on_join):
             params[f"_j{i}v"] = c.value
-            j = f"_o{joined[c.key]}"
-            after_join.append(f"{j}h = 1 AND " + search.metric_match(c.op, f"_j{i}v", f"{j}v", f"{j}n"))
+            at = joined[c.key]
+            having.setdefault(at, []).append(search.metric_match(c.op, f"_j{i}v", f"_o{at}v", f"_o{at}n"))
         for name, value in list(params.items()):
             if isinstance(value, search.Deferred):
                 params[name] = self._dataset_context_runs(experiment_ids, value.clause)
@@ -404,8 +405,13 @@ class TrackingReader:
             j = f"_o{i}"
             params[f"{j}k"] = o.key
             direction = "ASC" if o.ascending else "DESC"
+            kind = "ANY LEFT JOIN"
             if o.entity == search.METRIC:
-                right = search.latest_metric_sql(f"{j}k", f"{j}v", f"{j}n", f"{j}h")
+                match = " AND ".join(having.get(i, []))
+                right = search.latest_metric_sql(
+                    f"{j}k", f"{j}v", f"{j}n", f"{j}h", within=search.RUNS_OF_EXPERIMENTS, having=match
+                )
+                kind = "ANY INNER JOIN" if match else kind
                 added = [f"{j}h", f"{j}v", f"{j}n"]
                 # in either direction NaN after the values and a missing metric last, as MLflow's SQL store
                 terms += [f"{j}h DESC", f"{j}n ASC", f"{j}v {direction}"]
@@ -417,15 +423,9 @@ class TrackingReader:
                 right = f"SELECT run_id, 1 AS {j}h, value AS {j}v FROM ({values})"
                 added = [f"{j}h", f"{j}v"]
                 terms += [f"{j}h DESC", f"{j}v {direction}"]
-            sql = (
-                f"SELECT {', '.join(columns + added)} FROM ({sql}) AS _l{i} "
-                f"ANY LEFT JOIN ({right}) AS _r{i} USING run_id"
-            )
+            sql = f"SELECT {', '.join(columns + added)} FROM ({sql}) AS _l{i} {kind} ({right}) AS _r{i} USING run_id"
             columns += added
-        where_joined = f" WHERE {' AND '.join(after_join)}" if after_join else ""
-        sql = (
-            f"SELECT run_id FROM ({sql}){where_joined} ORDER BY {', '.join(terms)} LIMIT %(_limit)s OFFSET %(_offset)s"
-        )
+        sql = f"SELECT run_id FROM ({sql}) ORDER BY {', '.join(terms)} LIMIT %(_limit)s OFFSET %(_offset)s"
         found = [r[0] for r in self._t.query(sql, {**params, "_limit": limit + 1, "_offset": offset})]
         ids = found[:limit]
         by_id = {i["run_id"]: i for i in self.run_infos(ids)}
