@@ -19,6 +19,36 @@ CREATE TABLE IF NOT EXISTS metrics (
 ) ENGINE = ReplacingMergeTree()
 ORDER BY (run_id, key, step, timestamp, value, is_nan);
 
+-- The charts' sample source (get-history-bulk-interval): for each (run, key), level L (0..11) and bucket
+-- (step >> (6 + 2L): 64, 256, 1024, ... 2^28 steps wide), the first point (step, timestamp, value, is_nan
+-- order) of every inserted block that has points in the bucket. The reader takes the least row per
+-- bucket, which is the bucket's first point whatever the blocks were, so replays and re-batching only
+-- add identical or larger rows. Filled by the view below on every INSERT into `metrics` (no work in the
+-- sinks); `TableStore.migrate` fills it from `metrics` when it creates it. A 1000-point block of
+-- consecutive steps adds ~30 rows.
+CREATE TABLE IF NOT EXISTS metric_buckets (
+    run_id String,
+    key String,
+    level UInt8,
+    bucket Int64,
+    first_step Int64,
+    first_timestamp Int64,
+    first_value Float64,
+    first_is_nan UInt8
+) ENGINE = ReplacingMergeTree()
+ORDER BY (run_id, key, level, bucket, first_step, first_timestamp, first_value, first_is_nan);
+
+-- (ClickHouse 18.16: a view's columns must be exactly the target's, and an alias may not shadow a
+-- source column, hence the repeated min(tuple), which is computed once.)
+CREATE MATERIALIZED VIEW IF NOT EXISTS metric_buckets_mv TO metric_buckets AS
+SELECT run_id, key, level, bitShiftRight(step, 6 + 2 * level) AS bucket,
+    tupleElement(min((step, timestamp, value, is_nan)), 1) AS first_step,
+    tupleElement(min((step, timestamp, value, is_nan)), 2) AS first_timestamp,
+    tupleElement(min((step, timestamp, value, is_nan)), 3) AS first_value,
+    tupleElement(min((step, timestamp, value, is_nan)), 4) AS first_is_nan
+FROM metrics ARRAY JOIN range(12) AS level
+GROUP BY run_id, key, level, bucket;
+
 -- Candidates for the latest value of each (run, key): the highest point of every written batch.
 -- The latest metric is argMax over (step, timestamp, value), so duplicates are harmless.
 CREATE TABLE IF NOT EXISTS latest_metrics (
