@@ -23,7 +23,8 @@ ORDER BY (run_id, key, step, timestamp, value, is_nan);
 -- (step >> (6 + 2L): 64, 256, 1024, ... 2^28 steps wide), the first point (step, timestamp, value, is_nan
 -- order) of every inserted block that has points in the bucket. The reader takes the least row per
 -- bucket, which is the bucket's first point whatever the blocks were, so replays and re-batching only
--- add identical or larger rows. Filled by the view below on every INSERT into `metrics` (no work in the
+-- add identical or larger rows. `points` (the block's points in the bucket; not in the key, so a
+-- replayed block collapses with its original) only estimates a run's size. Filled by the view below on every INSERT into `metrics` (no work in the
 -- sinks); `TableStore.migrate` fills it from `metrics` when it creates it. A 1000-point block of
 -- consecutive steps adds ~30 rows.
 CREATE TABLE IF NOT EXISTS metric_buckets (
@@ -34,7 +35,8 @@ CREATE TABLE IF NOT EXISTS metric_buckets (
     first_step Int64,
     first_timestamp Int64,
     first_value Float64,
-    first_is_nan UInt8
+    first_is_nan UInt8,
+    points UInt64
 ) ENGINE = ReplacingMergeTree()
 ORDER BY (run_id, key, level, bucket, first_step, first_timestamp, first_value, first_is_nan);
 
@@ -45,7 +47,8 @@ SELECT run_id, key, level, bitShiftRight(step, 6 + 2 * level) AS bucket,
     tupleElement(min((step, timestamp, value, is_nan)), 1) AS first_step,
     tupleElement(min((step, timestamp, value, is_nan)), 2) AS first_timestamp,
     tupleElement(min((step, timestamp, value, is_nan)), 3) AS first_value,
-    tupleElement(min((step, timestamp, value, is_nan)), 4) AS first_is_nan
+    tupleElement(min((step, timestamp, value, is_nan)), 4) AS first_is_nan,
+    count() AS points
 FROM metrics ARRAY JOIN range(12) AS level
 GROUP BY run_id, key, level, bucket;
 

@@ -38,6 +38,9 @@ SAMPLE_ORDER = "step, timestamp, value, is_nan"  # MLflow's bulk-interval sampli
 EXACT_SAMPLE_POINTS = 20_000
 """Runs with at most this many stored points in the step range get MLflow's exact NTILE sample (sorting
 them costs a few ms); longer ones the bucket sample (``TrackingReader.metric_samples``)."""
+FETCHED_SAMPLE_POINTS = 2_000
+"""Runs with at most this many stored points are read whole and sampled in Python (one round trip
+less than counting them in ClickHouse first)."""
 _MIN_STEP, _MAX_STEP = -(2**63), 2**63 - 1
 
 
@@ -556,13 +559,15 @@ class TrackingReader:
         """run_id → a chart sample of the run's metric (get-history-bulk-interval): at most ``max_results``
         real points as (step, timestamp, value, is_nan), in that order.
 
-        A run with at most ``EXACT_SAMPLE_POINTS`` points in the step range gets MLflow 3.17's SQL-store
-        sample exactly (``_ntile_samples``; every point when it has at most ``max_results``). A longer
-        run is sampled from ``metric_buckets`` (each bucket's first point at a few resolutions, filled
-        by a view on ``metrics``): its first and last point in the range, and between them, for
-        ``max_results - 2`` evenly spaced target steps, the first bucket point at or after each target,
-        from the coarsest resolution that still has ``max_results`` buckets in the range. No request
-        reads every point of a long run: only its bucket rows and two narrow step ranges of ``metrics``.
+        A run with few points in the step range (at most ``max_results`` occupied 64-step buckets and at
+        most ``EXACT_SAMPLE_POINTS`` stored points) gets MLflow 3.17's SQL-store sample exactly
+        (``_ntile_samples``; every point when it has at most ``max_results``). A longer run is sampled
+        from ``metric_buckets`` (each bucket's first point at a few resolutions, filled by a view on
+        ``metrics``): its first and last point in the range, and between them, for ``max_results - 2``
+        evenly spaced target steps, the first bucket point at or after each target, from the coarsest
+        resolution that still has ``max_results`` buckets in the range. No request reads every point of a
+        long run: only its bucket rows and two narrow step ranges of ``metrics``. Three queries at most
+        (each is a round trip that costs more than its work on a busy server).
         """
         if not run_ids:
             return {}
@@ -570,77 +575,90 @@ class TrackingReader:
         lo = start_step if start_step is not None else _MIN_STEP
         hi = end_step if end_step is not None else _MAX_STEP
         ids = tuple(sorted(set(run_ids)))
-        params: dict[str, Any] = {"ids": ids, "key": key, "lo": lo, "hi": hi}
-        # per run and level: distinct buckets whose stored first point is in range, and their extremes
-        stats: dict[str, dict[int, tuple[int, int, int]]] = {}
-        for run_id, level, buckets, first, last in self._t.query(
-            "SELECT run_id, level, uniqExact(bucket), min(first_step), max(first_step) FROM metric_buckets "
-            "WHERE run_id IN %(ids)s AND key = %(key)s AND first_step >= %(lo)s AND first_step <= %(hi)s "
-            "GROUP BY run_id, level",
-            params,
+        # per run and level: distinct buckets whose stored first point is in range, their extremes, and
+        # the points of their blocks (replays and edge buckets included: an upper bound of the points)
+        stats: dict[str, dict[int, tuple[int, int, int, int]]] = {}
+        for run_id, level, buckets, first, last, points in self._t.query(
+            "SELECT run_id, level, uniqExact(bucket), min(first_step), max(first_step), sum(points) "
+            "FROM metric_buckets WHERE run_id IN %(ids)s AND key = %(key)s AND first_step >= %(lo)s "
+            "AND first_step <= %(hi)s GROUP BY run_id, level",
+            {"ids": ids, "key": key, "lo": lo, "hi": hi},
         ):
-            stats.setdefault(str(run_id), {})[int(level)] = (int(buckets), int(first), int(last))
-        # at most max_results occupied finest buckets: maybe few points (counted next); more: long for sure
-        small = [r for r in ids if stats.get(r, {}).get(0, (0, 0, 0))[0] <= m]
+            stats.setdefault(str(run_id), {})[int(level)] = (int(buckets), int(first), int(last), int(points))
         out: dict[str, list[tuple[Any, ...]]] = {r: [] for r in run_ids}
-        long_runs = [r for r in ids if r not in small]
-        if small:
-            exact, dense = self._ntile_samples(small, key, m, start_step, end_step)
-            out.update(exact)
-            long_runs += dense
-        if long_runs:
-            out.update(self._bucket_samples(long_runs, key, m, lo, hi, stats))
+        fetched, counted, long_runs = [], [], []
+        for r in ids:
+            buckets, _, _, points = stats.get(r, {}).get(0, (0, 0, 0, 0))
+            if r not in stats and start_step is None:
+                continue  # no point at all
+            if buckets > m or points > EXACT_SAMPLE_POINTS:
+                long_runs.append(r)
+            elif points <= FETCHED_SAMPLE_POINTS:
+                fetched.append(r)  # every point to Python, sampled there: no count query
+            else:
+                counted.append(r)
+        if counted:
+            out.update(self._ntile_samples(counted, key, m, start_step, end_step))
+        if long_runs or fetched:
+            out.update(self._bucket_samples(long_runs, fetched, key, m, lo, hi, stats))
         return out
 
     def _bucket_samples(
         self,
         run_ids: Sequence[str],
+        fetched: Sequence[str],
         key: str,
         m: int,
         lo: int,
         hi: int,
-        stats: dict[str, dict[int, tuple[int, int, int]]],
+        stats: dict[str, dict[int, tuple[int, int, int, int]]],
     ) -> dict[str, list[tuple[Any, ...]]]:
-        levels: dict[str, int] = {}
-        for r in run_ids:
-            per = stats.get(r, {})
-            levels[r] = max((lv for lv, (n, _, _) in per.items() if n >= m), default=0)
+        """The bucket sample of ``run_ids`` and MLflow's exact sample of ``fetched`` (short runs, read
+        whole), in one query."""
         # the run's first point in range is at or before its first stored bucket point, and its last one
-        # in the bucket of its last stored bucket point: two narrow step ranges of `metrics`
-        params: dict[str, Any] = {"key": key}
+        # in the bucket of its last stored bucket point: two narrow step ranges of `metrics`; the bucket
+        # points between come from the coarsest level with max_results buckets in range
+        params: dict[str, Any] = {"key": key, "lo": lo, "hi": hi, "fetched": tuple(fetched)}
         firsts, lasts, picks = [], [], []
         for i, r in enumerate(run_ids):
-            _, first, last = stats.get(r, {}).get(0, (0, hi, lo))
-            params.update({f"r{i}": r, f"a{i}": lo, f"b{i}": min(hi, first), f"c{i}": max(lo, last), f"d{i}": hi})
-            params[f"l{i}"] = levels[r]
-            firsts.append(f"(run_id = %(r{i})s AND step >= %(a{i})s AND step <= %(b{i})s)")
-            lasts.append(f"(run_id = %(r{i})s AND step >= %(c{i})s AND step <= %(d{i})s)")
+            per = stats.get(r, {})
+            _, first, last, _ = per.get(0, (0, hi, lo, 0))
+            params.update({f"r{i}": r, f"b{i}": min(hi, first), f"c{i}": max(lo, last)})
+            params[f"l{i}"] = max((lv for lv, (n, *_) in per.items() if n >= m), default=0)
+            firsts.append(f"(run_id = %(r{i})s AND step >= %(lo)s AND step <= %(b{i})s)")
+            lasts.append(f"(run_id = %(r{i})s AND step >= %(c{i})s AND step <= %(hi)s)")
             picks.append(f"(run_id = %(r{i})s AND level = %(l{i})s)")
         point = "step, timestamp, value, is_nan"
-        ends = self._t.query(
-            f"SELECT run_id, 0 AS side, {point} FROM metrics WHERE key = %(key)s AND ({' OR '.join(firsts)}) "
-            f"ORDER BY run_id, {SAMPLE_ORDER} LIMIT 1 BY run_id UNION ALL "
-            f"SELECT run_id, 1 AS side, {point} FROM metrics WHERE key = %(key)s AND ({' OR '.join(lasts)}) "
-            "ORDER BY run_id, step DESC, timestamp DESC, value DESC, is_nan DESC LIMIT 1 BY run_id",
-            params,
-        )
-        edge: dict[tuple[str, int], tuple[Any, ...]] = {(str(r), int(side)): tuple(p) for r, side, *p in ends}
-        params.update(lo=lo, hi=hi)
-        inner: dict[str, list[tuple[Any, ...]]] = {r: [] for r in run_ids}
-        for r, *p in self._t.query(
-            "SELECT run_id, first_step, first_timestamp, first_value, first_is_nan FROM metric_buckets "
-            f"WHERE key = %(key)s AND ({' OR '.join(picks)}) AND first_step >= %(lo)s AND first_step <= %(hi)s "
-            "ORDER BY run_id, first_step, first_timestamp, first_value, first_is_nan",
-            params,
-        ):
-            inner[str(r)].append(tuple(p))
-        return {r: _spread(edge.get((r, 0)), edge.get((r, 1)), inner[r], m) for r in run_ids}
+        parts = []
+        if run_ids:
+            parts += [
+                f"SELECT run_id, 0 AS side, {point} FROM metrics WHERE key = %(key)s AND ({' OR '.join(firsts)}) "
+                f"ORDER BY run_id, {SAMPLE_ORDER} LIMIT 1 BY run_id",
+                f"SELECT run_id, 1 AS side, {point} FROM metrics WHERE key = %(key)s AND ({' OR '.join(lasts)}) "
+                "ORDER BY run_id, step DESC, timestamp DESC, value DESC, is_nan DESC LIMIT 1 BY run_id",
+                "SELECT run_id, 2 AS side, first_step, first_timestamp, first_value, first_is_nan FROM metric_buckets "
+                f"WHERE key = %(key)s AND ({' OR '.join(picks)}) AND first_step >= %(lo)s AND first_step <= %(hi)s",
+            ]
+        if fetched:  # replayed copies included (no FINAL: it costs more than the few rows it collapses)
+            parts.append(
+                f"SELECT run_id, 3 AS side, {point} FROM metrics WHERE run_id IN %(fetched)s AND key = %(key)s "
+                "AND step >= %(lo)s AND step <= %(hi)s"
+            )
+        edge: dict[tuple[str, int], tuple[Any, ...]] = {}
+        inner: dict[str, list[tuple[Any, ...]]] = {r: [] for r in (*run_ids, *fetched)}
+        for r, side, *p in self._t.query(" UNION ALL ".join(parts), params):
+            if side >= 2:
+                inner[str(r)].append(tuple(p))
+            else:
+                edge[(str(r), int(side))] = tuple(p)
+        out = {r: _spread(edge.get((r, 0)), edge.get((r, 1)), sorted(inner[r]), m) for r in run_ids}
+        out.update({r: _ntile(sorted(set(inner[r])), m) for r in fetched})
+        return out
 
     def _ntile_samples(
         self, run_ids: Sequence[str], key: str, max_results: int, start_step: int | None, end_step: int | None
-    ) -> tuple[dict[str, list[tuple[Any, ...]]], list[str]]:
-        """MLflow 3.17's sample of each run with at most ``EXACT_SAMPLE_POINTS`` points in range, exactly;
-        and the runs with more (left to the bucket sample).
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        """MLflow 3.17's sample of each run, exactly: for runs of a few thousand points.
 
         MLflow's SQL store splits a run's points, in that order, into ``max_results`` buckets as
         ``NTILE`` does (the first ``n % max_results`` one row larger), keeps the first row of each and
@@ -648,7 +666,8 @@ class TrackingReader:
         buckets). Which positions that keeps depends only on the number of points ``n``, so the first
         query counts each run's points and the second keeps the rows at those positions: the row number
         over the sorted points (``rowNumberInAllBlocks``: ClickHouse 18.16 has no window functions)
-        tested against the run's bucket arithmetic.
+        tested against the run's bucket arithmetic. (One query with the counts in a scalar subquery was
+        tried: ClickHouse 18.16 evaluates it over and over, 200 ms for a 2-point run.)
         """
         params: dict[str, Any] = {"ids": tuple(sorted(set(run_ids))), "key": key}
         span = ""
@@ -656,22 +675,12 @@ class TrackingReader:
             span = " AND step >= %(start)s AND step <= %(end)s"
             params.update(start=start_step, end=end_step)
         out: dict[str, list[tuple[Any, ...]]] = {r: [] for r in run_ids}
-        raw = f"FROM metrics WHERE run_id IN %(ids)s AND key = %(key)s{span}"
-        # stored rows (replays included) bound the distinct points: a run past the bound is not sorted here
-        dense = sorted(
-            str(r)
-            for r, n in self._t.query(f"SELECT run_id, count() {raw} GROUP BY run_id", params)
-            if int(n) > EXACT_SAMPLE_POINTS
-        )
-        params["ids"] = tuple(r for r in params["ids"] if r not in dense)
-        if not params["ids"]:
-            return out, dense
         source = f"FROM metrics FINAL WHERE run_id IN %(ids)s AND key = %(key)s{span}"
         counts = sorted(
             (str(r), int(n)) for r, n in self._t.query(f"SELECT run_id, count() {source} GROUP BY run_id", params)
         )
         if not counts:
-            return out, dense
+            return out
         # per run (in run_id order, the order of the sorted stream): its first row number, the last
         # position, the end of the size+1 buckets, the end of the sampled buckets, the bucket size
         bases, lasts, bigs, ends, sizes = [], [], [], [], []
@@ -708,7 +717,7 @@ class TrackingReader:
         for run_id, points in by_run.items():
             points.sort()
             out[run_id] = points
-        return out, dense
+        return out
 
     # -- artifacts --
     def artifact_files(self, prefix: str) -> list[tuple[str, int]]:
@@ -729,6 +738,21 @@ def _run_info(row: Sequence[Any]) -> dict[str, Any]:
     if info["end_time"] is None:
         info.pop("end_time")
     return info
+
+
+def _ntile(points: list[tuple[Any, ...]], m: int) -> list[tuple[Any, ...]]:
+    """MLflow 3.17's sample of one run's distinct points in (step, timestamp, value, is_nan) order: the
+    first point of each of ``m`` NTILE buckets, the last point in place of the last (or after it)."""
+    n = len(points)
+    if n <= m:
+        return points
+    size, extra = divmod(n, m)
+    out, i = [], 0
+    for bucket in range(m):
+        out.append(points[i])
+        i += size + (1 if bucket < extra else 0)
+    out[-1] = points[-1]
+    return out
 
 
 def _spread(
