@@ -113,3 +113,15 @@ def test_migrate_fills_a_new_bucket_table_from_existing_points(table_store: Tabl
     got = TrackingReader(table_store).metric_samples(["old"], "loss", 100, None, None)["old"]
     _check(points, got, 100, None)
     assert len(got) >= 90
+
+
+def test_history_bulk_collapses_replays_across_parts(table_store: TableStore) -> None:
+    points = [(s, 1000 - s, float(s), 0) for s in range(300)]  # history order is the reverse of step order
+    _put(table_store, "b", "m", points, blocks=3)
+    _put(table_store, "b", "m", points[::2], blocks=2)  # replayed copies in other parts
+    _put(table_store, "a", "m", [(0, 5, 1.0, 0), (0, 5, 1.0, 0), (1, 5, 0.0, 1)])
+    reader = TrackingReader(table_store)
+    got = reader.metric_history_bulk(["b", "a"], "m", 10_000)
+    expected_b = sorted(points, key=lambda p: (p[1], p[0], p[2], p[3]))
+    assert got == [("a", 0, 5, 1.0, 0), ("a", 1, 5, 0.0, 1)] + [("b", *p) for p in expected_b]
+    assert reader.metric_history_bulk(["b", "a"], "m", 50) == got[:50]
