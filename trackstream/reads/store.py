@@ -41,6 +41,7 @@ them costs a few ms); longer ones the bucket sample (``TrackingReader.metric_sam
 FETCHED_SAMPLE_POINTS = 2_000
 """Runs with at most this many stored points are read whole and sampled in Python (one round trip
 less than counting them in ClickHouse first)."""
+_LEVELS = 12  # resolutions of the bucket sample: groups of 4^0 .. 4^11 64-step buckets
 _MIN_STEP, _MAX_STEP = -(2**63), 2**63 - 1
 
 
@@ -567,11 +568,12 @@ class TrackingReader:
         A run with few points in the step range (at most ``max_results`` occupied 64-step buckets and at
         most ``EXACT_SAMPLE_POINTS`` stored points) gets MLflow 3.17's SQL-store sample exactly
         (``_ntile_samples``; every point when it has at most ``max_results``). A longer run is sampled
-        from ``metric_buckets`` (each bucket's first point at a few resolutions, filled by a view on
-        ``metrics``): its first and last point in the range, and between them, for ``max_results - 2``
-        evenly spaced target steps, the first bucket point at or after each target, from the coarsest
-        resolution that still has ``max_results`` buckets in the range. No request reads every point of a
-        long run: only its bucket rows and two narrow step ranges of ``metrics``. Three queries at most
+        from ``metric_buckets`` (each 64-step bucket's first point, filled by a view on ``metrics``): its
+        first and last point in the range, and between them, for ``max_results - 2`` evenly spaced target
+        steps, the first bucket point at or after each target, from the coarsest resolution (groups of 4^L
+        buckets, computed when read) that still has ``max_results`` groups in the range. No request reads
+        every point of a long run: only its bucket rows and two narrow step ranges of ``metrics``. Three
+        queries at most
         (each is a round trip that costs more than its work on a busy server).
         """
         if not run_ids:
@@ -580,16 +582,17 @@ class TrackingReader:
         lo = start_step if start_step is not None else _MIN_STEP
         hi = end_step if end_step is not None else _MAX_STEP
         ids = tuple(sorted(set(run_ids)))
-        # per run and level: distinct buckets whose stored first point is in range, their extremes, and
-        # the points of their blocks (replays and edge buckets included: an upper bound of the points)
+        # per run and level (groups of 4^level buckets): distinct groups whose stored first point is in
+        # range, the extremes of those points, and the points of their blocks (an estimate of the run's size)
         stats: dict[str, dict[int, tuple[int, int, int, int]]] = {}
-        for run_id, level, buckets, first, last, points in self._t.query(
-            "SELECT run_id, level, uniqExact(bucket), min(first_step), max(first_step), sum(points) "
+        shifts = ", ".join(f"uniqExact(bitShiftRight(bucket, {2 * level}))" for level in range(_LEVELS))
+        for run_id, first, last, total, *groups in self._t.query(
+            f"SELECT run_id, min(first_step), max(first_step), sum(points), {shifts} "
             "FROM metric_buckets WHERE run_id IN %(ids)s AND key = %(key)s AND first_step >= %(lo)s "
-            "AND first_step <= %(hi)s GROUP BY run_id, level",
+            "AND first_step <= %(hi)s GROUP BY run_id",
             {"ids": ids, "key": key, "lo": lo, "hi": hi},
         ):
-            stats.setdefault(str(run_id), {})[int(level)] = (int(buckets), int(first), int(last), int(points))
+            stats[str(run_id)] = {level: (int(n), int(first), int(last), int(total)) for level, n in enumerate(groups)}
         out: dict[str, list[tuple[Any, ...]]] = {r: [] for r in run_ids}
         fetched, counted, long_runs = [], [], []
         for r in ids:
@@ -632,7 +635,9 @@ class TrackingReader:
             params[f"l{i}"] = max((lv for lv, (n, *_) in per.items() if n >= m), default=0)
             firsts.append(f"(run_id = %(r{i})s AND step >= %(lo)s AND step <= %(b{i})s)")
             lasts.append(f"(run_id = %(r{i})s AND step >= %(c{i})s AND step <= %(hi)s)")
-            picks.append(f"(run_id = %(r{i})s AND level = %(l{i})s)")
+            picks.append(f"run_id = %(r{i})s")
+        params["runs"] = list(run_ids)
+        params["shifts"] = [2 * params[f"l{i}"] for i in range(len(run_ids))]
         point = "step, timestamp, value, is_nan"
         parts = []
         if run_ids:
@@ -642,7 +647,9 @@ class TrackingReader:
                 f"SELECT run_id, 1 AS side, {point} FROM metrics WHERE key = %(key)s AND ({' OR '.join(lasts)}) "
                 "ORDER BY run_id, step DESC, timestamp DESC, value DESC, is_nan DESC LIMIT 1 BY run_id",
                 "SELECT run_id, 2 AS side, first_step, first_timestamp, first_value, first_is_nan FROM metric_buckets "
-                f"WHERE key = %(key)s AND ({' OR '.join(picks)}) AND first_step >= %(lo)s AND first_step <= %(hi)s",
+                f"WHERE key = %(key)s AND ({' OR '.join(picks)}) AND first_step >= %(lo)s AND first_step <= %(hi)s "
+                "ORDER BY run_id, first_step, first_timestamp, first_value, first_is_nan "
+                "LIMIT 1 BY run_id, bitShiftRight(bucket, transform(run_id, %(runs)s, %(shifts)s, 0))",
             ]
         if fetched:  # replayed copies included (no FINAL: it costs more than the few rows it collapses)
             parts.append(
