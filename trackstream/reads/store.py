@@ -35,6 +35,14 @@ _IN_EXPS = "experiment_id IN %(exps)s"
 CONTEXT_TAG = "mlflow.data.context"
 HISTORY_ORDER = "timestamp, step, value, is_nan"  # MLflow's get-history order; is_nan breaks the last tie
 SAMPLE_ORDER = "step, timestamp, value, is_nan"  # MLflow's bulk-interval sampling order
+EXACT_SAMPLE_POINTS = 20_000
+"""Runs with at most this many stored points in the step range get MLflow's exact NTILE sample (sorting
+them costs a few ms); longer ones the bucket sample (``TrackingReader.metric_samples``)."""
+FETCHED_SAMPLE_POINTS = 2_000
+"""Runs with at most this many stored points are read whole and sampled in Python (one round trip
+less than counting them in ClickHouse first)."""
+_LEVELS = 12  # resolutions of the bucket sample: groups of 4^0 .. 4^11 64-step buckets
+_MIN_STEP, _MAX_STEP = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -546,14 +554,19 @@ class TrackingReader:
 
     def metric_history_bulk(self, run_ids: Sequence[str], key: str, limit: int) -> list[tuple[Any, ...]]:
         """(run_id, step, timestamp, value, is_nan) of several runs' metric, by run id then history order,
-        at most ``limit`` points in all (MLflow's get-history-bulk)."""
+        at most ``limit`` points in all (MLflow's get-history-bulk).
+
+        Every point of the runs is read (the table is in step order, the answer in timestamp order);
+        replayed copies collapse by ``LIMIT 1 BY`` over the sorted rows, 10-20 % cheaper than FINAL here.
+        """
         if not run_ids or limit <= 0:
             return []
         return [
             tuple(r)
             for r in self._t.query(
-                "SELECT run_id, step, timestamp, value, is_nan FROM metrics FINAL "
-                f"WHERE run_id IN %(ids)s AND key = %(key)s ORDER BY run_id, {HISTORY_ORDER} LIMIT %(limit)s",
+                "SELECT run_id, step, timestamp, value, is_nan FROM metrics "
+                f"WHERE run_id IN %(ids)s AND key = %(key)s ORDER BY run_id, {HISTORY_ORDER} "
+                f"LIMIT 1 BY run_id, {HISTORY_ORDER} LIMIT %(limit)s",
                 {"ids": tuple(run_ids), "key": key, "limit": limit},
             )
         ]
@@ -561,8 +574,115 @@ class TrackingReader:
     def metric_samples(
         self, run_ids: Sequence[str], key: str, max_results: int, start_step: int | None, end_step: int | None
     ) -> dict[str, list[tuple[Any, ...]]]:
-        """run_id → MLflow 3.17's sample of the run's metric (get-history-bulk-interval), as
-        (step, timestamp, value, is_nan) in (step, timestamp, value, is_nan) order, sampled in SQL.
+        """run_id → a chart sample of the run's metric (get-history-bulk-interval): at most ``max_results``
+        real points as (step, timestamp, value, is_nan), in that order.
+
+        A run with few points in the step range (at most ``max_results`` occupied 64-step buckets and at
+        most ``EXACT_SAMPLE_POINTS`` stored points) gets MLflow 3.17's SQL-store sample exactly
+        (``_ntile_samples``; every point when it has at most ``max_results``). A longer run is sampled
+        from ``metric_buckets`` (each 64-step bucket's first point, filled by a view on ``metrics``): its
+        first and last point in the range, and between them, for ``max_results - 2`` evenly spaced target
+        steps, the first bucket point at or after each target, from the coarsest resolution (groups of 4^L
+        buckets, computed when read) that still has ``max_results`` groups in the range. No request reads
+        every point of a long run: only its bucket rows and two narrow step ranges of ``metrics``. Three
+        queries at most
+        (each is a round trip that costs more than its work on a busy server).
+        """
+        if not run_ids:
+            return {}
+        m = max(1, max_results)
+        lo = start_step if start_step is not None else _MIN_STEP
+        hi = end_step if end_step is not None else _MAX_STEP
+        ids = tuple(sorted(set(run_ids)))
+        # per run and level (groups of 4^level buckets): distinct groups whose stored first point is in
+        # range, the extremes of those points, and the points of their blocks (an estimate of the run's size)
+        stats: dict[str, dict[int, tuple[int, int, int, int]]] = {}
+        shifts = ", ".join(f"uniqExact(bitShiftRight(bucket, {2 * level}))" for level in range(_LEVELS))
+        for run_id, first, last, total, *groups in self._t.query(
+            f"SELECT run_id, min(first_step), max(first_step), sum(points), {shifts} "
+            "FROM metric_buckets WHERE run_id IN %(ids)s AND key = %(key)s AND first_step >= %(lo)s "
+            "AND first_step <= %(hi)s GROUP BY run_id",
+            {"ids": ids, "key": key, "lo": lo, "hi": hi},
+        ):
+            stats[str(run_id)] = {level: (int(n), int(first), int(last), int(total)) for level, n in enumerate(groups)}
+        out: dict[str, list[tuple[Any, ...]]] = {r: [] for r in run_ids}
+        fetched, counted, long_runs = [], [], []
+        for r in ids:
+            buckets, _, _, points = stats.get(r, {}).get(0, (0, 0, 0, 0))
+            if r not in stats and start_step is None:
+                continue  # no point at all
+            if buckets > m or points > EXACT_SAMPLE_POINTS:
+                long_runs.append(r)
+            elif points <= FETCHED_SAMPLE_POINTS:
+                fetched.append(r)  # every point to Python, sampled there: no count query
+            else:
+                counted.append(r)
+        if counted:
+            out.update(self._ntile_samples(counted, key, m, start_step, end_step))
+        if long_runs or fetched:
+            out.update(self._bucket_samples(long_runs, fetched, key, m, lo, hi, stats))
+        return out
+
+    def _bucket_samples(
+        self,
+        run_ids: Sequence[str],
+        fetched: Sequence[str],
+        key: str,
+        m: int,
+        lo: int,
+        hi: int,
+        stats: dict[str, dict[int, tuple[int, int, int, int]]],
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        """The bucket sample of ``run_ids`` and MLflow's exact sample of ``fetched`` (short runs, read
+        whole), in one query."""
+        # the run's first point in range is at or before its first stored bucket point, and its last one
+        # in the bucket of its last stored bucket point: two narrow step ranges of `metrics`; the bucket
+        # points between come from the coarsest level with max_results buckets in range
+        params: dict[str, Any] = {"key": key, "lo": lo, "hi": hi, "fetched": tuple(fetched)}
+        firsts, lasts, picks = [], [], []
+        for i, r in enumerate(run_ids):
+            per = stats.get(r, {})
+            _, first, last, _ = per.get(0, (0, hi, lo, 0))
+            params.update({f"r{i}": r, f"b{i}": min(hi, first), f"c{i}": max(lo, last)})
+            params[f"l{i}"] = max((lv for lv, (n, *_) in per.items() if n >= m), default=0)
+            firsts.append(f"(run_id = %(r{i})s AND step >= %(lo)s AND step <= %(b{i})s)")
+            lasts.append(f"(run_id = %(r{i})s AND step >= %(c{i})s AND step <= %(hi)s)")
+            picks.append(f"run_id = %(r{i})s")
+        params["runs"] = list(run_ids)
+        params["shifts"] = [2 * params[f"l{i}"] for i in range(len(run_ids))]
+        point = "step, timestamp, value, is_nan"
+        parts = []
+        if run_ids:
+            parts += [
+                f"SELECT run_id, 0 AS side, {point} FROM metrics WHERE key = %(key)s AND ({' OR '.join(firsts)}) "
+                f"ORDER BY run_id, {SAMPLE_ORDER} LIMIT 1 BY run_id",
+                f"SELECT run_id, 1 AS side, {point} FROM metrics WHERE key = %(key)s AND ({' OR '.join(lasts)}) "
+                "ORDER BY run_id, step DESC, timestamp DESC, value DESC, is_nan DESC LIMIT 1 BY run_id",
+                "SELECT run_id, 2 AS side, first_step, first_timestamp, first_value, first_is_nan FROM metric_buckets "
+                f"WHERE key = %(key)s AND ({' OR '.join(picks)}) AND first_step >= %(lo)s AND first_step <= %(hi)s "
+                "ORDER BY run_id, first_step, first_timestamp, first_value, first_is_nan "
+                "LIMIT 1 BY run_id, bitShiftRight(bucket, transform(run_id, %(runs)s, %(shifts)s, 0))",
+            ]
+        if fetched:  # replayed copies included (no FINAL: it costs more than the few rows it collapses)
+            parts.append(
+                f"SELECT run_id, 3 AS side, {point} FROM metrics WHERE run_id IN %(fetched)s AND key = %(key)s "
+                "AND step >= %(lo)s AND step <= %(hi)s"
+            )
+        edge: dict[tuple[str, int], tuple[Any, ...]] = {}
+        inner: dict[str, list[tuple[Any, ...]]] = {r: [] for r in (*run_ids, *fetched)}
+        for r, side, *p in self._t.query(" UNION ALL ".join(parts), params):
+            if side >= 2:
+                inner[str(r)].append(tuple(p))
+            else:
+                edge[(str(r), int(side))] = tuple(p)
+        out = {r: _spread(edge.get((r, 0)), edge.get((r, 1)), sorted(inner[r]), m) for r in run_ids}
+        out.update({r: _ntile(sorted(set(inner[r])), m) for r in fetched})
+        return out
+
+    def _ntile_samples(
+        self, run_ids: Sequence[str], key: str, max_results: int, start_step: int | None, end_step: int | None
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        """MLflow 3.17's sample of each run, exactly: for runs of a few thousand points.
 
         MLflow's SQL store splits a run's points, in that order, into ``max_results`` buckets as
         ``NTILE`` does (the first ``n % max_results`` one row larger), keeps the first row of each and
@@ -570,21 +690,19 @@ class TrackingReader:
         buckets). Which positions that keeps depends only on the number of points ``n``, so the first
         query counts each run's points and the second keeps the rows at those positions: the row number
         over the sorted points (``rowNumberInAllBlocks``: ClickHouse 18.16 has no window functions)
-        tested against the run's bucket arithmetic. Only the samples leave ClickHouse (a 1M-point run
-        sent every point to Python before).
+        tested against the run's bucket arithmetic. (One query with the counts in a scalar subquery was
+        tried: ClickHouse 18.16 evaluates it over and over, 200 ms for a 2-point run.)
         """
-        if not run_ids:
-            return {}
         params: dict[str, Any] = {"ids": tuple(sorted(set(run_ids))), "key": key}
         span = ""
         if start_step is not None and end_step is not None:
             span = " AND step >= %(start)s AND step <= %(end)s"
             params.update(start=start_step, end=end_step)
+        out: dict[str, list[tuple[Any, ...]]] = {r: [] for r in run_ids}
         source = f"FROM metrics FINAL WHERE run_id IN %(ids)s AND key = %(key)s{span}"
         counts = sorted(
             (str(r), int(n)) for r, n in self._t.query(f"SELECT run_id, count() {source} GROUP BY run_id", params)
         )
-        out: dict[str, list[tuple[Any, ...]]] = {r: [] for r in run_ids}
         if not counts:
             return out
         # per run (in run_id order, the order of the sorted stream): its first row number, the last
@@ -644,3 +762,43 @@ def _run_info(row: Sequence[Any]) -> dict[str, Any]:
     if info["end_time"] is None:
         info.pop("end_time")
     return info
+
+
+def _ntile(points: list[tuple[Any, ...]], m: int) -> list[tuple[Any, ...]]:
+    """MLflow 3.17's sample of one run's distinct points in (step, timestamp, value, is_nan) order: the
+    first point of each of ``m`` NTILE buckets, the last point in place of the last (or after it)."""
+    n = len(points)
+    if n <= m:
+        return points
+    size, extra = divmod(n, m)
+    out, i = [], 0
+    for bucket in range(m):
+        out.append(points[i])
+        i += size + (1 if bucket < extra else 0)
+    out[-1] = points[-1]
+    return out
+
+
+def _spread(
+    first: tuple[Any, ...] | None, last: tuple[Any, ...] | None, inner: list[tuple[Any, ...]], m: int
+) -> list[tuple[Any, ...]]:
+    """At most ``m`` points: ``first``, ``last``, and for ``m - 2`` target steps evenly spaced between
+    theirs, the first of ``inner`` (sorted bucket points) at or after the target, each once."""
+    if first is None or last is None:
+        return []
+    if first == last:
+        return [first]
+    if m == 1:
+        return [last]  # as MLflow: the last point stands for the only bucket
+    out = [first]
+    span = last[0] - first[0]
+    j, slots = 0, m - 2
+    for i in range(1, slots + 1):
+        target = first[0] + span * i / (slots + 1)
+        while j < len(inner) and (inner[j][0] < target or inner[j] <= out[-1]):
+            j += 1
+        if j == len(inner) or inner[j] >= last:
+            break
+        out.append(inner[j])
+    out.append(last)
+    return out

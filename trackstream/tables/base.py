@@ -31,9 +31,15 @@ class TableStore(abc.ABC):
     """Columnar inserts and parameterized queries; raises :class:`trackstream.errors.StoreError`."""
 
     def migrate(self) -> None:
-        """Create every table of ``schemas/clickhouse`` that does not exist yet."""
+        """Create every table of ``schemas/clickhouse`` that does not exist yet; a materialized view's
+        target created now is filled from the rows its source already holds (rows inserted meanwhile
+        may be written twice, which the view targets allow)."""
+        fills = ddl.view_fills()
+        new = [sql for table, sql in fills if not self.query(f"EXISTS TABLE {table}")[0][0]]
         for statement in ddl.statements():
             self.command(statement)
+        for sql in new:
+            self.command(sql)
 
     @abc.abstractmethod
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
