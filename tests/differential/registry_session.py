@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import requests
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.genai import register_prompt
@@ -111,17 +110,10 @@ class RegistryRecorder(Recorder):
         return value
 
     def rest_json(self, label: str, method: str, path: str, prefix: str = _API, **kwargs: Any) -> Any:
-        """A raw REST call: status and error code, or status and the whole normalized JSON answer."""
-        resp = requests.request(method, f"{self.uri}{prefix}{path}", timeout=30, **kwargs)
-        try:
-            body = resp.json()
-        except ValueError:
-            body = {"text": resp.text[:200]}
-        if resp.status_code != 200:
-            self.steps.append([label, {"error": body.get("error_code"), "status": resp.status_code}])
-        else:
-            self.steps.append([label, {"status": 200, "body": self.body(body)}])
-        return body
+        return self.rest(label, method, path, prefix, keep_body=True, **kwargs)
+
+    def answer(self, body: Any) -> Any:
+        return self.body(body)
 
     def finish(self) -> list[Step]:
         steps = super().finish()

@@ -164,9 +164,19 @@ class Recorder:
     def note(self, label: str, value: Any) -> None:
         self.steps.append([label, self.convert(value)])
 
-    def rest(self, label: str, method: str, path: str, **kwargs: Any) -> Any:
-        """A raw REST call (for what the client would not send); records status and error code or body."""
-        resp = requests.request(method, f"{self.uri}/api/2.0/mlflow/{path}", timeout=30, **kwargs)
+    def rest(
+        self,
+        label: str,
+        method: str,
+        path: str,
+        prefix: str = "/api/2.0/mlflow/",
+        keep_body: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """A raw REST call (for what the client would not send): records the status and error code, and with
+        ``keep_body`` the whole answer as ``answer`` normalizes it (so a field one server sends and the other
+        leaves out shows)."""
+        resp = requests.request(method, f"{self.uri}{prefix}{path}", timeout=30, **kwargs)
         try:
             body = resp.json()
         except ValueError:
@@ -174,7 +184,10 @@ class Recorder:
         if resp.status_code != 200:
             self.steps.append([label, {"error": body.get("error_code"), "status": resp.status_code}])
         else:
-            self.steps.append([label, {"status": 200}])
+            self.steps.append([label, {"status": 200, "body": self.answer(body)} if keep_body else {"status": 200}])
+        return body
+
+    def answer(self, body: Any) -> Any:
         return body
 
     def finish(self) -> list[Step]:

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 import mlflow
-import requests
 from mlflow import MlflowClient
 from mlflow.entities import Assessment, AssessmentSource, Feedback, Span, SpanEvent, Trace, TraceInfo
 from mlflow.store.entities.paged_list import PagedList
@@ -142,18 +141,11 @@ class TraceRecorder(Recorder):
         return super().convert(value)
 
     def rest3(self, label: str, method: str, path: str, **kwargs: Any) -> Any:
-        """A raw REST call under ``/api/3.0/mlflow/``: status and error code, or status and the normalized
-        answer (so a field one server sends and the other leaves out shows)."""
-        resp = requests.request(method, f"{self.uri}{_API3}{path}", timeout=30, **kwargs)
-        try:
-            body = resp.json()
-        except ValueError:
-            body = {"text": resp.text[:200]}
-        if resp.status_code != 200:
-            self.steps.append([label, {"error": body.get("error_code"), "status": resp.status_code}])
-        else:
-            self.steps.append([label, {"status": 200, "body": self.plain(body)}])
-        return body
+        """A raw REST call under ``/api/3.0/mlflow/``, its whole answer recorded."""
+        return self.rest(label, method, path, _API3, keep_body=True, **kwargs)
+
+    def answer(self, body: Any) -> Any:
+        return self.plain(body)
 
     def finish(self) -> list[Step]:
         return [[self.text(label), self._placeholders(value)] for label, value in super().finish()]
