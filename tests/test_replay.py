@@ -38,6 +38,8 @@ def dump(tables: TableStore) -> dict[str, list[Row]]:
 
     ``latest_metrics`` holds one candidate per written batch, and a replay batches differently from the
     live consumers, so it is compared through the reading it exists for: the latest point per (run, key).
+    ``metric_buckets`` likewise holds one row per bucket and inserted block: compared through the first
+    point per bucket, which the chart sample reads (its point counts are an estimate of the run's size).
     """
     out: dict[str, list[Row]] = {}
     for name in table_names():
@@ -45,6 +47,11 @@ def dump(tables: TableStore) -> dict[str, list[Row]]:
             sql = "SELECT DISTINCT * FROM metrics"
         elif name == "latest_metrics":
             sql = LATEST
+        elif name == "metric_buckets":
+            sql = (
+                "SELECT run_id, key, bucket, min((first_step, first_timestamp, first_value, first_is_nan)) "
+                "FROM metric_buckets GROUP BY run_id, key, bucket"
+            )
         else:
             sql = f"SELECT * FROM {name} FINAL"
         out[name] = sorted(tables.query(sql), key=repr)
@@ -177,6 +184,7 @@ def test_progress_counts_from_the_earliest_offsets() -> None:
 def test_table_names_cover_the_schema() -> None:
     assert set(table_names()) == {
         "metrics",
+        "metric_buckets",
         "decisions",
         "latest_metrics",
         "experiments",
