@@ -296,25 +296,16 @@ class Guard:
 
 
 def field_value(values: dict[str, Any], name: str) -> Any:
-    """The value of an access field in a request's values (see ``ingest.auth.access.HEADER``): a plain name,
-    a dotted path into the JSON, or with ``[]`` steps the list of every value found (empty ones left out)."""
-    if "." not in name and "[]" not in name:
-        return values.get(name)
-    items: list[Any] = [values]
-    for part in name.split("."):
-        many = part.endswith("[]")
-        key = part[:-2] if many else part
-        found: list[Any] = []
-        for item in items:
-            value = item.get(key) if isinstance(item, dict) else None
-            if many:
-                found.extend(value if isinstance(value, list) else [])
-            elif value is not None:
-                found.append(value)
-        items = found
-    if "[]" in name:
-        return [str(x) for x in items if x not in (None, "")]
-    return items[0] if items else None
+    """The value of an access field in a request's values (see ``ingest.auth.access.HEADER``): a plain name
+    or a dotted path into the JSON, or with a ``[]`` step the list of every value found under each item of
+    that list (empty ones left out)."""
+    head, many, rest = name.partition("[]")
+    if not many:
+        return _dig(values, name)
+    items = _dig(values, head)
+    found = [field_value(i, rest[1:]) if rest else i for i in (items if isinstance(items, list) else [])]
+    flat = [x for v in found for x in (v if isinstance(v, list) else [v])]
+    return [str(x) for x in flat if x not in (None, "")]
 
 
 def _dig(item: Any, path: str) -> Any:
