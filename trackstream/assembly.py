@@ -18,7 +18,6 @@ from schemas import codec
 from trackstream import sql
 from trackstream.runtime import Runtime, build
 from trackstream.settings import Mode, Settings
-from trackstream.tables.chdb import ChdbStore
 
 
 @dataclass
@@ -78,8 +77,11 @@ def gateway(
     )
     # Embedded: read-only SQL for local clients (trackstream.sql). Not with auth on: SQL would read past
     # every per-experiment permission.
-    if isinstance(runtime.tables, ChdbStore) and not settings.auth_enabled:
-        app.router.routes.insert(0, sql.route(runtime.tables))
+    if settings.mode is Mode.EMBEDDED and not settings.auth_enabled:
+        from trackstream.tables.chdb import ChdbStore  # as in runtime.build: Kafka mode never loads chDB
+
+        if isinstance(runtime.tables, ChdbStore):
+            app.router.routes.insert(0, sql.route(runtime.tables))
     app.state.health = runtime.liveness
     app.state.readiness = runtime.readiness
     app.state.before_scrape = runtime.before_scrape

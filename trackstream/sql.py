@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -19,7 +20,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from trackstream.errors import StoreError
-from trackstream.tables.chdb import ChdbStore
+
+if TYPE_CHECKING:  # chDB's library is imported by the embedded runtime only (~240 MB of RSS)
+    from trackstream.tables.chdb import ChdbStore
 
 PATH = "/trackstream/sql"
 CONTENT_TYPE = "application/sql"

@@ -127,7 +127,8 @@ def test_request_ids_route_templates_and_one_line_per_5xx(caplog: pytest.LogCapt
 
 
 def test_several_uvicorn_workers_add_up(kafka_settings: SettingsFactory, tmp_path: Path) -> None:
-    """TRACKSTREAM_WORKERS=2: whichever worker answers /metrics, the counts are the sum of both."""
+    """TRACKSTREAM_WORKERS=2: whichever worker answers /metrics, the counts are the sum of both. Neither
+    worker nor their parent maps chDB's library: Kafka mode has no use for it (it held ~240 MB of RSS)."""
     port = free_port()
     prom = tmp_path / "prom"
     prom.mkdir()
@@ -161,6 +162,8 @@ def test_several_uvicorn_workers_add_up(kafka_settings: SettingsFactory, tmp_pat
         for _ in range(6):
             samples = scrape(url + "/metrics")
             assert value(samples, "trackstream_http_requests_total", route="/version", status="200") == 40
+        for pid in pids | {str(proc.pid)}:
+            assert "_chdb" not in Path(f"/proc/{pid}/maps").read_text(), f"process {pid} loaded chDB"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
