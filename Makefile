@@ -97,7 +97,10 @@ services-purge:
 ##   make bench BENCH_ARGS="--system trackstream-kafka --duration 60"
 ## Without BENCH_ARGS: the ingest load on mlflow server and trackstream-kafka, their summary (ratios), then
 ## the read figures of mlflow server, trackstream-kafka and -embedded side by side (bench/reads.py, READS_ARGS),
-## then run set-up for sweeps in every system, side by side with mlflow server (bench/setup.py; SETUP_ARGS).
+## then run set-up for sweeps in every system, side by side with mlflow server (bench/setup.py; SETUP_ARGS),
+## search at 100,000 runs (bench-search), the 2 GiB artifact (bench-artifacts), and last issue #14's table of
+## every figure with its ratio to mlflow server and its target (bench/report.py → bench/results/TARGETS.md).
+## About an hour on 2 cores.
 .PHONY: bench bench-search bench-artifacts
 bench: $(STAMP)
 	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
@@ -109,6 +112,8 @@ else
 	$(PY) -m bench.run --report
 	$(PY) -m bench.reads $(READS_ARGS)
 	$(PY) -m bench.setup $(SETUP_ARGS)
+	$(MAKE) --no-print-directory bench-search bench-artifacts
+	$(PY) -m bench.report
 endif
 
 ## runs/search over 100,000 runs and experiments/search over 10,000 experiments, HTTP p50/p95 per query: trackstream

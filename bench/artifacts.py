@@ -37,9 +37,9 @@ from urllib.parse import urlparse
 import requests
 
 from bench.reads import ARTIFACTS, PeakRss, server_pids
+from bench.report import save
 from bench.run import (
     API,
-    RESULTS,
     VENV_BIN,
     Mlflow,
     System,
@@ -210,11 +210,7 @@ def main(argv: list[str] | None = None) -> None:
                 shutil.rmtree(run_dir / "artifacts", ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{timestamp}-artifacts.json").write_text(json.dumps(result, indent=1))
-    text = markdown(result)
-    (RESULTS / f"{timestamp}-artifacts.md").write_text(text)
-    print(text)
+    save(f"{timestamp}-artifacts", result, markdown(result))
 
 
 if __name__ == "__main__":

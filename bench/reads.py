@@ -38,7 +38,8 @@ from typing import Any
 import requests
 
 from bench.procstats import _children, _stat, tree
-from bench.run import API, RESULTS, Mlflow, System, TrackstreamEmbedded, TrackstreamKafka, call, machine_info
+from bench.report import save
+from bench.run import API, Mlflow, System, TrackstreamEmbedded, TrackstreamKafka, call, machine_info
 
 SYSTEMS = {"mlflow": Mlflow, "trackstream-kafka": TrackstreamKafka, "trackstream-embedded": TrackstreamEmbedded}
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
@@ -396,11 +397,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             system.stop()
             system.cleanup()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{timestamp}-reads.json").write_text(json.dumps(result, indent=1))
-    text = markdown(result)
-    (RESULTS / f"{timestamp}-reads.md").write_text(text)
-    print(text)
+    save(f"{timestamp}-reads", result, markdown(result))
 
 
 if __name__ == "__main__":

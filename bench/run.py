@@ -775,10 +775,13 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def all_results() -> list[dict[str, Any]]:
+    """The ingest load's results (the other benches write theirs to the same folder)."""
     out = []
     for path in sorted(RESULTS.glob("*.json")):  # names start with the timestamp
         with contextlib.suppress(Exception):
-            out.append(json.loads(path.read_text()))
+            data = json.loads(path.read_text())
+            if data.get("system") in SYSTEMS and "params" in data:
+                out.append(data)
     return out
 
 
