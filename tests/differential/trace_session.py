@@ -29,6 +29,7 @@ from mlflow.entities import Assessment, AssessmentSource, Feedback, Span, SpanEv
 from mlflow.store.entities.paged_list import PagedList
 
 from tests.differential.session import Recorder, Step, _client_for
+from tests.traces.traced import failing, pipeline
 
 _TRACE_ID = re.compile(r"\btr-[0-9a-f]{32}\b")
 _ASSESSMENT_ID = re.compile(r"\ba-[0-9a-f]{32}\b")
@@ -160,25 +161,6 @@ class TraceRecorder(Recorder):
         return value
 
 
-@mlflow.trace(span_type="LLM")
-def _answer(question: str) -> str:
-    return question.upper()
-
-
-@mlflow.trace
-def _pipeline(question: str) -> str:
-    with mlflow.start_span("retrieve", span_type="RETRIEVER") as span:
-        span.set_inputs({"q": question})
-        span.set_attribute("retriever.k", 2)
-        span.set_outputs(["doc-1", "doc-2"])
-    return _answer(question)
-
-
-@mlflow.trace(name="failing", attributes={"kind": "bad"})
-def _failing() -> None:
-    raise ValueError("boom")
-
-
 def _reset() -> None:
     reset: Callable[[], None] = mlflow.tracing.reset
     reset()
@@ -241,14 +223,14 @@ def _last(rec: TraceRecorder, traces: dict[str, str], name: str) -> str:
 def _log(rec: TraceRecorder, client: MlflowClient, exp: str, traces: dict[str, str]) -> None:
     with mlflow.start_run(run_name="traced") as run:
         rec.ids.run(run.info.run_id)
-        rec.call("pipeline under a run", _pipeline, "why?")
+        rec.call("pipeline under a run", pipeline, "why?")
     _last(rec, traces, "in_run")
     try:
-        _failing()
+        failing()
     except ValueError as exc:
         rec.note("failing raised", str(exc))
     _last(rec, traces, "failed")
-    rec.call("pipeline", _pipeline, "b")
+    rec.call("pipeline", pipeline, "b")
     _last(rec, traces, "plain")
     with mlflow.start_span("manual", span_type="CHAIN", attributes={"team": "x"}) as root:
         root.set_inputs({"a": 1})
@@ -289,7 +271,7 @@ def _search(rec: TraceRecorder, client: MlflowClient, exp: str, traces: dict[str
         "attributes.status != 'ERROR'",
         "trace.status = 'OK'",
         "trace.name = 'failing'",
-        "trace.name != '_pipeline'",
+        "trace.name != 'pipeline'",
         f"attributes.timestamp_ms > {after}",
         f"timestamp_ms <= {after}",
         f"trace.timestamp >= {after} AND attributes.status = 'OK'",

@@ -16,6 +16,7 @@ from mlflow.entities import AssessmentSource
 from mlflow.exceptions import MlflowException
 
 from tests.conftest import Gateway
+from tests.traces.traced import failing, pipeline
 
 
 @pytest.fixture
@@ -32,43 +33,25 @@ def _rows(gateway: Gateway, sql: str, params: dict[str, Any] | None = None) -> l
     return gateway.runtime.tables.query(sql, params)
 
 
-@mlflow.trace(span_type="LLM")
-def _answer(question: str) -> str:
-    return question.upper()
-
-
-@mlflow.trace
-def _pipeline(question: str) -> str:
-    with mlflow.start_span("retrieve", span_type="RETRIEVER") as span:
-        span.set_inputs({"q": question})
-        span.set_outputs(["doc-1", "doc-2"])
-    return _answer(question)
-
-
-@mlflow.trace
-def _failing() -> None:
-    raise ValueError("boom")
-
-
 def test_nested_spans_are_stored_and_read_back(gateway: Gateway, tracing: Any) -> None:
     exp = mlflow.set_experiment("traced")
     with mlflow.start_run() as run:
-        assert _pipeline("why?") == "WHY?"
+        assert pipeline("why?") == "WHY?"
     trace_id = mlflow.get_last_active_trace_id()
     assert trace_id is not None
 
     trace = mlflow.get_trace(trace_id)
     assert trace.info.experiment_id == exp.experiment_id
     assert trace.info.state.value == "OK"
-    assert trace.info.tags["mlflow.traceName"] == "_pipeline"
+    assert trace.info.tags["mlflow.traceName"] == "pipeline"
     assert trace.info.trace_metadata["mlflow.sourceRun"] == run.info.run_id
     spans = {s.name: s for s in trace.data.spans}
-    assert set(spans) == {"_pipeline", "retrieve", "_answer"}
-    root = spans["_pipeline"]
+    assert set(spans) == {"pipeline", "retrieve", "answer"}
+    root = spans["pipeline"]
     assert root.parent_id is None
-    assert spans["retrieve"].parent_id == root.span_id and spans["_answer"].parent_id == root.span_id
+    assert spans["retrieve"].parent_id == root.span_id and spans["answer"].parent_id == root.span_id
     assert spans["retrieve"].inputs == {"q": "why?"} and spans["retrieve"].outputs == ["doc-1", "doc-2"]
-    assert spans["_answer"].span_type == "LLM"
+    assert spans["answer"].span_type == "LLM"
     assert root.outputs == "WHY?"
 
     # the ClickHouse rows: one per span, typed columns for queries, one trace row with the client's info
@@ -78,7 +61,7 @@ def test_nested_spans_are_stored_and_read_back(gateway: Gateway, tracing: Any) -
         "WHERE trace_id = %(t)s ORDER BY name",
         {"t": trace_id},
     )
-    assert rows == [("_answer", "LLM", "OK", 0), ("_pipeline", "UNKNOWN", "OK", 1), ("retrieve", "RETRIEVER", "OK", 0)]
+    assert rows == [("answer", "LLM", "OK", 0), ("pipeline", "UNKNOWN", "OK", 1), ("retrieve", "RETRIEVER", "OK", 0)]
     info = _rows(
         gateway,
         "SELECT experiment_id, state, request_preview FROM traces FINAL WHERE trace_id = %(t)s",
@@ -89,14 +72,14 @@ def test_nested_spans_are_stored_and_read_back(gateway: Gateway, tracing: Any) -
 
 def test_search_traces_to_a_dataframe_with_filters_and_order(gateway: Gateway, tracing: Any) -> None:
     exp = mlflow.set_experiment("searched")
-    _pipeline("a")
+    pipeline("a")
     first = mlflow.get_last_active_trace_id()
     time.sleep(0.01)
     with pytest.raises(ValueError):
-        _failing()
+        failing()
     failed = mlflow.get_last_active_trace_id()
     time.sleep(0.01)
-    _pipeline("b")
+    pipeline("b")
     last = mlflow.get_last_active_trace_id()
 
     df = mlflow.search_traces(locations=[exp.experiment_id])
@@ -108,7 +91,7 @@ def test_search_traces_to_a_dataframe_with_filters_and_order(gateway: Gateway, t
     assert list(oldest["trace_id"]) == [first, failed]
     by_span = mlflow.search_traces(locations=[exp.experiment_id], filter_string="span.name = 'retrieve'")
     assert set(by_span["trace_id"]) == {first, last}
-    by_name = mlflow.search_traces(locations=[exp.experiment_id], filter_string="trace.name = '_failing'")
+    by_name = mlflow.search_traces(locations=[exp.experiment_id], filter_string="trace.name = 'failing'")
     assert list(by_name["trace_id"]) == [failed]
     by_meta = mlflow.search_traces(
         locations=[exp.experiment_id], filter_string="metadata.mlflow.trace_schema.version = '3'"
@@ -123,7 +106,7 @@ def test_tags_and_deletes(gateway: Gateway, tracing: Any) -> None:
     exp = mlflow.set_experiment("tagged")
     ids = []
     for q in ("a", "b", "c"):
-        _pipeline(q)
+        pipeline(q)
         ids.append(mlflow.get_last_active_trace_id())
         time.sleep(0.01)
     client.set_trace_tag(ids[0], "team", "search")
@@ -146,7 +129,7 @@ def test_tags_and_deletes(gateway: Gateway, tracing: Any) -> None:
 
 def test_feedback_and_expectations(gateway: Gateway, tracing: Any) -> None:
     exp = mlflow.set_experiment("assessed")
-    _pipeline("q")
+    pipeline("q")
     trace_id = mlflow.get_last_active_trace_id()
     assert trace_id is not None
     human = AssessmentSource(source_type="HUMAN", source_id="reviewer")
@@ -179,7 +162,7 @@ def test_feedback_and_expectations(gateway: Gateway, tracing: Any) -> None:
 def test_link_traces_to_a_run(gateway: Gateway, tracing: Any) -> None:
     client = tracing
     exp = mlflow.set_experiment("linked")
-    _pipeline("q")  # outside any run
+    pipeline("q")  # outside any run
     trace_id = mlflow.get_last_active_trace_id()
     run = client.create_run(exp.experiment_id)
     client.link_traces_to_run([trace_id], run.info.run_id)
@@ -287,7 +270,7 @@ def test_unknown_traces_answer_404(gateway: Gateway) -> None:
 def test_the_ui_traces_page_lists_and_opens_a_trace(gateway: Gateway, tracing: Any) -> None:
     """The calls the web app's Traces page makes: the count, the list, then one trace's info and spans."""
     exp = mlflow.set_experiment("ui")
-    _pipeline("q")
+    pipeline("q")
     trace_id = mlflow.get_last_active_trace_id()
     ajax = f"{gateway.url}/ajax-api/3.0/mlflow"
     count = httpx.post(
@@ -299,9 +282,9 @@ def test_the_ui_traces_page_lists_and_opens_a_trace(gateway: Gateway, tracing: A
     location = {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": exp.experiment_id}}
     listed = httpx.post(f"{ajax}/traces/search", json={"locations": [location], "max_results": 25}).json()
     assert [t["trace_id"] for t in listed["traces"]] == [trace_id]
-    assert listed["traces"][0]["tags"]["mlflow.traceName"] == "_pipeline"
+    assert listed["traces"][0]["tags"]["mlflow.traceName"] == "pipeline"
     info = httpx.get(f"{ajax}/traces/{trace_id}").json()["trace"]["trace_info"]
     assert info["state"] == "OK" and info["trace_location"]["mlflow_experiment"]["experiment_id"] == exp.experiment_id
     spans = httpx.get(f"{ajax}/get-trace-artifact", params={"request_id": trace_id}).json()["spans"]
-    assert sorted(s["name"] for s in spans) == ["_answer", "_pipeline", "retrieve"]
-    assert json.loads(next(s for s in spans if s["name"] == "_answer")["attributes"]["mlflow.spanType"]) == "LLM"
+    assert sorted(s["name"] for s in spans) == ["answer", "pipeline", "retrieve"]
+    assert json.loads(next(s for s in spans if s["name"] == "answer")["attributes"]["mlflow.spanType"]) == "LLM"
