@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -22,12 +22,7 @@ def stock_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StockServ
 @pytest.fixture(scope="session")
 def stock_record(stock_server: StockServer) -> list[Step]:
     """The scripted session's record against the stock server (run once: the server keeps its state)."""
-    try:
-        return run_session(stock_server.url)
-    except Exception as exc:
-        raise AssertionError(
-            f"the session failed against the stock server: {exc!r}\n{log_tail(stock_server.log)}"
-        ) from exc
+    return _record("tracking", run_session, stock_server)
 
 
 @pytest.fixture(scope="session")
@@ -35,21 +30,20 @@ def stock_registry_record(tmp_path_factory: pytest.TempPathFactory) -> list[Step
     """The registry session's record against a stock server of its own (so neither session sees the
     other's experiments or models), stopped once the record is taken."""
     with stock_mlflow_server(tmp_path_factory.mktemp("stock-mlflow-registry")) as server:
-        try:
-            return run_registry_session(server.url)
-        except Exception as exc:
-            raise AssertionError(
-                f"the registry session failed against the stock server: {exc!r}\n{log_tail(server.log)}"
-            ) from exc
+        return _record("registry", run_registry_session, server)
 
 
 @pytest.fixture(scope="session")
 def stock_trace_record(tmp_path_factory: pytest.TempPathFactory) -> list[Step]:
     """The tracing session's record against a stock server of its own, stopped once the record is taken."""
     with stock_mlflow_server(tmp_path_factory.mktemp("stock-mlflow-traces")) as server:
-        try:
-            return run_trace_session(server.url)
-        except Exception as exc:
-            raise AssertionError(
-                f"the tracing session failed against the stock server: {exc!r}\n{log_tail(server.log)}"
-            ) from exc
+        return _record("tracing", run_trace_session, server)
+
+
+def _record(what: str, session: Callable[[str], list[Step]], server: StockServer) -> list[Step]:
+    try:
+        return session(server.url)
+    except Exception as exc:
+        raise AssertionError(
+            f"the {what} session failed against the stock server: {exc!r}\n{log_tail(server.log)}"
+        ) from exc
