@@ -47,6 +47,8 @@ def dump(tables: TableStore) -> dict[str, list[Row]]:
             sql = "SELECT DISTINCT * FROM metrics"
         elif name == "latest_metrics":
             sql = LATEST
+        elif name == "metric_latest":  # aggregate states: compared through the latest point they hold
+            sql = "SELECT key, run_id, hex(finalizeAggregation(latest)) FROM metric_latest FINAL"
         elif name == "metric_buckets":
             sql = (
                 "SELECT run_id, key, bucket, min((first_step, first_timestamp, first_value, first_is_nan)) "
@@ -187,6 +189,7 @@ def test_table_names_cover_the_schema() -> None:
         "metric_buckets",
         "decisions",
         "latest_metrics",
+        "metric_latest",
         "experiments",
         "experiment_tags",
         "runs",

@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 PROXY_SCHEME = "mlflow-artifacts"
 # tables keyed by run id; by experiment id; by logged model id
 RUN_TABLES = (
-    "runs", "params", "run_tags", "metrics", "latest_metrics", "run_dataset_inputs", "run_model_inputs",
-    "run_model_outputs",
+    "runs", "params", "run_tags", "metrics", "latest_metrics", "metric_latest", "run_dataset_inputs",
+    "run_model_inputs", "run_model_outputs",
 )  # fmt: skip
 EXPERIMENT_TABLES = ("experiments", "experiment_tags")
 MODEL_TABLES = ("logged_models", "logged_model_params", "logged_model_tags", "logged_model_metrics")

@@ -63,6 +63,32 @@ CREATE TABLE IF NOT EXISTS latest_metrics (
 ) ENGINE = ReplacingMergeTree()
 ORDER BY (run_id, key, step, timestamp, value, is_nan);
 
+-- The latest point of each (key, run), reduced: what runs/search filters and orders by. `latest` is
+-- the max of a 25-byte rank string whose byte order is MLflow's order (step, timestamp, value, then
+-- is_nan): step and timestamp as big-endian UInt64 with the sign bit flipped, the value's IEEE bits made
+-- order-preserving (negative: all bits flipped; positive: sign bit set), is_nan one byte. A max is exact
+-- under any batching, replay or arrival order, and merges reduce the rows to one per (key, run), so a
+-- `key = ?` read is one key range of one row per run (the reader decodes the bytes; trackstream.reads.search).
+-- ClickHouse 18.16 has no plain-value insert into an aggregate column, hence the view on the sink's
+-- `latest_metrics` insert (a few rows per written batch); `TableStore.migrate` fills it when it creates it.
+CREATE TABLE IF NOT EXISTS metric_latest (
+    key String,
+    run_id String,
+    latest AggregateFunction(max, String)
+) ENGINE = AggregatingMergeTree()
+ORDER BY (key, run_id);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS metric_latest_mv TO metric_latest AS
+SELECT key, run_id, maxState(concat(
+    reverse(toFixedString(reinterpretAsString(bitXor(toUInt64(step), toUInt64(9223372036854775808))), 8)),
+    reverse(toFixedString(reinterpretAsString(bitXor(toUInt64(timestamp), toUInt64(9223372036854775808))), 8)),
+    reverse(toFixedString(reinterpretAsString(if(reinterpretAsUInt64(reinterpretAsString(value)) >= toUInt64(9223372036854775808),
+        bitNot(reinterpretAsUInt64(reinterpretAsString(value))),
+        bitOr(reinterpretAsUInt64(reinterpretAsString(value)), toUInt64(9223372036854775808)))), 8)),
+    toFixedString(reinterpretAsString(is_nan), 1))) AS latest
+FROM latest_metrics
+GROUP BY key, run_id;
+
 CREATE TABLE IF NOT EXISTS experiments (
     experiment_id String,
     name String,

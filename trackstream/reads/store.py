@@ -416,9 +416,7 @@ class TrackingReader:
             kind = "ANY LEFT JOIN"
             if o.entity == search.METRIC:
                 match = " AND ".join(having.get(i, []))
-                right = search.latest_metric_sql(
-                    f"{j}k", f"{j}v", f"{j}n", f"{j}h", within=search.RUNS_OF_EXPERIMENTS, having=match
-                )
+                right = search.latest_metric_sql(f"{j}k", f"{j}v", f"{j}n", f"{j}h", having=match)
                 kind = "ANY INNER JOIN" if match else kind
                 added = [f"{j}h", f"{j}v", f"{j}n"]
                 # in either direction NaN after the values and a missing metric last, as MLflow's SQL store
