@@ -39,9 +39,12 @@ log = logging.getLogger(__name__)
 PROXY_SCHEME = "mlflow-artifacts"
 # tables keyed by run id; by experiment id; by logged model id
 RUN_TABLES = (
-    "runs", "params", "run_tags", "metrics", "latest_metrics", "metric_latest", "run_dataset_inputs",
-    "run_model_inputs", "run_model_outputs",
+    "runs", "params", "run_tags", "metrics", "metric_buckets", "latest_metrics", "metric_latest",
+    "run_dataset_inputs", "run_model_inputs", "run_model_outputs",
 )  # fmt: skip
+# Tables that name a run but outlive it, as with MLflow's gc: a model version's source run, a logged model's
+# metrics, a trace's link to its run.
+RUN_REFERENCES = ("model_versions", "logged_model_metrics", "trace_runs")
 EXPERIMENT_TABLES = ("experiments", "experiment_tags")
 MODEL_TABLES = ("logged_models", "logged_model_params", "logged_model_tags", "logged_model_metrics")
 
