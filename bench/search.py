@@ -37,9 +37,9 @@ from typing import Any
 
 import requests
 
+from bench.report import save
 from bench.run import (
     API,
-    RESULTS,
     Mlflow,
     System,
     TrackstreamEmbedded,
@@ -321,11 +321,7 @@ def main(argv: list[str] | None = None) -> None:
         except Exception as exc:  # keep the other systems' figures
             result["systems"][name] = {"error": repr(exc)[:500]}
             print(f"  {name} failed: {exc!r}", flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{timestamp}-search.json").write_text(json.dumps(result, indent=1))
-    text = markdown(result)
-    (RESULTS / f"{timestamp}-search.md").write_text(text)
-    print(text)
+    save(f"{timestamp}-search", result, markdown(result))
 
 
 if __name__ == "__main__":
