@@ -200,7 +200,7 @@ def _encode(version: SchemaVersion, record: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     buf.write(MARKER)
     buf.write(version.fingerprint)
-    if version.packed is not None:
+    if version.packed is not None and version.packed.names <= record.keys():  # else fastavro fills defaults
         version.packed.write(buf, record)
     else:
         schemaless_writer(buf, version.schema, record)
@@ -223,6 +223,7 @@ class _Packed:
 
     def __init__(self, fields: list[tuple[str, Any]]) -> None:
         self._fields = fields  # (name, None for an array of doubles, else the field's parsed schema)
+        self.names = frozenset(name for name, _ in fields)
 
     @classmethod
     def of(cls, schema: Any) -> _Packed | None:

@@ -21,7 +21,7 @@ def _read(body: bytes) -> Any:
     return schemaless_reader(io.BytesIO(body), LATEST.schema, None)
 
 
-def _fastavro(record: dict[str, object]) -> bytes:
+def _fastavro(record: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     schemaless_writer(buf, LATEST.schema, record)
     return codec.MARKER + LATEST.fingerprint + buf.getvalue()
@@ -88,3 +88,9 @@ def test_a_truncated_batch_is_an_invalid_message() -> None:
     for cut in (12, 20, 40, len(payload) - 60):
         with pytest.raises(codec.InvalidMessage):
             codec.DEFAULT.decode(payload[:cut])
+
+
+def test_a_record_without_its_defaulted_fields_is_written_as_fastavro_writes_it() -> None:
+    record: dict[str, Any] = {"run_id": "r", "values": [1.0, 2.0], "timestamps": [1, 2], "steps": [0, 1]}
+    assert codec.encode(METRICS, record) == _fastavro(record)
+    assert codec.DEFAULT.decode(codec.encode(METRICS, record)).record["values"] == [1.0, 2.0]
