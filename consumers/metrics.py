@@ -1,5 +1,5 @@
-"""Metrics sink: metric batches → ``metrics``, ``metric_buckets`` and ``latest_metrics`` (one columnar
-insert each), and the points logged with a model id → ``logged_model_metrics``.
+"""Metrics sink: metric batches → ``metrics`` and ``latest_metrics`` (one columnar insert each), and
+the points logged with a model id → ``logged_model_metrics``.
 
 Guarantee: at-least-once writes, exactly-once as seen by readers (rows keyed by MLflow's natural
 key (run, key, step, timestamp, value); the table and the queries collapse duplicates).
@@ -22,52 +22,6 @@ OPTIONAL = (("model_id", "model_ids"), ("dataset_name", "dataset_names"), ("data
 MODEL_COLUMNS = ("model_id", "key", "step", "timestamp", "run_id", "value", "is_nan", "dataset_name", "dataset_digest")
 
 Candidate = tuple[int, int, float]  # (step, timestamp, stored value): MLflow's order for the latest value
-BUCKET_SHIFT = 6  # metric_buckets: 64-step buckets, bucket = step >> 6 (schemas/clickhouse/tables.sql)
-BucketPoint = tuple[int, int, float, int]  # (step, timestamp, stored value, is_nan): a bucket's first point
-Buckets = dict[tuple[str, str, int], list[Any]]  # (run, key, bucket) → [first point, points]
-BUCKET_COLUMNS = ("run_id", "key", "bucket", "first_step", "first_timestamp", "first_value", "first_is_nan", "points")
-
-
-def fold_buckets(
-    buckets: Buckets,
-    run_id: str,
-    keys: Sequence[str],
-    steps: Sequence[int],
-    timestamps: Sequence[int],
-    stored: Sequence[float],
-    is_nan: Sequence[int],
-) -> None:
-    """Fold one run's points (NaN already stored as 0.0) into an insert block's ``metric_buckets`` rows:
-    per (run, key, 64-step bucket) the least (step, timestamp, value, is_nan) and the point count."""
-    local: dict[tuple[str, int], list[Any]] = {}
-    for key, step, point in zip(keys, steps, zip(steps, timestamps, stored, is_nan, strict=True), strict=True):
-        slot = (key, step >> BUCKET_SHIFT)
-        held = local.get(slot)
-        if held is None:
-            local[slot] = [point, 1]
-        else:
-            held[1] += 1
-            if point < held[0]:
-                held[0] = point
-    for (key, bucket), (point, count) in local.items():
-        held = buckets.get((run_id, key, bucket))
-        if held is None:
-            buckets[(run_id, key, bucket)] = [point, count]
-        else:
-            held[1] += count
-            if point < held[0]:
-                held[0] = point
-
-
-def bucket_columns(buckets: Buckets) -> dict[str, list[Any]]:
-    slots, held = list(buckets), list(buckets.values())
-    firsts: list[BucketPoint] = [h[0] for h in held]
-    columns = (
-        [s[0] for s in slots], [s[1] for s in slots], [s[2] for s in slots],
-        [f[0] for f in firsts], [f[1] for f in firsts], [f[2] for f in firsts], [f[3] for f in firsts],
-        [h[1] for h in held],
-    )  # fmt: skip
-    return dict(zip(BUCKET_COLUMNS, columns, strict=True))
 
 
 class MetricsSink(Sink):
@@ -86,7 +40,6 @@ class MetricsSink(Sink):
         has_optional = False
         model_cols: dict[str, list[Any]] = {c: [] for c in MODEL_COLUMNS}
         latest: dict[tuple[str, str], tuple[Candidate, int]] = {}  # (run, key) → (candidate, is_nan)
-        buckets: Buckets = {}
         for event in events:
             r = cast(MetricBatch, event.data)
             keys = r.point_keys()
@@ -116,7 +69,6 @@ class MetricsSink(Sink):
                     optional[name].extend(values_given or [""] * n)
             if r.model_ids:
                 self._model_points(model_cols, r, keys, stored, is_nan)
-            fold_buckets(buckets, run_id, keys, steps, timestamps, stored, is_nan)
             self._latest(latest, run_id, keys, zip(steps, timestamps, stored, strict=False), is_nan)
         if not cols["key"]:
             return
@@ -125,7 +77,6 @@ class MetricsSink(Sink):
         self._tables.insert("metrics", cols)
         if model_cols["model_id"]:
             self._tables.insert("logged_model_metrics", model_cols)
-        self._tables.insert("metric_buckets", bucket_columns(buckets))
         self._tables.insert(
             "latest_metrics",
             {

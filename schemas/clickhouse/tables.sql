@@ -24,11 +24,9 @@ ORDER BY (run_id, key, step, timestamp, value, is_nan);
 -- points in the bucket, and how many it had. The reader takes the least row per bucket (or per group of
 -- 4^L buckets, coarser resolutions being computed when read), which is the bucket's first point whatever
 -- the blocks were, so replays and re-batching only add identical or larger rows. `points` is not in the
--- key (a replayed block collapses with its original): it only estimates a run's size. Written by the
--- metrics sink with each batch it inserts into `metrics` (consumers/metrics.py); `TableStore.migrate`
--- fills it from `metrics` when it creates it (schemas/ddl.py, FILLS). A 1000-point block of
--- consecutive steps adds ~16 rows. (A materialized view filled it before: it cost ClickHouse 10-13 ms
--- of CPU per 15,000-row insert, chDB 12-20 ms per INSERT; a store that has it drops it below.)
+-- key (a replayed block collapses with its original): it only estimates a run's size. Filled by the view
+-- below on every INSERT into `metrics` (no work in the sinks); `TableStore.migrate` fills it from
+-- `metrics` when it creates it. A 1000-point block of consecutive steps adds ~16 rows.
 CREATE TABLE IF NOT EXISTS metric_buckets (
     run_id String,
     key String,
@@ -41,7 +39,17 @@ CREATE TABLE IF NOT EXISTS metric_buckets (
 ) ENGINE = ReplacingMergeTree()
 ORDER BY (run_id, key, bucket, first_step, first_timestamp, first_value, first_is_nan);
 
-DROP TABLE IF EXISTS metric_buckets_mv;
+-- (ClickHouse 18.16: a view's columns must be exactly the target's, and an alias may not shadow a
+-- source column, hence the repeated min(tuple), which is computed once.)
+CREATE MATERIALIZED VIEW IF NOT EXISTS metric_buckets_mv TO metric_buckets AS
+SELECT run_id, key, bitShiftRight(step, 6) AS bucket,
+    tupleElement(min((step, timestamp, value, is_nan)), 1) AS first_step,
+    tupleElement(min((step, timestamp, value, is_nan)), 2) AS first_timestamp,
+    tupleElement(min((step, timestamp, value, is_nan)), 3) AS first_value,
+    tupleElement(min((step, timestamp, value, is_nan)), 4) AS first_is_nan,
+    count() AS points
+FROM metrics
+GROUP BY run_id, key, bucket;
 
 -- Candidates for the latest value of each (run, key): the highest point of every written batch.
 -- The latest metric is argMax over (step, timestamp, value), so duplicates are harmless.

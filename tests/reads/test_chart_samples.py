@@ -107,6 +107,7 @@ def test_several_runs_at_once_short_ones_exact(table_store: TableStore) -> None:
 def test_migrate_fills_a_new_bucket_table_from_existing_points(table_store: TableStore) -> None:
     points = [(s, s, float(s), 0) for s in range(20_000)]
     _put(table_store, "old", "loss", points, blocks=2)
+    table_store.command("DROP TABLE metric_buckets_mv")
     table_store.command("DROP TABLE metric_buckets")  # a store migrated before the bucket table existed
     table_store.migrate()
     got = TrackingReader(table_store).metric_samples(["old"], "loss", 100, None, None)["old"]

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from consumers.metrics import Buckets, bucket_columns, fold_buckets
 from ingest.handlers.metrics import sample_points
 from trackstream.reads import TrackingReader
 from trackstream.reads.store import HistoryKey
@@ -21,8 +20,7 @@ Point = tuple[int, int, float, int]  # step, timestamp, value, is_nan
 
 
 def _put(store: TableStore, run_id: str, key: str, points: list[Point], blocks: int = 1) -> None:
-    """Insert ``points`` in ``blocks`` inserts (separate parts, so FINAL has work to do), each with its
-    ``metric_buckets`` rows as the metrics sink writes them."""
+    """Insert ``points`` in ``blocks`` inserts (separate parts, so FINAL has work to do)."""
     size = max(1, -(-len(points) // blocks))
     for i in range(0, len(points), size):
         part = points[i : i + size]
@@ -33,10 +31,6 @@ def _put(store: TableStore, run_id: str, key: str, points: list[Point], blocks: 
                 "timestamp": [p[1] for p in part], "value": [p[2] for p in part], "is_nan": [p[3] for p in part],
             },
         )  # fmt: skip
-        buckets: Buckets = {}  # written with each block by the metrics sink
-        steps, timestamps, values, is_nan = (list(column) for column in zip(*part, strict=True))
-        fold_buckets(buckets, run_id, [key] * len(part), steps, timestamps, values, is_nan)
-        store.insert("metric_buckets", bucket_columns(buckets))
 
 
 def _history_order(points: list[Point]) -> list[Point]:
