@@ -11,6 +11,7 @@ string in ``errors``) beside ``null`` data, with HTTP 200.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -219,6 +220,7 @@ MAX_SELECTIONS = 1000
 MAX_ROOT_FIELDS = 10
 MAX_ALIASES = 10
 MAX_TOKENS = 20_000  # parser bound: the UI's largest query (SearchRuns) has about 200 tokens
+DOCUMENT_CACHE = 64  # query texts whose parse and validation are kept (the UI sends a dozen or so)
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -266,6 +268,10 @@ class GraphQL:
 
     def __init__(self, ctx: Context) -> None:
         self.schema: GraphQLSchema = build_schema(SDL)
+        # The web app sends the same few query texts over and over; parsing and validating the run page's
+        # GetRun took 15-19 ms of its ~40 ms (graphql-core, pure Python), so each text's outcome is kept.
+        # The outcome depends only on the text and this schema; a syntax error is not kept (it raises).
+        self._checked = functools.lru_cache(maxsize=DOCUMENT_CACHE)(self._parse_and_check)
         long_string = self.schema.type_map["LongString"]
         long_string.serialize = _long  # type: ignore[attr-defined]
         long_string.parse_value = _parse_long  # type: ignore[attr-defined]
@@ -321,6 +327,19 @@ class GraphQL:
         for metric_type in ("MlflowMetricExtension", "MlflowMetricWithRunId", "MlflowModelMetric"):
             self.schema.type_map[metric_type].fields["value"].resolve = _number  # type: ignore[attr-defined]
 
+    def _parse_and_check(self, query: str) -> tuple[DocumentNode, ExecutionResult | None]:
+        """The document of ``query`` and, if it may not run, the answer saying why (limits, validation)."""
+        try:
+            document = parse(query, max_tokens=MAX_TOKENS)
+        except GraphQLError as exc:
+            raise MlflowError(f"Invalid GraphQL query: {exc.message}", "BAD_REQUEST") from None
+        refused = _check_limits(document)
+        if refused is None:
+            errors = validate(self.schema, document)
+            if errors:
+                refused = ExecutionResult(data=None, errors=errors)
+        return document, refused
+
     def answer(self, query: Any, variables: Any, operation_name: Any) -> dict[str, Any]:
         """The stock server's response body: ``{"data": ..., "errors": [message, ...] | null}``.
 
@@ -331,25 +350,13 @@ class GraphQL:
             raise MlflowError("GraphQL 'variables' must be an object", "BAD_REQUEST")
         if operation_name is not None and not isinstance(operation_name, str):
             raise MlflowError("GraphQL 'operationName' must be a string", "BAD_REQUEST")
-        try:
-            document = parse(query, max_tokens=MAX_TOKENS)
-        except GraphQLError as exc:
-            raise MlflowError(f"Invalid GraphQL query: {exc.message}", "BAD_REQUEST") from None
-        result = _check_limits(document)
+        document, result = self._checked(query)
         if result is None:
-            errors = validate(self.schema, document)
-            if errors:
-                result = ExecutionResult(data=None, errors=errors)
-            else:
-                outcome = execute(
-                    self.schema,
-                    document,
-                    variable_values=variables,
-                    operation_name=operation_name,
-                    field_resolver=_field,
-                )
-                assert isinstance(outcome, ExecutionResult)  # every resolver is synchronous
-                result = outcome
+            outcome = execute(
+                self.schema, document, variable_values=variables, operation_name=operation_name, field_resolver=_field
+            )
+            assert isinstance(outcome, ExecutionResult)  # every resolver is synchronous
+            result = outcome
         return {"data": result.data, "errors": [_message(e) for e in result.errors] if result.errors else None}
 
 
