@@ -98,7 +98,7 @@ services-purge:
 ## Without BENCH_ARGS: the ingest load on mlflow server and trackstream-kafka, their summary (ratios), then
 ## the read figures of mlflow server, trackstream-kafka and -embedded side by side (bench/reads.py, READS_ARGS),
 ## then run set-up for sweeps in every system, side by side with mlflow server (bench/setup.py; SETUP_ARGS).
-.PHONY: bench bench-search bench-artifacts
+.PHONY: bench bench-search bench-artifacts bench-chart
 bench: $(STAMP)
 	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
 ifdef BENCH_ARGS
@@ -125,6 +125,12 @@ bench-search: $(STAMP)
 bench-artifacts: $(STAMP)
 	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
 	source .services/env && $(PY) -m bench.artifacts $(ARTIFACTS_ARGS)
+
+## The run's chart view of a 1,000,000-point run drawn in headless Chromium (cold navigation and a click on its tab),
+## with each load's waterfall: mlflow server, trackstream embedded and kafka, and a stub serving recorded answers from
+## memory (the web app's own floor). CHART_ARGS e.g. "--systems trackstream-embedded --repeat 3".
+bench-chart: $(STAMP) browser
+	source .services/env && $(PY) -m bench.chart $(CHART_ARGS)
 
 ## Span ingestion (POST /v1/traces) side by side: mlflow server (SQLite), trackstream kafka and embedded.
 bench-traces: $(STAMP)
