@@ -101,7 +101,7 @@ services-purge:
 ## search at 100,000 runs (bench-search), the 2 GiB artifact (bench-artifacts), and last issue #14's table of
 ## every figure with its ratio to mlflow server and its target (bench/report.py → bench/results/TARGETS.md).
 ## About an hour on 2 cores.
-.PHONY: bench bench-search bench-artifacts
+.PHONY: bench bench-search bench-artifacts bench-chart
 bench: $(STAMP)
 	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
 ifdef BENCH_ARGS
@@ -130,6 +130,12 @@ bench-search: $(STAMP)
 bench-artifacts: $(STAMP)
 	test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q -e '.[test,bench]'
 	source .services/env && $(PY) -m bench.artifacts $(ARTIFACTS_ARGS)
+
+## The run's chart view of a 1,000,000-point run drawn in headless Chromium (cold navigation and a click on its tab),
+## with each load's waterfall: mlflow server, trackstream embedded and kafka, and a stub serving recorded answers from
+## memory (the web app's own floor). CHART_ARGS e.g. "--systems trackstream-embedded --repeat 3".
+bench-chart: $(STAMP) browser
+	source .services/env && $(PY) -m bench.chart $(CHART_ARGS)
 
 ## Span ingestion (POST /v1/traces) side by side: mlflow server (SQLite), trackstream kafka and embedded.
 bench-traces: $(STAMP)

@@ -54,12 +54,20 @@ def gc_stats() -> None:
     gc.callbacks.append(callback)
 
 
+def ui_identity() -> None:
+    """The web app's files sent uncompressed, as before they were gzipped (bench/chart.py's A/B)."""
+    import ingest.ui
+
+    ingest.ui.COMPRESSED.clear()
+
+
 VARIANTS: dict[str, Callable[[], None]] = {
     "switch1ms": switch_interval(1),
     "switch20ms": switch_interval(20),
     "linger0": linger(0),
     "linger10": linger(10),
     "gc-stats": gc_stats,
+    "ui-identity": ui_identity,
 }
 
 

@@ -11,13 +11,16 @@ feature holds no data, so the pages show their empty state instead of an error.
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -51,11 +54,65 @@ def ui_build_dir() -> Path | None:
     return None
 
 
-class _CachedStatic(StaticFiles):
-    def file_response(self, full_path: Any, stat_result: Any, scope: Scope, status_code: int = 200) -> Response:
-        response = super().file_response(full_path, stat_result, scope, status_code)
-        response.headers["Cache-Control"] = f"public, max-age={STATIC_MAX_AGE}"
+class UiFiles(StaticFiles):
+    """The build's files as the stock server serves them, plus compression and ``immutable``.
+
+    As ``mlflow server``: cached by browsers for 28 days (``max-age``), validators (ETag, Last-Modified)
+    answered with 304. Better: a client that accepts gzip gets text files (JS, CSS, JSON, SVG, maps)
+    compressed, about 4x smaller (the app's main script: 4.4 MB, 1.2 MB gzipped; a run's chart view loads
+    about 10 MB of script). Each file is compressed once, in a thread, and kept in memory by its ETag (the
+    whole build's text files gzipped are about 7 MB). The gzipped form carries the file's ETag as a weak
+    validator, so a revalidation of either form matches. Names with a content hash are also ``immutable``:
+    a reload does not revalidate them.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory=directory)
+        self._gzipped: dict[str, bytes] = {}
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code not in (200, 304):
+            return response
+        response.headers["Cache-Control"] = CACHE_CONTROL + (", immutable" if HASHED.search(path) else "")
+        if response.status_code == 304 or not isinstance(response, FileResponse):
+            return response
+        headers = Headers(scope=scope)
+        if Path(path).suffix not in COMPRESSED or "range" in headers or not _accepts_gzip(headers):
+            return response
+        response.headers["Vary"] = "Accept-Encoding"
+        etag = response.headers["etag"]
+        body = self._gzipped.get(etag)
+        if body is None:
+            body = await run_in_threadpool(_gzip, Path(response.path))
+            self._gzipped[etag] = body
+        out = Response(body, headers={k: v for k, v in response.headers.items() if k != "content-length"})
+        out.headers["Content-Encoding"] = "gzip"
+        out.headers["ETag"] = "W/" + etag
+        return out
+
+    def index(self, scope: Scope, index: Path) -> Response:
+        """``index.html`` as Flask serves it: revalidated on every load (no-cache), 304 when unchanged."""
+        response = self.file_response(index, index.stat(), scope)
+        response.headers["Cache-Control"] = "no-cache"
         return response
+
+
+CACHE_CONTROL = f"public, max-age={STATIC_MAX_AGE}"
+HASHED = re.compile(r"\.[0-9a-f]{8,}\.(chunk\.)?[a-z]+$|\.[0-9a-f]{20,}\.")
+COMPRESSED = {".js", ".css", ".json", ".svg", ".map", ".txt", ".html"}
+
+
+def _accepts_gzip(headers: Headers) -> bool:
+    for part in headers.get("accept-encoding", "").split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+def _gzip(path: Path) -> bytes:
+    return gzip.compress(path.read_bytes(), compresslevel=6, mtime=0)
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
@@ -107,8 +164,9 @@ def ui_routes(ctx: Context, api_routes: Callable[[list[Endpoint]], list[Route]])
         routes.append(Route("/", lambda request: PlainTextResponse(UI_MISSING)))
     else:
         index = build / "index.html"
-        routes.append(Route("/", lambda request: FileResponse(index)))
-        routes.append(Mount("/static-files", app=_CachedStatic(directory=build), name="static-files"))
+        files = UiFiles(build)
+        routes.append(Route("/", lambda request: files.index(request.scope, index)))
+        routes.append(Mount("/static-files", app=files, name="static-files"))
     routes += api_routes(
         [
             # each query's resolvers pass the permission check of the endpoint they answer with

@@ -29,7 +29,37 @@ def test_index_and_static_files_come_from_the_mlflow_package(embedded: str) -> N
     served = httpx.get(f"{embedded}/static-files/static/js/{script.name}")
     assert served.status_code == 200
     assert served.content == script.read_bytes()
-    assert served.headers["cache-control"] == f"public, max-age={ingest.ui.STATIC_MAX_AGE}"
+    # the stock server's max-age; the name carries a content hash, so also immutable
+    assert served.headers["cache-control"] == f"public, max-age={ingest.ui.STATIC_MAX_AGE}, immutable"
+    manifest = httpx.get(f"{embedded}/static-files/manifest.json")
+    assert manifest.headers["cache-control"] == f"public, max-age={ingest.ui.STATIC_MAX_AGE}"
+
+
+def test_static_files_are_gzipped_for_clients_that_accept_it_and_revalidate_with_304(embedded: str) -> None:
+    build = ingest.ui.ui_build_dir()
+    assert build is not None
+    script = next((build / "static" / "js").glob("main.*.js"))
+    url = f"{embedded}/static-files/static/js/{script.name}"
+    with httpx.Client() as http:
+        zipped = http.get(url, headers={"Accept-Encoding": "gzip"})
+        assert zipped.headers["content-encoding"] == "gzip"
+        assert "Accept-Encoding" in zipped.headers["vary"]  # (the CORS middleware adds Origin)
+        assert int(zipped.headers["content-length"]) < script.stat().st_size / 2
+        assert zipped.content == script.read_bytes()  # httpx decodes it
+        plain = http.get(url, headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers
+        assert int(plain.headers["content-length"]) == script.stat().st_size
+        assert zipped.headers["etag"] == "W/" + plain.headers["etag"]
+        for etag, encoding in ((zipped.headers["etag"], "gzip"), (plain.headers["etag"], "identity")):
+            again = http.get(url, headers={"If-None-Match": etag, "Accept-Encoding": encoding})
+            assert again.status_code == 304
+            assert again.content == b""
+        images = http.get(f"{embedded}/static-files/favicon.ico", headers={"Accept-Encoding": "gzip"})
+        assert images.status_code == 200
+        assert "content-encoding" not in images.headers  # compressed formats are sent as they are
+        index = http.get(embedded + "/")
+        assert index.headers["cache-control"] == "no-cache"
+        assert http.get(embedded + "/", headers={"If-None-Match": index.headers["etag"]}).status_code == 304
 
 
 def test_without_the_ui_package_the_index_says_how_to_install_it(
