@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import statistics
 import tempfile
 import threading
@@ -47,7 +46,8 @@ from typing import Any
 
 import httpx
 
-from bench.run import RESULTS, Mlflow, System, TrackstreamEmbedded, TrackstreamKafka, free_port, machine_info
+from bench.report import save
+from bench.run import Mlflow, System, TrackstreamEmbedded, TrackstreamKafka, free_port, machine_info
 
 SYSTEMS: dict[str, type[System]] = {
     "mlflow": Mlflow,
@@ -488,11 +488,7 @@ def main(argv: list[str] | None = None) -> None:
                 system.cleanup()
     finally:
         browser.quit()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{timestamp}-chart.json").write_text(json.dumps(result, indent=1))
-    text = markdown(result)
-    (RESULTS / f"{timestamp}-chart.md").write_text(text)
-    print(text)
+    save(f"{timestamp}-chart", result, markdown(result))
 
 
 if __name__ == "__main__":

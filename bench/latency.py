@@ -25,7 +25,8 @@ from typing import Any
 
 import requests
 
-from bench.run import API, RESULTS, TrackstreamEmbedded, TrackstreamKafka, call, percentiles
+from bench.report import RESULTS
+from bench.run import API, TrackstreamEmbedded, TrackstreamKafka, call, percentiles
 
 Body = Callable[[int], tuple[str, dict[str, Any]]]
 

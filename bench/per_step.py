@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import RESULTS, Mlflow, System, TrackstreamEmbedded, machine_info, percentiles
+from bench.report import RESULTS
+from bench.run import Mlflow, System, TrackstreamEmbedded, machine_info, percentiles
 
 
 def _loop(url: str, steps: int) -> list[float]:

@@ -39,9 +39,9 @@ import orjson
 import requests
 
 from bench.procstats import ProcSampler
+from bench.report import RESULTS, save
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
 VENV_BIN = Path(sys.executable).parent
 SYSTEMS = ("mlflow", "trackstream-kafka", "trackstream-embedded", "clickhouse-raw")
 API = "/api/2.0/mlflow"
@@ -930,10 +930,7 @@ def main(argv: list[str] | None = None) -> None:
                 system.stop()
                 system.cleanup()
         result["logs"] = str(run_dir)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    text = markdown(result)
-    (RESULTS / f"{stem}.md").write_text(text)
-    print(text)
+    save(stem, result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ from typing import Any
 
 import requests
 
-from bench.run import API, RESULTS, Mlflow, System, TrackstreamEmbedded, TrackstreamKafka, call, percentiles
+from bench.report import RESULTS
+from bench.run import API, Mlflow, System, TrackstreamEmbedded, TrackstreamKafka, call, percentiles
 
 SYSTEMS = {"mlflow": Mlflow, "trackstream-kafka": TrackstreamKafka, "trackstream-embedded": TrackstreamEmbedded}
 
