@@ -16,8 +16,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import sys
-from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -67,7 +65,6 @@ class SchemaVersion:
     version: int
     schema: Any  # fastavro parsed schema
     fingerprint: bytes
-    packed: _Packed | None = None  # field by field with packed doubles (see _Packed), where it applies
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +101,7 @@ class Codec:
                 raise ValueError(f"schema file {path.name} is not named <family>.v<N>.avsc")
             parsed = parse_schema(json.loads(path.read_text()), _write_hint=False)
             found.setdefault(m["family"], []).append(
-                SchemaVersion(m["family"], int(m["version"]), parsed, _fingerprint(parsed), _Packed.of(parsed))
+                SchemaVersion(m["family"], int(m["version"]), parsed, _fingerprint(parsed))
             )
         for versions in found.values():
             versions.sort(key=lambda v: v.version)
@@ -156,18 +153,14 @@ class Codec:
             self._raise_if_newer(headers)
             raise InvalidMessage(f"unknown schema fingerprint {payload[2:10].hex()}")
         reader = self.latest(writer.family)
-        record: Any
         try:
-            if reader is writer and writer.packed is not None:
-                record = writer.packed.read(io.BytesIO(payload[10:]))
-            else:
-                record = schemaless_reader(
-                    io.BytesIO(payload[10:]),
-                    writer.schema,
-                    reader.schema if reader is not writer else None,
-                    return_record_name=True,  # unions of records decode as (name, record)
-                    return_record_name_override=True,
-                )
+            record = schemaless_reader(
+                io.BytesIO(payload[10:]),
+                writer.schema,
+                reader.schema if reader is not writer else None,
+                return_record_name=True,  # unions of records decode as (name, record)
+                return_record_name_override=True,
+            )
         except Exception as exc:  # fastavro raises several types for corrupt bodies
             raise InvalidMessage(f"corrupt {writer.family}.v{writer.version} body: {exc}") from exc
         if not isinstance(record, dict):
@@ -200,104 +193,8 @@ def _encode(version: SchemaVersion, record: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     buf.write(MARKER)
     buf.write(version.fingerprint)
-    if version.packed is not None and version.packed.names <= record.keys():  # else fastavro fills defaults
-        version.packed.write(buf, record)
-    else:
-        schemaless_writer(buf, version.schema, record)
+    schemaless_writer(buf, version.schema, record)
     return buf.getvalue()
-
-
-_DOUBLES = {"type": "array", "items": "double"}
-_PRIMITIVE = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
-_SWAP = sys.byteorder != "little"  # Avro doubles are little-endian
-
-
-class _Packed:
-    """A record of primitive fields and arrays of primitives whose arrays of doubles are packed and
-    unpacked by ``array`` instead of fastavro, which takes 0.15 ms to write and 0.2 ms to read the 1000
-    values of a full log-batch (the metric batch's other columns are varints, which fastavro does well).
-    The bytes are exactly fastavro's: the record is its fields one after the other, each other field
-    through fastavro with the field's own schema; an array is blocks of (count, items) ended by a zero
-    count (a negative count is followed by the block's size in bytes). Only for a message read with the
-    schema that wrote it; resolving an older writer's schema stays with fastavro."""
-
-    def __init__(self, fields: list[tuple[str, Any]]) -> None:
-        self._fields = fields  # (name, None for an array of doubles, else the field's parsed schema)
-        self.names = frozenset(name for name, _ in fields)
-
-    @classmethod
-    def of(cls, schema: Any) -> _Packed | None:
-        if not isinstance(schema, dict) or schema.get("type") != "record":
-            return None
-        fields: list[tuple[str, Any]] = []
-        for field in schema["fields"]:
-            kind = field["type"]
-            if kind == _DOUBLES:
-                fields.append((field["name"], None))
-            elif (isinstance(kind, str) and kind in _PRIMITIVE) or (
-                isinstance(kind, dict) and kind.get("type") == "array" and str(kind.get("items")) in _PRIMITIVE
-            ):
-                fields.append((field["name"], parse_schema(kind)))
-            else:
-                return None
-        return cls(fields) if any(s is None for _, s in fields) else None
-
-    def write(self, buf: io.BytesIO, record: Mapping[str, Any]) -> None:
-        for name, schema in self._fields:
-            if schema is not None:
-                schemaless_writer(buf, schema, record[name])
-                continue
-            values = array("d", record[name])
-            if values:
-                if _SWAP:
-                    values.byteswap()
-                buf.write(_zigzag(len(values)))
-                buf.write(values.tobytes())
-            buf.write(b"\x00")
-
-    def read(self, buf: io.BytesIO) -> dict[str, Any]:
-        record: dict[str, Any] = {}
-        for name, schema in self._fields:
-            if schema is not None:
-                record[name] = schemaless_reader(buf, schema, None)
-                continue
-            values = array("d")
-            while count := _read_long(buf):
-                if count < 0:
-                    count = -count
-                    _read_long(buf)  # the block's size in bytes
-                block = buf.read(8 * count)
-                if len(block) != 8 * count:
-                    raise ValueError("truncated array of doubles")
-                values.frombytes(block)
-            if _SWAP:
-                values.byteswap()
-            record[name] = values.tolist()
-        return record
-
-
-def _zigzag(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
-def _read_long(buf: io.BytesIO) -> int:
-    z = shift = 0
-    while True:
-        byte = buf.read(1)
-        if not byte:
-            raise ValueError("truncated long")
-        z |= (byte[0] & 0x7F) << shift
-        if byte[0] < 0x80:
-            return (z >> 1) ^ -(z & 1)
-        shift += 7
-        if shift > 63:
-            raise ValueError("long longer than 10 bytes")
 
 
 DEFAULT = Codec()
