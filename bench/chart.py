@@ -3,8 +3,9 @@
     python -m bench.chart                                    # mlflow, trackstream-embedded, trackstream-kafka
     python -m bench.chart --systems trackstream-embedded --repeat 3 --points 100000
 
-Each system is started as bench/run.py starts it, one run gets ``--points`` points of ``loss`` (log-batch,
-1000 a request), and headless Chromium (Debian's, driven by selenium as in tests/ui) opens the run's chart
+Each system is started as bench/run.py starts it, one run gets ``--points`` points of ``loss`` (as bench/reads.py
+fills its big run: log-batch, 1000 a request; mlflow server's past the first request straight into its
+tables), and headless Chromium (Debian's, driven by selenium as in tests/ui) opens the run's chart
 view ("Model metrics") two ways, ``--repeat`` times each, after one warm-up load that fills the browser's
 cache with the web app's files:
 
@@ -40,12 +41,12 @@ import statistics
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.reads import log_run
 from bench.report import save
 from bench.run import Mlflow, System, TrackstreamEmbedded, TrackstreamKafka, free_port, machine_info
 
@@ -54,7 +55,6 @@ SYSTEMS: dict[str, type[System]] = {
     "trackstream-embedded": TrackstreamEmbedded,
     "trackstream-kafka": TrackstreamKafka,
 }
-BATCH = 1000
 CHAIN = ("server-info", "MlflowGetExperimentQuery", "GetRun", "get-history-bulk-interval")
 METRICS = ("TaskDuration", "ThreadTime", "ScriptDuration", "V8CompileDuration", "LayoutDuration", "RecalcStyleDuration")
 
@@ -118,40 +118,11 @@ return {drawn: until, points: window.__points, calls: window.__calls.filter(c =>
 
 
 # ---------------------------------------------------------------------------------------------- fill
-def log_points(url: str, points: int, clients: int) -> tuple[str, str]:
-    """One experiment, one run named "million" with ``points`` points of ``loss``, ``clients`` requests at once."""
-    api = f"{url}/api/2.0/mlflow"
-    with httpx.Client(timeout=120) as http:
-        experiment_id = http.post(f"{api}/experiments/create", json={"name": f"chart-{time.time_ns()}"}).json()[
-            "experiment_id"
-        ]
-        run = http.post(f"{api}/runs/create", json={"experiment_id": experiment_id, "run_name": "million"}).json()
-        run_id = run["run"]["info"]["run_id"]
-    now = int(time.time() * 1000)
-
-    local = threading.local()
-
-    def batch(first: int) -> None:
-        metrics = [
-            {"key": "loss", "value": 1.0 / (s + 1), "timestamp": now, "step": s}
-            for s in range(first, min(first + BATCH, points))
-        ]
-        if not hasattr(local, "http"):
-            local.http = httpx.Client(timeout=120)
-        for attempt in range(5):  # mlflow server's workers drop connections under this load now and then
-            try:
-                local.http.post(f"{api}/runs/log-batch", json={"run_id": run_id, "metrics": metrics}).raise_for_status()
-                return
-            except (httpx.TransportError, httpx.HTTPStatusError):
-                if attempt == 4:
-                    raise
-                local.http = httpx.Client(timeout=120)
-                time.sleep(1)
-
-    started = time.monotonic()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(batch, range(0, points, BATCH)))
-    print(f"  logged {points} points in {time.monotonic() - started:.1f} s", flush=True)
+def log_points(system: System, points: int) -> tuple[str, str]:
+    """One experiment, one run named "million" with ``points`` points of ``loss`` (``bench.reads.log_run``)."""
+    experiment_id, run_id, seconds = log_run(system, points, name="million")
+    url = system.urls[0]
+    print(f"  logged {points} points in {seconds:.1f} s", flush=True)
     # Kafka mode answers once the log has the points; the chart reads the store: wait for the last step.
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -448,7 +419,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--systems", default="mlflow,trackstream-embedded,trackstream-kafka")
     p.add_argument("--points", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--fill-clients", type=int, default=2, help="log-batch requests at once while filling")
     p.add_argument("--no-floor", dest="floor", action="store_false", help="skip the zero-cost stub server")
     p.add_argument("--mlflow-workers", type=int, default=2)
     p.add_argument("--keep", action="store_true", help="keep the Kafka-mode database and topics")
@@ -471,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: logs in {run_dir}", flush=True)
             try:
                 system.start()
-                experiment_id, run_id = log_points(system.urls[0], args.points, args.fill_clients)
+                experiment_id, run_id = log_points(system, args.points)
                 result["systems"][name] = measure(browser, system.urls[0], experiment_id, run_id, args.repeat)
                 if args.floor and recorded is None and name.startswith("trackstream"):
                     calls = result["systems"][name]["cold_calls"] + result["systems"][name]["click_calls"]
