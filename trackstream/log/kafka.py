@@ -62,7 +62,9 @@ PRODUCER_CONFIG = {
     "acks": "all",  # acknowledged = replicated to every in-sync replica
     "enable_idempotence": True,  # broker drops retried duplicates
     "compression_type": "lz4",
-    "linger_ms": 2,  # let concurrent requests share a produce request
+    # no wait for company: a lone event (runs/create, set-tag, a param) otherwise waited the whole linger,
+    # 3.5 instead of 0.7 ms a produce here, and the sender still batches what queues while it is busy
+    "linger_ms": 0,
     "batch_size": 1 << 20,
     "max_request_size": 8 << 20,
     "max_in_flight_requests_per_connection": 5,
