@@ -310,6 +310,7 @@ class Pipeline:
         store down, the revoked partitions' part of the batch is dropped uncommitted (the new owner
         re-reads it); the rest stays for the retry."""
         gone = set(partitions)
+        self._sink.revoked(partitions)
         if self.flush():
             return
         self._batch.drop(gone)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from consumers.metadata import _Batch, recorded_decisions
+from consumers.metadata import RecordedDecisions, _Batch
 from consumers.sink import Event, Sink
 from schemas import events as ev
 from schemas.decisions import ACCEPTED, Decision, refused
@@ -67,7 +67,7 @@ class RegistryState:
     versions (deleted ones too: numbers are never given twice) and aliases, overlaid with the batch's
     own accepted events as they apply."""
 
-    def __init__(self, tables: TableStore, events: Sequence[Event]) -> None:
+    def __init__(self, tables: TableStore, events: Sequence[Event], recorded: RecordedDecisions) -> None:
         names: set[str] = set()
         positions: list[tuple[Partition, int]] = []
         for event in events:
@@ -77,7 +77,7 @@ class RegistryState:
                 positions.append((event.message.partition, event.message.offset))
             if isinstance(data, ev.RegisteredModelChange) and data.new_name:
                 names.add(data.new_name)
-        self.recorded = recorded_decisions(tables, positions)
+        self.recorded = recorded.lookup(positions)
         self.models: dict[str, dict[str, Any]] = {}  # live models by name
         self.prompts: set[str] = set()  # model ids tagged mlflow.prompt.is_prompt = true
         self.versions: dict[str, dict[int, dict[str, Any]]] = {}  # model id -> number -> row (deleted too)
@@ -315,20 +315,22 @@ class RegistrySink(Sink):
 
     def __init__(self, tables: TableStore) -> None:
         self._tables = tables
+        self._recorded = RecordedDecisions(tables)
 
     def rows(self, event: Event) -> int:
         return 1 + len(getattr(event.data, "tags", ()))
 
+    def revoked(self, partitions: Sequence[Partition]) -> None:
+        self._recorded.forget(partitions)
+
     def write(self, events: Sequence[Event]) -> None:
-        state = RegistryState(self._tables, events)
-        w = _Writes(state)
-        for event in events:
-            decision = _decide(w, event, state.recorded.get((event.message.partition, event.message.offset)))
-            w.record(event, decision)
-        if w.decisions:
-            self._tables.insert("decisions", w.decisions)
-        for table, cols in w.tables.items():
-            self._tables.insert(table, cols)
+        with self._recorded.writing() as recorded:
+            state = RegistryState(self._tables, events, recorded)
+            w = _Writes(state)
+            for event in events:
+                decision = _decide(w, event, state.recorded.get((event.message.partition, event.message.offset)))
+                w.record(event, decision)
+            w.insert(self._tables, recorded)
 
 
 def _decide(w: _Writes, event: Event, recorded: Decision | None) -> Decision:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from schemas.codec import Decoded
 from schemas.events import Event as Data
-from trackstream.log import Message
+from trackstream.log import Message, Partition
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +41,7 @@ class Sink(abc.ABC):
 
     @abc.abstractmethod
     def write(self, events: Sequence[Event]) -> None: ...
+
+    def revoked(self, partitions: Sequence[Partition]) -> None:
+        """``partitions`` moved to another member (a rebalance): forget anything kept about them."""
+        return None

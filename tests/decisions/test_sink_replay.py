@@ -132,3 +132,66 @@ def test_a_runs_first_dataset_input_of_a_name_and_digest_is_kept(tables: ChdbSto
     sink.write(events(inputs("first"), inputs("second")))
     sink.write(events(inputs("third"), first=2))
     assert tables.query("SELECT source FROM run_dataset_inputs FINAL") == [("first",)]
+
+
+class CountsDecisionReads(TableStore):
+    """chDB that counts the queries reading ``decisions``."""
+
+    def __init__(self, inner: ChdbStore) -> None:
+        self.inner = inner
+        self.reads = 0
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self.inner.command(sql, params)
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        self.reads += "FROM decisions" in sql
+        return self.inner.query(sql, params)
+
+    def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
+        self.inner.insert(table, columns)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def creates(*names: str, first: int = 0) -> list[Event]:
+    return events(
+        *(("ExperimentState", {"experiment_id": str(first + i), "name": n, **EXP, "op": "create"})
+          for i, n in enumerate(names)),
+        first=first,
+    )  # fmt: skip
+
+
+def test_a_new_sink_reuses_decisions_recorded_past_its_first_batch(tables: ChdbStore) -> None:
+    """A sink that crashed after recording three decisions, and its successor re-reading them in smaller
+    batches: the second batch too is answered from the table, not decided again."""
+    batch = events(
+        ("ExperimentState", {"experiment_id": "1", "name": "X", **EXP, "op": "create"}),
+        ("ExperimentState", {"experiment_id": "1", "name": "Y", **EXP, "op": "rename"}),
+        ("ExperimentState", {"experiment_id": "2", "name": "X", **EXP, "op": "create"}),
+    )
+    MetadataSink(tables).write(batch)
+    successor = MetadataSink(tables)
+    successor.write(batch[:2])
+    # Deciding offset 2 again from these tables would refuse it (experiment 2 exists).
+    successor.write(batch[2:])
+    assert tables.query("SELECT log_offset, min(ok) FROM decisions GROUP BY log_offset ORDER BY log_offset") == [
+        (0, 1), (1, 1), (2, 1)
+    ]  # fmt: skip
+
+
+def test_a_running_sink_reads_decisions_only_where_one_can_be_recorded(tables: ChdbStore) -> None:
+    counted = CountsDecisionReads(tables)
+    sink = MetadataSink(counted)
+    sink.write(creates("a", "b"))
+    assert counted.reads == 1  # what the table held for the partition: nothing
+    sink.write(creates("c", "d", first=2))
+    sink.write(creates("e", first=4))
+    assert counted.reads == 1  # past what it recorded itself: no decision can be there
+    sink.write(creates("e", first=4))  # the same batch again (a seek back): read back, not decided again
+    assert counted.reads == 2
+    sink.revoked([Partition("meta", 0)])  # another member may have recorded past it meanwhile
+    sink.write(creates("f", first=5))
+    assert counted.reads == 3
+    assert tables.query("SELECT min(ok), count() FROM decisions") == [(1, 7)]
