@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from schemas.decisions import Decision
 from trackstream.log import Partition
@@ -599,7 +599,8 @@ class TrackingReader:
     ) -> list[tuple[int, int, float, int]]:
         """The page's query: ``_history_sql`` with ``timestamp <= bound`` and the steps of ``buckets``."""
         sql, params = self._history_sql(run_id, key, after, limit, bound, buckets)
-        return [(int(s), int(ts), float(v), int(n)) for s, ts, v, n in self._t.query(sql, params)]
+        # both stores give Int64 as int and Float64 as float (the contract tests hold them to it)
+        return cast(list[tuple[int, int, float, int]], self._t.query(sql, params))
 
     def metric_history_chunks(
         self, run_id: str, key: str, after: HistoryKey | None, limit: int | None, size: int
