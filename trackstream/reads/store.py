@@ -558,7 +558,7 @@ class TrackingReader:
         This holds for every point whose span row is visible. The view writes it within the INSERT of the
         point, before the sink commits, so every point a read barrier waits for (acknowledged, read your
         writes) has it; a point of an INSERT still in progress may be missed, as any point written while
-        pages are read may be (docs/DESIGN.md, row 101). No span at all (an unknown run or key, or a store
+        pages are read may be (docs/DESIGN.md, row 103). No span at all (an unknown run or key, or a store
         whose ``metric_spans`` is still being filled by migrate) reads unbounded, as before the spans.
         """
         first = after.timestamp if after is not None else _MIN_STEP
@@ -606,8 +606,8 @@ class TrackingReader:
         self, run_id: str, key: str, after: HistoryKey | None, limit: int | None, size: int
     ) -> Generator[list[tuple[int, int, float, int]], None, None]:
         """``metric_history_after`` as one query streamed in chunks of ``size`` points (``limit`` None:
-        every point). A page re-reads the run's points to sort them (the table is in step order, the
-        history in time order), so a long history is one sort, not one per page."""
+        every point): one sort of the points after ``after`` (no span bound: the whole rest is read anyway),
+        sent block by block."""
         sql, params = self._history_sql(run_id, key, after, limit)
         yield from self._t.query_chunks(sql, params, size)
 
