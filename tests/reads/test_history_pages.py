@@ -96,6 +96,8 @@ def _pages(reader: TrackingReader, run: str, key: str, limit: int) -> list[list[
     after = None
     while True:
         page = reader.metric_history_after(run, key, after, limit)
+        # the JSON answer writes what it is given: a value must be a float even when integral (1.0, not 1)
+        assert all(type(s) is int and type(t) is int and type(v) is float and type(n) is int for s, t, v, n in page)
         pages.append(page)
         if len(page) < limit:
             return pages

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from schemas.decisions import Decision
 from trackstream.log import Partition
@@ -597,10 +597,23 @@ class TrackingReader:
         bound: int | None,
         buckets: list[int] | None,
     ) -> list[tuple[int, int, float, int]]:
-        """The page's query: ``_history_sql`` with ``timestamp <= bound`` and the steps of ``buckets``."""
+        """The page's query: ``_history_sql`` with ``timestamp <= bound`` and the steps of ``buckets``.
+
+        The page comes back as one row of four arrays (re-sorted in the history order, which is the order
+        of the tuples): chDB's answer as 25,000 rows took 50-75 ms to become Python rows, as four arrays
+        ~5 ms (the server's driver decodes either in about the same time)."""
         sql, params = self._history_sql(run_id, key, after, limit, bound, buckets)
-        # both stores give Int64 as int and Float64 as float (the contract tests hold them to it)
-        return cast(list[tuple[int, int, float, int]], self._t.query(sql, params))
+        found = self._t.query(
+            "SELECT arrayMap(x -> tupleElement(x, 2), a), arrayMap(x -> tupleElement(x, 1), a), "
+            "arrayMap(x -> tupleElement(x, 3), a), arrayMap(x -> tupleElement(x, 4), a) "
+            f"FROM (SELECT arraySort(groupArray(({HISTORY_ORDER}))) AS a FROM ({sql}))",
+            params,
+        )
+        if not found:
+            return []
+        steps, stamps, values, nans = found[0]
+        # chDB's JSON gives an integral Float64 as an int: the answer's JSON must keep it a float
+        return list(zip(steps, stamps, map(float, values), nans, strict=True))
 
     def metric_history_chunks(
         self, run_id: str, key: str, after: HistoryKey | None, limit: int | None, size: int
