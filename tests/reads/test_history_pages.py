@@ -15,6 +15,7 @@ from typing import Any, cast
 import pytest
 
 from trackstream.reads import TrackingReader
+from trackstream.reads import store as reads_store
 from trackstream.reads.store import MAX_STEP_RANGES, SPAN_SHIFT, HistoryKey, _step_ranges
 from trackstream.tables import TableStore
 
@@ -147,6 +148,20 @@ def test_a_page_over_all_steps_after_a_wrong_estimate(table_store: TableStore) -
         _insert(table_store, "run", "loss", points[:256])
     reader = TrackingReader(table_store)
     assert _pages(reader, "run", "loss", 300) == _expected(_reference(points), 300)
+
+
+def test_sparse_steps_page_without_their_many_spans(table_store: TableStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One point per bucket: past MAX_SPAN_ROWS span rows the spans are not read, and pages are still exact."""
+    monkeypatch.setattr(reads_store, "MAX_SPAN_ROWS", 100)
+    points = [(s * 1024, 50_000 - s // 3, float(s % 7), 0) for s in range(300)]
+    _insert(table_store, "sparse", "loss", points)
+    _insert(table_store, "dense", "loss", points[:100])  # at the bound: read through its spans
+    recording = Recording(table_store)
+    reader = TrackingReader(cast(TableStore, recording))
+    assert _pages(reader, "sparse", "loss", 40) == _expected(_reference(points), 40)
+    assert not any("timestamp <= " in s for s in recording.sql)
+    assert _pages(reader, "dense", "loss", 40) == _expected(_reference(points[:100]), 40)
+    assert any("timestamp <= " in s for s in recording.sql)
 
 
 def test_pages_are_right_without_span_rows_and_after_migrate_fills_them(table_store: TableStore) -> None:
