@@ -548,7 +548,7 @@ class TrackingReader:
         after the token has timestamp >= t0) and P the points after the token, in history order:
 
         - T1 is the least bucket ``max_timestamp`` (over buckets with max >= t0) at which the buckets'
-          estimated points reach ``PAGE_MARGIN`` x limit (an estimate only: it decides speed, not the answer);
+          estimated points reach 1.2 x limit (``PAGE_MARGINS``; an estimate: it decides speed, not answers);
         - the query reads the steps of every bucket whose [min, max] meets [t0, T1], with
           ``timestamp <= T1`` added to the keyset condition, ordered and limited as before.
 
@@ -562,8 +562,8 @@ class TrackingReader:
         This holds for every point whose span row is visible. The view writes it within the INSERT of the
         point, before the sink commits, so every point a read barrier waits for (acknowledged, read your
         writes) has it; a point of an INSERT still in progress may be missed, as any point written while
-        pages are read may be (docs/DESIGN.md, row 103). No span at all (an unknown run or key, or a store
-        whose ``metric_spans`` is still being filled by migrate) reads unbounded, as before the spans; so
+        pages are read may be (docs/DESIGN.md, row 103, which also has the window of migrate's first fill of
+        the table). No span at all (an unknown run or key) reads unbounded, as before the spans; so
         does a (run, key) with more than MAX_SPAN_ROWS span rows (sparse steps, about one point a bucket:
         reading its spans would cost more than its points; a first, stopped read of its rows tells).
         """
