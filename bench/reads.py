@@ -8,9 +8,10 @@ param, a tag) and ``--experiments`` experiments, then time through HTTP, ``--rep
 
 - the chart: get-history-bulk-interval of the big run (the server's default 2500 samples, the UI's 320; and
   10 runs), and get-history-bulk of it (``--charts-only``: these figures only);
-- the history: get-history without max_results (every point in one answer, the stock rule), the first
-  and the last 25,000-point page, and the official client's ``get_metric_history`` (its own parsing
-  time = its total minus the HTTP time of the same pages);
+- the history: get-history without max_results (every point in one answer, the stock rule), the first,
+  last and median 25,000-point page and the whole paged read, and the official client's
+  ``get_metric_history``: its own parsing time (its total minus the HTTP time of the same pages), and its
+  total against the same pages served from memory (an HTTP server answering each page token's body);
 - runs/search (first page, metric filter and metric order_by) and experiments/search (first page);
 - artifacts: a ``--artifact-mb`` file uploaded and downloaded through the server, streamed both ways,
   next to the object store's own throughput (S3 for kafka mode, the local disk otherwise).
@@ -32,8 +33,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import requests
 
@@ -141,8 +144,8 @@ def fill(system: System, points: int, runs: int, experiments: int) -> dict[str, 
             "fill_runs_experiments_s": round(time.perf_counter() - start, 1)}  # fmt: skip
 
 
-def history_pages(url: str, run_id: str) -> Iterator[tuple[float, int]]:
-    """(ms, points) of each 25,000-point page, following the tokens."""
+def history_pages(url: str, run_id: str) -> Iterator[tuple[float, int, str, bytes]]:
+    """(ms, points, the page token asked with, the answer's body) of each 25,000-point page, following the tokens."""
     token = None
     while True:
         params: dict[str, Any] = {"run_id": run_id, "metric_key": "loss", "max_results": 25000}
@@ -151,10 +154,42 @@ def history_pages(url: str, run_id: str) -> Iterator[tuple[float, int]]:
         start = time.perf_counter()
         resp = requests.get(url + API + "/metrics/get-history", params=params, timeout=600)
         body = resp.json()
-        yield (time.perf_counter() - start) * 1000, len(body.get("metrics", []))
+        yield (time.perf_counter() - start) * 1000, len(body.get("metrics", [])), token or "", resp.content
         token = body.get("next_page_token")
         if not token:
             return
+
+
+def client_from_memory_ms(pages: dict[str, bytes], run_id: str) -> float:
+    """The official client's ``get_metric_history`` against the same pages served from memory (by page
+    token, no work per request): the client's own cost of reading them, HTTP on 127.0.0.1 included."""
+
+    class Pages(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = pages[parse_qs(urlparse(self.path).query).get("page_token", [""])[0]]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    from mlflow import MlflowClient
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Pages)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = MlflowClient(f"http://127.0.0.1:{server.server_address[1]}")
+        start = time.perf_counter()
+        client.get_metric_history(run_id, "loss")
+        return (time.perf_counter() - start) * 1000
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def measure(system: System, args: argparse.Namespace, data: dict[str, Any], rss: PeakRss) -> dict[str, Any]:
@@ -198,8 +233,10 @@ def measure_rest(system: System, args: argparse.Namespace, data: dict[str, Any],
     pages = list(history_pages(url, big))
     out["history_page_first_ms"] = round(pages[0][0], 1)
     out["history_page_last_ms"] = round(pages[-1][0], 1)
+    out["history_page_median_ms"] = round(statistics.median(p[0] for p in pages), 1)
     out["history_pages"] = len(pages)
-    http_ms = sum(ms for ms, _ in pages)
+    http_ms = sum(p[0] for p in pages)
+    out["history_paged_read_ms"] = round(http_ms)
 
     os.environ["MLFLOW_TRACKING_URI"] = url
     from mlflow import MlflowClient
@@ -208,8 +245,11 @@ def measure_rest(system: System, args: argparse.Namespace, data: dict[str, Any],
     start = time.perf_counter()
     got = client.get_metric_history(big, "loss")
     client_ms = (time.perf_counter() - start) * 1000
+    memory_ms = client_from_memory_ms({token: body for _, _, token, body in pages}, big)
     out["client_get_metric_history"] = {"total_ms": round(client_ms), "http_ms": round(http_ms),
-                                        "client_parse_ms": round(client_ms - http_ms), "points": len(got)}  # fmt: skip
+                                        "client_parse_ms": round(client_ms - http_ms), "points": len(got),
+                                        "from_memory_ms": round(memory_ms),
+                                        "total_over_memory": round(client_ms / memory_ms, 2)}  # fmt: skip
 
     body: dict[str, Any] = {"experiment_ids": [data["exp"]], "filter": "metrics.loss < 0.5",
                             "order_by": ["metrics.loss DESC"], "max_results": 100}  # fmt: skip
@@ -330,6 +370,10 @@ FIGURES = [
     ("get-history last 25k page (ms)", ("history_page_last_ms",)),
     ("client get_metric_history total (ms)", ("client_get_metric_history", "total_ms")),
     ("client get_metric_history: its own parsing (ms)", ("client_get_metric_history", "client_parse_ms")),
+    ("get-history 25k page, median of the paged read (ms)", ("history_page_median_ms",)),
+    ("get-history paged read, all pages (ms)", ("history_paged_read_ms",)),
+    ("client get_metric_history, same pages served from memory (ms)", ("client_get_metric_history", "from_memory_ms")),
+    ("client get_metric_history total ÷ from memory", ("client_get_metric_history", "total_over_memory")),
     ("runs/search 1st page, metric filter+order (ms p50)", ("runs_search", "p50_ms")),
     ("experiments/search 1st page (ms p50)", ("experiments_search", "p50_ms")),
     ("artifact upload (MB/s)", ("artifacts", "upload_mb_s")),

@@ -39,7 +39,8 @@ def dump(tables: TableStore) -> dict[str, list[Row]]:
     ``latest_metrics`` holds one candidate per written batch, and a replay batches differently from the
     live consumers, so it is compared through the reading it exists for: the latest point per (run, key).
     ``metric_buckets`` likewise holds one row per bucket and inserted block: compared through the first
-    point per bucket, which the chart sample reads (its point counts are an estimate of the run's size).
+    point per bucket, which the chart sample reads (its point counts are an estimate of the run's size);
+    ``metric_spans`` through each bucket's least and greatest timestamp, which the history pages read.
     """
     out: dict[str, list[Row]] = {}
     for name in table_names():
@@ -49,6 +50,11 @@ def dump(tables: TableStore) -> dict[str, list[Row]]:
             sql = LATEST
         elif name == "metric_latest":  # aggregate states: compared through the latest point they hold
             sql = "SELECT key, run_id, hex(finalizeAggregation(latest)) FROM metric_latest FINAL"
+        elif name == "metric_spans":  # the counts are estimates (replays count again): min and max are exact
+            sql = (
+                "SELECT run_id, key, bucket, minMerge(min_timestamp), maxMerge(max_timestamp) "
+                "FROM metric_spans GROUP BY run_id, key, bucket"
+            )
         elif name == "metric_buckets":
             sql = (
                 "SELECT run_id, key, bucket, min((first_step, first_timestamp, first_value, first_is_nan)) "
@@ -187,6 +193,7 @@ def test_table_names_cover_the_schema() -> None:
     assert set(table_names()) == {
         "metrics",
         "metric_buckets",
+        "metric_spans",
         "decisions",
         "latest_metrics",
         "metric_latest",

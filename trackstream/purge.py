@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 PROXY_SCHEME = "mlflow-artifacts"
 # tables keyed by run id; by experiment id; by logged model id
 RUN_TABLES = (
-    "runs", "params", "run_tags", "metrics", "metric_buckets", "latest_metrics", "metric_latest",
+    "runs", "params", "run_tags", "metrics", "metric_buckets", "metric_spans", "latest_metrics", "metric_latest",
     "run_dataset_inputs", "run_model_inputs", "run_model_outputs",
 )  # fmt: skip
 # Tables that name a run but outlive it, as with MLflow's gc: a model version's source run, a logged model's

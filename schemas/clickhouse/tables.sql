@@ -51,6 +51,32 @@ SELECT run_id, key, bitShiftRight(step, 6) AS bucket,
 FROM metrics
 GROUP BY run_id, key, bucket;
 
+-- The history pages' index (metrics/get-history with max_results; TrackingReader.metric_history_after):
+-- per (run, key) and 1024-step bucket (step >> 10, floor for negative steps), the least and the greatest
+-- timestamp of its points and how many were inserted. min and max are exact under replays, re-batching,
+-- arrival order and merges; `points` counts inserted rows, so replays over-count it: only an estimate.
+-- A page reads these spans to find the few buckets that can hold its points (the history is in time
+-- order, the table in step order). Filled by the view below on every INSERT into `metrics`, in the same
+-- INSERT (visible when it returns, i.e. before the sink commits); `TableStore.migrate` fills it from
+-- `metrics` when it creates it. Merges reduce it to one row per bucket (~1,000 rows per 1M dense steps).
+CREATE TABLE IF NOT EXISTS metric_spans (
+    run_id String,
+    key String,
+    bucket Int64,
+    min_timestamp AggregateFunction(min, Int64),
+    max_timestamp AggregateFunction(max, Int64),
+    points AggregateFunction(count)
+) ENGINE = AggregatingMergeTree()
+ORDER BY (run_id, key, bucket);
+
+-- (ClickHouse 18.16: a view's columns must be exactly the target's, and an alias may not shadow a source
+-- column.)
+CREATE MATERIALIZED VIEW IF NOT EXISTS metric_spans_mv TO metric_spans AS
+SELECT run_id, key, bitShiftRight(step, 10) AS bucket,
+    minState(timestamp) AS min_timestamp, maxState(timestamp) AS max_timestamp, countState() AS points
+FROM metrics
+GROUP BY run_id, key, bucket;
+
 -- Candidates for the latest value of each (run, key): the highest point of every written batch.
 -- The latest metric is argMax over (step, timestamp, value), so duplicates are harmless.
 CREATE TABLE IF NOT EXISTS latest_metrics (
