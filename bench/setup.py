@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -147,7 +148,8 @@ def main() -> None:
             print(f"{name:22s} {r['ratio_to_mlflow']:.2f}x mlflow server")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{stamp}-setup{'-' + args.label if args.label else ''}.json"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", args.label).strip("-")  # the label is free text, the name a file's
+    out = RESULTS / f"{stamp}-setup{'-' + slug if slug else ''}.json"
     out.write_text(json.dumps({"label": args.label, "code": args.code or "this checkout", "clients": args.clients,
                                "duration": args.duration, **results}, indent=1))  # fmt: skip
     print(f"wrote {out}")
