@@ -27,12 +27,28 @@ LEFT_BEHIND_LIMIT_MB = 30
 
 
 def _status_mb(pid: int) -> dict[str, float]:
+    """VmRSS, RssAnon, RssFile and ``Private``: the RSS without pages another process maps too.
+
+    The library pages chDB's start-up touched are paged out only where this process alone maps them
+    (MADV_PAGEOUT leaves shared pages): when the test process itself has chDB loaded (other tests of
+    the session), those pages are shared with it and stay in the gateway's VmRSS, so the limit is
+    asserted on ``Private`` there, on VmRSS otherwise."""
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, rest = line.partition(":")
         if name in ("VmRSS", "RssAnon", "RssFile"):
             out[name] = int(rest.split()[0]) / 1024
+    shared = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(("Shared_Clean:", "Shared_Dirty:")):
+            shared += int(line.split()[1])
+    out["Private"] = out["VmRSS"] - shared / 1024
     return out
+
+
+def _rest_mb(rss: dict[str, float]) -> float:
+    chdb_here = "_chdb" in Path("/proc/self/maps").read_text()
+    return rss["Private"] if chdb_here else rss["VmRSS"]
 
 
 class _Peak(threading.Thread):
@@ -86,7 +102,7 @@ def test_embedded_gateway_rests_within_300_mb_and_streams_a_long_history_in_boun
 ) -> None:
     url, proc = embedded_serve
     at_start = _settled_rss(proc.pid, 2.0)
-    assert at_start["VmRSS"] <= REST_LIMIT_MB, f"at rest after start-up: {at_start}"
+    assert _rest_mb(at_start) <= REST_LIMIT_MB, f"at rest after start-up: {at_start}"
 
     with httpx.Client(base_url=url + API, timeout=60) as c:
         exp = c.post("/experiments/create", json={"name": f"rss-{time.time_ns()}"}).json()["experiment_id"]

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 from chdb import _chdb
@@ -24,13 +23,9 @@ from trackstream.tables.codes import classify_code, code_in
 
 log = logging.getLogger(__name__)
 
-# chDB's engine settings (the connection string's parameters; the same as a ClickHouse server's).
-ENGINE = {
-    # Idle threads the global pool keeps (ClickHouse's default: 1000). Each one keeps its stack pages and
-    # its allocator's thread cache: after a 1M-point fill the embedded gateway held ~140 of them, ~50 MB.
-    # A thread is created again when a query needs it (tens of microseconds).
-    "max_thread_pool_free_size": 8,
-}
+# No engine settings in the connection string: the one that would have bounded the ~130 idle threads a
+# fill leaves (max_thread_pool_free_size) is read when the global thread pool is created, and
+# ``import chdb`` creates it (its first connection) before trackstream's connection can set it.
 PURGE_AFTER_ROWS = 100_000
 """A query that read at least this many rows from the tables is followed by ``SYSTEM JEMALLOC PURGE``
 (~4 ms): chDB's allocator keeps the pages such a query freed for 5 s (its dirty decay) in the arena of
@@ -49,7 +44,7 @@ _release_lock = threading.Lock()
 class ChdbStore(TableStore):
     def __init__(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        self._target = f"{path}?{urlencode(ENGINE)}"
+        self._target = str(path)
         self._conn = _connect(self._target)
         self._lock = threading.Lock()  # one query at a time per connection
         self._streams: set[Any] = set()  # connections of open query_chunks streams, closed by close()
