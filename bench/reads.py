@@ -49,33 +49,77 @@ ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 
 
 class PeakRss(threading.Thread):
-    """Peak RSS (bytes) of the server's process trees, sampled every 50 ms; ``reset`` starts a new figure."""
+    """Peak RSS (bytes) of the server's process trees, sampled every 50 ms; ``reset`` starts a new figure.
+
+    Besides the total, the peaks of its two parts, read from /proc/PID/status: anonymous memory (heaps,
+    stacks: only freeing it lowers it) and file-backed pages (mapped libraries: the kernel can drop clean
+    ones and read them back), so a page-out of library pages is not mistaken for a smaller heap."""
 
     def __init__(self, pids: list[int]) -> None:
         super().__init__(daemon=True)
-        self.pids, self.peak, self.stopped = pids, 0, threading.Event()
+        self.pids, self.stopped = pids, threading.Event()
+        self.peak = self.peak_anon = self.peak_file = 0
+        self.peak_all = self.peak_anon_all = self.peak_file_all = 0  # since start, across resets
 
-    def current(self) -> int:
+    def parts(self) -> tuple[int, int, int]:
+        """(total, anonymous, file-backed and shared-memory) RSS bytes of the trees now."""
         children = _children()
-        total = 0
+        total = anon = 0
         for pid in self.pids:
             for p in tree(pid, children):
                 s = _stat(p)
                 total += s[2] if s else 0
-        return total
+                anon += _status_kb(p, "RssAnon") << 10
+        return total, anon, max(total - anon, 0)
+
+    def current(self) -> int:
+        return self.parts()[0]
+
+    def _sample(self) -> None:
+        total, anon, file = self.parts()
+        self.peak, self.peak_anon, self.peak_file = (
+            max(self.peak, total),
+            max(self.peak_anon, anon),
+            max(self.peak_file, file),
+        )
+        self.peak_all, self.peak_anon_all, self.peak_file_all = (
+            max(self.peak_all, total),
+            max(self.peak_anon_all, anon),
+            max(self.peak_file_all, file),
+        )
 
     def run(self) -> None:
         while not self.stopped.wait(0.05):
-            self.peak = max(self.peak, self.current())
+            self._sample()
 
-    def reset(self) -> None:
-        self.peak = self.current()
+    def reset(self, everything: bool = False) -> None:
+        """A new figure's peak; ``everything``: also the peak across figures."""
+        self.peak = self.peak_anon = self.peak_file = 0
+        if everything:
+            self.peak_all = self.peak_anon_all = self.peak_file_all = 0
+        self._sample()
+        self.before = (self.peak, self.peak_anon, self.peak_file)
+
+
+def _mb(parts: tuple[int, int, int]) -> dict[str, int]:
+    return dict(zip(("total_mb", "anon_mb", "file_mb"), (round(b / 2**20) for b in parts), strict=True))
+
+
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def timed(fn: Callable[[], Any], repeat: int, rss: PeakRss) -> dict[str, Any]:
     fn()  # warm
     rss.reset()
-    before = rss.peak
+    before, anon_before, file_before = rss.before
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -84,7 +128,9 @@ def timed(fn: Callable[[], Any], repeat: int, rss: PeakRss) -> dict[str, Any]:
     times.sort()
     return {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1),
             "max_ms": round(max(times), 1),
-            "peak_rss_mb": round(rss.peak / 2**20), "rss_before_mb": round(before / 2**20)}  # fmt: skip
+            "peak_rss_mb": round(rss.peak / 2**20), "rss_before_mb": round(before / 2**20),
+            "peak_anon_mb": round(rss.peak_anon / 2**20), "anon_before_mb": round(anon_before / 2**20),
+            "peak_file_mb": round(rss.peak_file / 2**20), "file_before_mb": round(file_before / 2**20)}  # fmt: skip
 
 
 def log_run(system: System, points: int, name: str | None = None) -> tuple[str, str, float]:
@@ -366,6 +412,8 @@ FIGURES = [
     ("get-history unpaged (ms p50)", ("history_unpaged", "p50_ms")),
     ("get-history unpaged: server peak RSS (MB)", ("history_unpaged", "peak_rss_mb")),
     ("  (server RSS before it, MB)", ("history_unpaged", "rss_before_mb")),
+    ("  its anonymous part's peak (MB)", ("history_unpaged", "peak_anon_mb")),
+    ("  its file-backed part's peak (MB)", ("history_unpaged", "peak_file_mb")),
     ("get-history first 25k page (ms)", ("history_page_first_ms",)),
     ("get-history last 25k page (ms)", ("history_page_last_ms",)),
     ("client get_metric_history total (ms)", ("client_get_metric_history", "total_ms")),
@@ -381,6 +429,15 @@ FIGURES = [
     ("artifact upload: server peak RSS (MB)", ("artifacts", "upload_peak_rss_mb")),
     ("artifact download: server peak RSS (MB)", ("artifacts", "download_peak_rss_mb")),
     ("  (server RSS before them, MB)", ("artifacts", "rss_before_mb")),
+    ("server RSS after start-up (MB)", ("rss_at_start", "total_mb")),
+    ("  anonymous (MB)", ("rss_at_start", "anon_mb")),
+    ("  file-backed (MB)", ("rss_at_start", "file_mb")),
+    ("server RSS after the fill, at rest (MB)", ("rss_after_fill", "total_mb")),
+    ("  anonymous (MB)", ("rss_after_fill", "anon_mb")),
+    ("  file-backed (MB)", ("rss_after_fill", "file_mb")),
+    ("server peak RSS over every read figure (MB)", ("rss_peak_reads", "total_mb")),
+    ("  anonymous part's peak (MB)", ("rss_peak_reads", "anon_mb")),
+    ("  file-backed part's peak (MB)", ("rss_peak_reads", "file_mb")),
     ("object store's own upload (MB/s)", ("artifacts", "store_own", "upload_mb_s")),
     ("object store's own download (MB/s)", ("artifacts", "store_own", "download_mb_s")),
 ]
@@ -440,8 +497,13 @@ def main(argv: list[str] | None = None) -> None:
             system.start()
             rss = PeakRss(server_pids(system))
             rss.start()
+            at_start = _mb(rss.parts())
             data = fill(system, args.points, args.runs, args.experiments)
-            figures = measure(system, args, data, rss)
+            after_fill = _mb(rss.parts())
+            rss.reset(everything=True)  # the peak over the read figures below
+            figures = measure(system, args, data, rss) | {"rss_at_start": at_start, "rss_after_fill": after_fill}
+            figures["rss_after_reads"] = _mb(rss.parts())
+            figures["rss_peak_reads"] = _mb((rss.peak_all, rss.peak_anon_all, rss.peak_file_all))
             figures["fill"] = {k: v for k, v in data.items() if k.startswith("fill")}
             result["systems"][name] = figures
             rss.stopped.set()

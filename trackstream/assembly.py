@@ -75,13 +75,17 @@ def gateway(
         read_timeout=settings.request_read_timeout,
         access_log=settings.access_log,
     )
-    # Embedded: read-only SQL for local clients (trackstream.sql). Not with auth on: SQL would read past
-    # every per-experiment permission.
-    if settings.mode is Mode.EMBEDDED and not settings.auth_enabled:
+    if settings.mode is Mode.EMBEDDED:
         from trackstream.tables.chdb import ChdbStore  # as in runtime.build: Kafka mode never loads chDB
 
         if isinstance(runtime.tables, ChdbStore):
-            app.router.routes.insert(0, sql.route(runtime.tables))
+            # Read-only SQL for local clients (trackstream.sql). Not with auth on: SQL would read past every
+            # per-experiment permission.
+            if not settings.auth_enabled:
+                app.router.routes.insert(0, sql.route(runtime.tables))
+            # Started, migrated, consumers running: chDB's library pages only its start-up touched go
+            # (trackstream.memory; once a process).
+            runtime.tables.release_startup_pages()
     app.state.health = runtime.liveness
     app.state.readiness = runtime.readiness
     app.state.before_scrape = runtime.before_scrape
