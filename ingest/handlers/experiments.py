@@ -26,9 +26,20 @@ log = logging.getLogger(__name__)
 
 
 def ensure_default_experiment(ctx: Context) -> None:
-    """Create experiment 0 ("Default") unless it exists; called once when a gateway starts."""
-    ctx.wait("metadata", [EXPERIMENTS_KEY])
-    if ctx.reader.experiment(DEFAULT_EXPERIMENT_ID) is None:
+    """Create experiment 0 ("Default") unless it exists; called once when a gateway starts.
+
+    With the metadata consumers behind or not running yet (another worker's or replica's create may be
+    in the log, unapplied), whether it exists is unknown: the create is produced anyway, and the sink
+    refuses a second one in log order. Waiting for them instead failed the worker's start-up after the
+    read-barrier timeout, and its restarts again, for as long as they were away."""
+    try:
+        ctx.wait("metadata", [EXPERIMENTS_KEY])
+        exists = ctx.reader.experiment(DEFAULT_EXPERIMENT_ID) is not None
+    except MlflowError as exc:
+        if exc.error_code != "TEMPORARILY_UNAVAILABLE":
+            raise
+        exists = False
+    if not exists:
         t = now_ms()
         try:
             decide_experiment(

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -192,38 +192,44 @@ class GatewayProcess(Process):
     url: str
 
 
-GatewayProcessFactory = Callable[[Settings], GatewayProcess]
+class GatewayProcessFactory(Protocol):
+    def __call__(self, settings: Settings | None = None, /, **env: str) -> GatewayProcess: ...
 
 
 @pytest.fixture
 def gateway_process_factory(tmp_path: Path) -> Iterator[GatewayProcessFactory]:
-    """``trackstream serve`` as a real process on a free port (Kafka mode), ready once /health answers."""
+    """``trackstream serve`` as a real process on a free port, ready once /health answers: on ``settings``'
+    services (Kafka mode), or with no settings on the environment ``env`` gives (e.g. embedded mode);
+    ``env`` adds to either (``TRACKSTREAM_WORKERS``, ``PROMETHEUS_MULTIPROC_DIR``...)."""
     import httpx
 
     from tests.conftest import free_port
 
     started: list[GatewayProcess] = []
 
-    def start(settings: Settings) -> GatewayProcess:
+    def start(settings: Settings | None = None, /, **env: str) -> GatewayProcess:
         port = free_port()
         log_path = tmp_path / f"gateway-{len(started)}.log"
-        env = worker_env(settings)
-        env.update(TRACKSTREAM_HOST="127.0.0.1", TRACKSTREAM_PORT=str(port),
-                   TRACKSTREAM_READ_BARRIER_TIMEOUT=str(settings.read_barrier_timeout))  # fmt: skip
+        if settings is not None:
+            full = worker_env(settings)
+            full["TRACKSTREAM_READ_BARRIER_TIMEOUT"] = str(settings.read_barrier_timeout)
+        else:
+            full = {k: v for k, v in os.environ.items() if not k.startswith("TRACKSTREAM_")}
+        full.update(TRACKSTREAM_HOST="127.0.0.1", TRACKSTREAM_PORT=str(port), **env)
         with log_path.open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "trackstream.cli", "serve"],
                 cwd=REPO,
-                env=env,
+                env=full,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
         gateway = GatewayProcess(process, log_path, f"http://127.0.0.1:{port}")
         started.append(gateway)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while True:
             assert process.poll() is None, f"the gateway exited: {gateway.output()}"
-            assert time.monotonic() < deadline, f"the gateway did not answer /health in 60 s: {gateway.output()}"
+            assert time.monotonic() < deadline, f"the gateway did not answer /health in 90 s: {gateway.output()}"
             try:
                 if httpx.get(f"{gateway.url}/health", timeout=2).status_code == 200:
                     return gateway

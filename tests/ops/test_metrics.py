@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 
 from ingest.observability import Observability
 from tests.conftest import Gateway, SettingsFactory, free_port
-from tests.faults.conftest import REPO, WorkerFactory, worker_env
+from tests.faults.conftest import REPO, GatewayProcessFactory, WorkerFactory, worker_env
 from tests.ops.conftest import has, scrape, value
 
 API = "/api/2.0/mlflow"
@@ -126,47 +126,34 @@ def test_request_ids_route_templates_and_one_line_per_5xx(caplog: pytest.LogCapt
         logging.getLogger("tests.ops").removeHandler(capture)
 
 
-def test_several_uvicorn_workers_add_up(kafka_settings: SettingsFactory, tmp_path: Path) -> None:
+def test_several_uvicorn_workers_add_up(
+    kafka_settings: SettingsFactory, gateway_process_factory: GatewayProcessFactory, tmp_path: Path
+) -> None:
     """TRACKSTREAM_WORKERS=2: whichever worker answers /metrics, the counts are the sum of both. Neither
-    worker nor their parent maps chDB's library: Kafka mode has no use for it (it held ~240 MB of RSS)."""
-    port = free_port()
+    worker nor their parent maps chDB's library: Kafka mode has no use for it (it held ~240 MB of RSS).
+    No consumer runs: both workers start all the same (the second one's wait for the first one's default
+    experiment used to fail its start-up after the read-barrier timeout, and its restarts too)."""
     prom = tmp_path / "prom"
     prom.mkdir()
-    env = worker_env(kafka_settings())
-    env.update(TRACKSTREAM_HOST="127.0.0.1", TRACKSTREAM_PORT=str(port), TRACKSTREAM_WORKERS="2",
-               PROMETHEUS_MULTIPROC_DIR=str(prom))  # fmt: skip
-    log = tmp_path / "gateway.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "trackstream.cli", "serve"], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        pids: set[str] = set()
-        deadline = time.monotonic() + 60
-        while len(pids) < 2:  # both workers imported their metrics (each writes files named by its pid)
-            pids = {m.group(1) for f in os.listdir(prom) if (m := re.search(r"_(\d+)\.db$", f))}
-            assert time.monotonic() < deadline, f"one worker only: {os.listdir(prom)}\n{log.read_text()}"
-            time.sleep(0.3)
-        for _ in range(40):  # a new connection each: the kernel spreads them over both workers
-            assert httpx.get(url + "/version", headers={"Connection": "close"}, timeout=10).status_code == 200
-        for _ in range(6):
-            samples = scrape(url + "/metrics")
-            assert value(samples, "trackstream_http_requests_total", route="/version", status="200") == 40
-        for pid in pids | {str(proc.pid)}:
-            assert "_chdb" not in Path(f"/proc/{pid}/maps").read_text(), f"process {pid} loaded chDB"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    settings = kafka_settings(read_barrier_timeout=1.0)
+    gateway = gateway_process_factory(settings, TRACKSTREAM_WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(prom))
+    url = gateway.url
+    pids: set[str] = set()
+    deadline = time.monotonic() + 60
+    while len(pids) < 2:  # both workers imported their metrics (each writes files named by its pid)
+        pids = {m.group(1) for f in os.listdir(prom) if (m := re.search(r"_(\d+)\.db$", f))}
+        assert time.monotonic() < deadline, f"one worker only: {os.listdir(prom)}\n{gateway.output()}"
+        time.sleep(0.3)
+    for _ in range(40):  # a new connection each: the kernel spreads them over both workers
+        assert httpx.get(url + "/version", headers={"Connection": "close"}, timeout=10).status_code == 200
+    for _ in range(6):
+        samples = scrape(url + "/metrics")
+        assert value(samples, "trackstream_http_requests_total", route="/version", status="200") == 40
+    time.sleep(3 * settings.read_barrier_timeout)  # past both workers' start-up waits
+    assert "start-up failed" not in gateway.output()
+    for pid in pids | {str(gateway.process.pid)}:
+        assert Path(f"/proc/{pid}").exists(), f"worker {pid} died:\n{gateway.output()}"
+        assert "_chdb" not in Path(f"/proc/{pid}/maps").read_text(), f"process {pid} loaded chDB"
 
 
 def test_sink_worker_serves_metrics_and_probes_on_its_port(

@@ -4,20 +4,14 @@ streamed from chDB in bounded memory whatever the history's length (docs/DESIGN.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import free_port
-from tests.faults.conftest import REPO
+from tests.faults.conftest import GatewayProcessFactory
 
 API = "/api/2.0/mlflow"
 REST_LIMIT_MB = 300  # issue #14: the embedded gateway's RSS at rest
@@ -64,33 +58,6 @@ class _Peak(threading.Thread):
             self.peak = max(self.peak, _status_mb(self.pid)["RssAnon"])
 
 
-@pytest.fixture
-def embedded_serve(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKSTREAM_")}
-    env.update(TRACKSTREAM_MODE="embedded", TRACKSTREAM_DATA_DIR=str(tmp_path / "data"), TRACKSTREAM_PORT=str(port))
-    log = tmp_path / "gateway.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "trackstream.cli", "serve"], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        yield url, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
 def _settled_rss(pid: int, seconds: float = 12.0) -> dict[str, float]:
     """RSS once the allocators' decay had time to return freed pages (chDB's: 5 s)."""
     time.sleep(seconds)
@@ -98,9 +65,10 @@ def _settled_rss(pid: int, seconds: float = 12.0) -> dict[str, float]:
 
 
 def test_embedded_gateway_rests_within_300_mb_and_streams_a_long_history_in_bounded_memory(
-    embedded_serve: tuple[str, subprocess.Popen[bytes]],
+    gateway_process_factory: GatewayProcessFactory, tmp_path: Path
 ) -> None:
-    url, proc = embedded_serve
+    gateway = gateway_process_factory(TRACKSTREAM_MODE="embedded", TRACKSTREAM_DATA_DIR=str(tmp_path / "data"))
+    url, proc = gateway.url, gateway.process
     at_start = _settled_rss(proc.pid, 2.0)
     assert _rest_mb(at_start) <= REST_LIMIT_MB, f"at rest after start-up: {at_start}"
 
