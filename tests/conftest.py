@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from ingest.errors import MlflowError
 from trackstream import assembly
 from trackstream.runtime import Runtime
 from trackstream.settings import Mode, Settings, Topics
@@ -212,6 +213,21 @@ def embedded_settings(tmp_path: Path) -> SettingsFactory:
         return Settings(**values)
 
     return make
+
+
+def retried(call: Callable[[], object], seconds: float = 30) -> str:
+    """Call until the answer is not TEMPORARILY_UNAVAILABLE, as the MLflow client retries a 503; the error
+    code then ("" for success). A consumer still settling in its group, or one slow batch on a loaded
+    machine, outlasts a test's short read barrier: that 503 is right, and a client retries it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            call()
+            return ""
+        except MlflowError as exc:
+            if exc.error_code != "TEMPORARILY_UNAVAILABLE" or time.monotonic() > deadline:
+                return exc.error_code
+        time.sleep(0.2)
 
 
 def free_port() -> int:

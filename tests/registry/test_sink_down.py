@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,21 +13,8 @@ from ingest.errors import MlflowError
 from ingest.handlers import ensure_default_experiment
 from ingest.handlers.experiments import create_experiment
 from ingest.handlers.registry import create_model_version, create_registered_model
-from tests.conftest import SettingsFactory
+from tests.conftest import SettingsFactory, retried
 from trackstream.runtime import build
-
-
-def _retried(call: Callable[[], object], seconds: float = 30) -> str:
-    """Call until the answer is not TEMPORARILY_UNAVAILABLE; the error code then ("" for success)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            call()
-            return ""
-        except MlflowError as exc:
-            if exc.error_code != "TEMPORARILY_UNAVAILABLE" or time.monotonic() > deadline:
-                return exc.error_code
-        time.sleep(0.2)
 
 
 def test_registry_writes_wait_for_their_sink_and_are_decided_later(kafka_settings: SettingsFactory) -> None:
@@ -43,7 +29,7 @@ def test_registry_writes_wait_for_their_sink_and_are_decided_later(kafka_setting
             runtime.threads.append(thread)
         runtime.wait_consumers_ready(timeout=60)
         # decided by the metadata sink, which runs: answered (retried while its consumer settles in its group)
-        assert _retried(lambda: create_experiment(ctx, {"name": "tracking goes on"})) == ""
+        assert retried(lambda: create_experiment(ctx, {"name": "tracking goes on"})) == ""
         with pytest.raises(MlflowError) as lost:
             create_registered_model(ctx, {"name": "late"})
         assert lost.value.error_code == "TEMPORARILY_UNAVAILABLE"
@@ -60,10 +46,10 @@ def test_registry_writes_wait_for_their_sink_and_are_decided_later(kafka_setting
             time.sleep(0.05)
         registry.ready.wait(60)
         # the client's retry, as after a lost response (retried while the new consumer settles in its group)
-        code = _retried(lambda: create_registered_model(ctx, {"name": "late"}))
+        code = retried(lambda: create_registered_model(ctx, {"name": "late"}))
         assert code == "RESOURCE_ALREADY_EXISTS"
         answers: list[Any] = []
-        assert _retried(lambda: answers.append(create_model_version(ctx, {"name": "late", "source": "s3://b/m"}))) == ""
+        assert retried(lambda: answers.append(create_model_version(ctx, {"name": "late", "source": "s3://b/m"}))) == ""
         # numbered in log order: 1, unless an attempt timed out after its event was accepted (then the next)
         number = int(answers[-1]["model_version"]["version"])
         assert runtime.tables.query("SELECT max(version), count() FROM model_versions FINAL") == [(number, number)]

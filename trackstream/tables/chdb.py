@@ -78,8 +78,7 @@ class ChdbStore(TableStore):
         if not result.size():
             return []
         answer = orjson.loads(result.get_memview().view())  # parsed in chDB's buffer: no copy of the text
-        convert = [_converter(c["type"]) for c in answer["meta"]]
-        return [tuple(f(v) for f, v in zip(convert, r, strict=True)) for r in answer["data"]]
+        return _typed(answer["data"], [_converter(c["type"]) for c in answer["meta"]])
 
     def query_chunks(
         self, sql: str, params: Mapping[str, Any] | None = None, size: int = 50_000
@@ -188,7 +187,10 @@ def _blocks(conn: Any, stream: Any) -> Iterator[Any]:
 
 
 def _rows(lines: list[bytes], convert: list[Callable[[Any], Any]]) -> list[Row]:
-    rows = orjson.loads(b"[" + b",".join(lines) + b"]")
+    return _typed(orjson.loads(b"[" + b",".join(lines) + b"]"), convert)
+
+
+def _typed(rows: list[list[Any]], convert: list[Callable[[Any], Any]]) -> list[Row]:
     return [tuple(f(v) for f, v in zip(convert, r, strict=True)) for r in rows]
 
 
