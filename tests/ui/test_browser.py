@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -63,7 +63,10 @@ def _body(driver: webdriver.Chrome) -> str:
 
 def _wait(driver: webdriver.Chrome, what: str, condition: Callable[[webdriver.Chrome], object]) -> None:
     try:
-        WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.2).until(condition)
+        # a node the app re-rendered between finding it and reading it is stale: look again at the next poll
+        WebDriverWait(
+            driver, WAIT_SECONDS, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+        ).until(condition)
     except TimeoutException:
         raise AssertionError(
             f"{what} did not appear within {WAIT_SECONDS}s; page text:\n{_body(driver)[:1500]}"
