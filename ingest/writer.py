@@ -20,8 +20,6 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
 from ingest.errors import MlflowError, unavailable
 from schemas import codec, events
 from schemas.decisions import Decision
@@ -29,9 +27,6 @@ from schemas.events import Event
 from trackstream.log import EventLog, LogUnavailable, Partition
 from trackstream.settings import Topics
 
-# Called after the log acknowledged a record; the embedded runtime uses it to hold the answer
-# until the sink applied the record (its in-process log is not durable on its own).
-AfterProduce = Callable[[Partition, int], None]
 # Told of every metadata event the log acknowledged: (kind, body, offset). The run-state view listens.
 MetadataObserver = Callable[[str, dict[str, Any], int], None]
 # The decision on the event produced at (partition, offset) (the event is passed along): the gateway's log
@@ -45,14 +40,12 @@ class EventWriter:
         self,
         events_: EventLog,
         topics: Topics,
-        after_produce: AfterProduce | None = None,
         outcome: Outcome | None = None,
         on_metadata: MetadataObserver | None = None,
         codec_: codec.Codec = codec.DEFAULT,
     ) -> None:
         self._log = events_
         self._topics = topics
-        self._after = after_produce
         self._outcome = outcome
         self._on_metadata = on_metadata
         self._codec = codec_
@@ -68,43 +61,19 @@ class EventWriter:
         with _acknowledged():
             index, offset = self._log.produce(topic, event.key.encode(), payload, (self._codec.header(family),))
         partition = Partition(topic, index)
-        if self._after is not None:
-            self._after(partition, offset)
         if self._on_metadata is not None and family == events.METADATA:
             self._on_metadata(type(event).__name__, events.to_dict(event), offset)
         return partition, offset
 
     def emit_all(self, events_: Sequence[Event]) -> list[tuple[Partition, int]]:
-        """``emit`` each event in order, then wait (the after-produce hook) once per partition, for the last
-        of its events: embedded mode acknowledges a run's create and its tags after one sink round trip
-        instead of two (one entity's events share a partition, and the sink applies it in offset order)."""
-        positions: list[tuple[Partition, int]] = []
-        for event in events_:
-            topic, family = self._topic(event), event.FAMILY
-            payload = self._codec.encode_event(event)
-            with _acknowledged():
-                index, offset = self._log.produce(topic, event.key.encode(), payload, (self._codec.header(family),))
-            positions.append((Partition(topic, index), offset))
-            if self._on_metadata is not None and family == events.METADATA:
-                self._on_metadata(type(event).__name__, events.to_dict(event), offset)
-        if self._after is not None:
-            last: dict[Partition, int] = {}
-            for partition, offset in positions:
-                last[partition] = max(offset, last.get(partition, offset))
-            for partition, offset in last.items():
-                self._after(partition, offset)
-        return positions
+        return [self.emit(event) for event in events_]
 
     async def emit_async(self, event: Event) -> None:
         """``emit`` awaited on the event loop (metric batches): the hot path holds no thread while the log acks."""
         topic, family = self._topic(event), event.FAMILY
         payload = self._codec.encode_event(event)
         with _acknowledged():
-            partition, offset = await self._log.produce_async(
-                topic, event.key.encode(), payload, (self._codec.header(family),)
-            )
-        if self._after is not None:
-            await run_in_threadpool(self._after, Partition(topic, partition), offset)
+            await self._log.produce_async(topic, event.key.encode(), payload, (self._codec.header(family),))
 
     def decide(self, event: Event | str, kind: str | None = None, body: Mapping[str, Any] | None = None) -> str:
         """Produce an event that carries a rule and wait for the metadata sink's decision on it.

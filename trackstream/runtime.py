@@ -8,7 +8,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from consumers.deadletter import DeadLetters
@@ -29,6 +29,7 @@ from trackstream import metrics, registry
 from trackstream.health import Dependencies
 from trackstream.log import EventLog, LogConsumer, LogTail, Partition
 from trackstream.log.base import Headers, RevokeCallback
+from trackstream.log.file import FileLog
 from trackstream.log.memory import MemoryLog
 from trackstream.objects import ObjectStore
 from trackstream.reads import TrackingReader
@@ -124,7 +125,7 @@ class Runtime:
                 return f"the {pipe.name} sink worker exited"
         return None
 
-    def _of(self, topic: str) -> list[Pipeline]:
+    def pipelines_of(self, topic: str) -> list[Pipeline]:
         return [p for p in self.pipelines if self.topic(p.name) == topic]
 
     def health(self) -> list[str]:
@@ -168,20 +169,18 @@ class Runtime:
                 raise TimeoutError(f"a consumer did not get partitions within {timeout}s")
 
     def tracking(self) -> Context:
-        embedded = isinstance(self.events, MemoryLog)
         barrier = _ConsumersBarrier(self, self.events, self.groups(), self.settings.read_barrier_timeout)
         reader = TrackingReader(self.tables)
         states = self.run_states = RunStates(self.events.tail(self.settings.topics.metadata))
         states.start()
         # a decided event's outcome: the run-state view's, which its tail decides in log order, where it
-        # decides it; else the sink's (embedded mode's after-produce hook already waited for the sink)
-        sink_outcomes = Outcomes(reader.decision, None if embedded else barrier.wait_applied)
+        # decides it; else the sink's, once it applied the event
+        sink_outcomes = Outcomes(reader.decision, barrier.wait_applied)
         timeout = self.settings.read_barrier_timeout
         outcomes = ViewFirst(states.decision, self.settings.topics.metadata, sink_outcomes, timeout)
         writer = EventWriter(
             _TimedLog(self.events),
             self.settings.topics,
-            self._wait_applied if embedded else None,
             outcomes,
             on_metadata=states.observe,
         )
@@ -228,29 +227,6 @@ class Runtime:
                 view.write(admin)
         return Guard(view, s.auth_default_permission, s.auth_token_max_ttl_seconds)
 
-    def _wait_applied(self, partition: Partition, offset: int) -> None:
-        """Embedded acknowledgement: wait until the sink applied the write; answer 503 with the reason
-        at once if that sink's worker stopped (it will not apply anything until the process restarts)."""
-        assert isinstance(self.events, MemoryLog)
-        waiting = list(self.groups()[partition.topic])
-        deadline = time.monotonic() + self.settings.read_barrier_timeout
-        while True:
-            if failure := self.consumer_failure(partition.topic):
-                raise unavailable(f"The write was not applied: {failure}. See the gateway log and restart it.")
-            slice_ = min(0.25, deadline - time.monotonic())
-            if slice_ > 0 and self.events.wait_committed(waiting[0], partition, offset, slice_):
-                waiting.pop(0)
-                if not waiting:
-                    return
-                continue
-            if time.monotonic() >= deadline:
-                why = next(
-                    (f": {p.name} store unavailable ({p.outage})" for p in self._of(partition.topic) if p.outage), ""
-                ) or next((f": {p.stalled}" for p in self._of(partition.topic) if p.stalled), "")
-                raise unavailable(
-                    f"The embedded consumers did not apply the write in time{why}; it may be applied later."
-                )
-
     def close(self) -> None:
         self._closing = True
         metrics.SINKS.untrack(self.pipelines)
@@ -275,7 +251,9 @@ def _run_logged(pipe: Pipeline) -> None:
 
 
 class _ConsumersBarrier(Barrier):
-    """Embedded reads: a stopped consumer answers 503 with its reason at once, not after the timeout."""
+    """Embedded reads: a stopped consumer answers 503 with its reason at once, not after the timeout; a
+    wait that times out names a store outage or a stall of the topic's consumers (which Kafka mode's
+    gateway cannot see: its consumers are other processes)."""
 
     def __init__(self, runtime: Runtime, events: EventLog, groups: dict[str, list[str]], timeout: float) -> None:
         super().__init__(events, groups, timeout)
@@ -284,8 +262,26 @@ class _ConsumersBarrier(Barrier):
     def wait(self, topic: str, keys: Iterable[str] | None = None) -> None:
         if failure := self._runtime.consumer_failure(topic):
             raise unavailable(f"Reads of recent writes are unavailable: {failure}. See the gateway log.")
-        with metrics.timed(metrics.BARRIER_WAIT, metrics.BARRIER_TIMEOUTS, topic):
+        with metrics.timed(metrics.BARRIER_WAIT, metrics.BARRIER_TIMEOUTS, topic), self._why(topic):
             super().wait(topic, keys)
+
+    def wait_applied(self, partition: Partition, offset: int) -> None:
+        if failure := self._runtime.consumer_failure(partition.topic):
+            raise unavailable(f"The write is in the log but its sink stopped: {failure}. See the gateway log.")
+        with self._why(partition.topic):
+            super().wait_applied(partition, offset)
+
+    @contextlib.contextmanager
+    def _why(self, topic: str) -> Iterator[None]:
+        try:
+            yield
+        except MlflowError as exc:
+            pipes = self._runtime.pipelines_of(topic)
+            why = next((f"{p.name} store unavailable ({p.outage})" for p in pipes if p.outage), None)
+            why = why or next((p.stalled for p in pipes if p.stalled), None)
+            if exc.error_code != "TEMPORARILY_UNAVAILABLE" or why is None:
+                raise
+            raise unavailable(f"{exc.message} The {topic} consumers are held: {why}") from exc
 
 
 class _TimedLog(EventLog):
@@ -337,7 +333,7 @@ class _TimedLog(EventLog):
 
 
 def resume_offset(tables: TableStore) -> int:
-    """Embedded mode: where a new process's in-process log starts, above every log offset the tables hold
+    """Embedded mode: where a partition with nothing on disk starts, above every log offset the tables hold
     (row versions, recorded decisions; see ``MemoryLog``). One ``max`` per versioned table at start-up."""
     high = -1
     versioned = tables.query("SELECT DISTINCT table FROM system.columns WHERE database = currentDatabase() "
@@ -359,7 +355,13 @@ def build(settings: Settings) -> Runtime:
 
         tables: TableStore = ChdbStore(settings.data_dir / "chdb")
         tables.migrate()
-        events: EventLog = MemoryLog(first_offset=resume_offset(tables))
+        # the auth topic keeps its own journal (ingest.auth.view), which its view replays at start
+        events: EventLog = FileLog(
+            settings.data_dir / "log",
+            first_offset=resume_offset(tables),
+            volatile=(topics.auth,),
+            room_timeout=settings.read_barrier_timeout,
+        )
         objects: ObjectStore = LocalObjectStore(settings.data_dir / "artifacts")
     else:
         from trackstream.log.kafka import KafkaLog

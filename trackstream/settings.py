@@ -121,8 +121,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1)
     # A drained log flushes the batch once it is this old: under load that makes inserts of
     # thousands of rows instead of one per request; an idle client waits at most this long.
-    # Default 0.05 in Kafka mode; 0 in embedded mode, where every write waits for its sink (a per-step
-    # synchronous log_metric loop would wait this long every step) and chDB inserts are cheap.
+    # Default 0.05 in Kafka mode; 0 in embedded mode, where a read of a write just made waits for its
+    # sink in the same process and nothing else shares the engine's time.
     batch_min_seconds: float = Field(default=0.05, ge=0)
     # How long a read waits for the sinks to apply what the log held when the read began.
     read_barrier_timeout: float = Field(default=10.0, gt=0)

@@ -1,5 +1,5 @@
 """The sink registry: one entry per sink worker; a topic may feed several sinks (consumer groups) and
-reads and acknowledgements wait for all of them."""
+reads (and decided writes' outcomes) wait for all of them."""
 
 from __future__ import annotations
 
@@ -86,18 +86,19 @@ def test_a_sink_added_by_one_registry_entry_runs_and_is_waited_for(
         ]
         tracking = runtime.tracking()
         tags = events.ExperimentTags(experiment_id="0", tags=[events.Tag(key="team", value="a")])
-        acked = threading.Event()
+        tracking.writer.emit(tags)  # acknowledged once in the log
+        read = threading.Event()
 
-        def write() -> None:
-            tracking.writer.emit(tags)
-            acked.set()
+        def read_your_write() -> None:
+            tracking.wait("metadata", ["0"])
+            read.set()
 
-        thread = threading.Thread(target=write, daemon=True)
+        thread = threading.Thread(target=read_your_write, daemon=True)
         thread.start()
-        # the metadata sink applies it at once; the write is acknowledged only once the audit sink did too
-        assert not acked.wait(1.0)
+        # the metadata sink applies it at once; a read of the topic waits until the audit sink did too
+        assert not read.wait(1.0)
         audit.gate.set()
-        assert acked.wait(10)
+        assert read.wait(10)
         assert audit.seen == [tags]
     finally:
         runtime.close()

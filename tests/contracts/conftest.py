@@ -14,15 +14,18 @@ import pytest
 
 from tests.conftest import Services
 from trackstream.log import EventLog
+from trackstream.log.file import FileLog
 from trackstream.log.memory import MemoryLog
 from trackstream.objects import ObjectStore
 from trackstream.tables import TableStore
 
 
-@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.services)])
-def event_log(request: pytest.FixtureRequest) -> Iterator[EventLog]:
+@pytest.fixture(params=["memory", "file", pytest.param("kafka", marks=pytest.mark.services)])
+def event_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventLog]:
     if request.param == "memory":
         log: EventLog = MemoryLog()
+    elif request.param == "file":
+        log = FileLog(tmp_path / "log", segment_bytes=4096)  # small segments: the contract holds across rolls
     else:
         from trackstream.log.kafka import KafkaLog
 

@@ -1,4 +1,4 @@
-"""The event log: Kafka in production, an in-process log in embedded mode (same interface)."""
+"""The event log: Kafka in production, segment files under the data directory in embedded mode (same interface)."""
 
 from trackstream.log.base import (
     EventLog,

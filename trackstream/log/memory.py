@@ -1,6 +1,5 @@
-"""In-process log for embedded mode and unit tests: partitions are lists, groups are dicts.
-
-It is not durable; the embedded gateway therefore acknowledges a write only after the sinks applied it.
+"""In-process log for unit tests, and the memory of the embedded mode's durable log
+(``trackstream.log.file``): partitions are lists, groups are dicts. Not durable by itself.
 Records below every group's committed offset and every open tail's position are dropped so memory stays
 bounded (an open tail that is never polled therefore holds its topic's records).
 """
@@ -86,7 +85,7 @@ class MemoryLog(EventLog):
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         with self._cond:
-            out = dict.fromkeys(range(len(self._topic(topic))), self._first) if self._first else {}
+            out = {i: o for i in range(len(self._topic(topic))) if (o := self._origin(Partition(topic, i)))}
             out.update({p.index: o for p, o in self._committed.get(group, {}).items() if p.topic == topic})
             return out
 
@@ -100,17 +99,6 @@ class MemoryLog(EventLog):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-
-    def wait_committed(self, group: str, partition: Partition, offset: int, timeout: float) -> bool:
-        """Block until ``group`` committed past ``offset`` on ``partition``; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._committed.get(group, {}).get(partition, self._first) <= offset:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closed:
-                    return False
-                self._cond.wait(remaining)
-            return True
 
     # -- used by _MemoryConsumer, under self._cond --
     def _read(
@@ -132,14 +120,15 @@ class MemoryLog(EventLog):
     def _commit(self, group: str, offsets: dict[Partition, int]) -> None:
         committed = self._committed.setdefault(group, {})
         for partition, offset in offsets.items():
-            committed[partition] = max(committed.get(partition, self._first), offset)
+            committed[partition] = max(committed.get(partition, self._origin(partition)), offset)
         self._trim(offsets)
         self._cond.notify_all()
 
     def _trim(self, offsets: dict[Partition, int]) -> None:
         for partition in offsets:
-            readers = self._readers.get(partition.topic, set())
-            floor = min((self._committed.get(g, {}).get(partition, self._first) for g in readers), default=self._first)
+            readers = self._readers_of(partition.topic)
+            origin = self._origin(partition)
+            floor = min((self._committed.get(g, {}).get(partition, origin) for g in readers), default=origin)
             for tail in self._tails.get(partition.topic, ()):
                 floor = min(floor, tail.positions[partition.index])
             part = self._topics[partition.topic][partition.index]
@@ -147,6 +136,18 @@ class MemoryLog(EventLog):
             if drop > 0:
                 del part.records[:drop]
                 part.base = floor
+                self._dropped(partition, floor)
+
+    def _origin(self, partition: Partition) -> int:
+        """Where a group that never committed ``partition`` stands: nothing exists below it for anyone."""
+        return self._first
+
+    def _readers_of(self, topic: str) -> set[str]:
+        """The groups whose positions hold ``topic``'s records."""
+        return self._readers.get(topic, set())
+
+    def _dropped(self, partition: Partition, floor: int) -> None:
+        """Every record of ``partition`` below ``floor`` was dropped (a durable subclass deletes its files)."""
 
 
 class _MemoryConsumer(LogConsumer):
