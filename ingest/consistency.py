@@ -69,7 +69,7 @@ class Barrier:
                     f"The {topic} consumers have not yet applied recent writes "
                     f"(waited {self._timeout:.1f}s); retry shortly."
                 )
-            time.sleep(delay)
+            self._log.await_commit(max(0.0, min(delay, deadline - time.monotonic())))
             delay = min(delay * 2, 0.01)
 
     def _committed(self, topic: str) -> dict[int, int]:

@@ -17,7 +17,7 @@ from consumers.pipeline import FlushPolicy, Pipeline, WorkerFailed
 from consumers.sink import Sink
 from ingest.auth.credentials import hash_password
 from ingest.auth.guard import Guard
-from ingest.auth.view import AuthView
+from ingest.auth.view import AuthView, import_journal
 from ingest.consistency import Barrier, Outcomes, ViewFirst
 from ingest.errors import MlflowError, unavailable
 from ingest.handlers.context import Context
@@ -30,7 +30,6 @@ from trackstream.health import Dependencies
 from trackstream.log import EventLog, LogConsumer, LogTail, Partition
 from trackstream.log.base import Headers, RevokeCallback
 from trackstream.log.file import FileLog
-from trackstream.log.memory import MemoryLog
 from trackstream.objects import ObjectStore
 from trackstream.reads import TrackingReader
 from trackstream.reads.registry import RegistryReader
@@ -201,9 +200,7 @@ class Runtime:
         s = self.settings
         if not s.auth_enabled:
             return None
-        embedded = isinstance(self.events, MemoryLog)
-        journal = s.data_dir / "auth" / "changes.avro" if embedded else None
-        view = self.auth = AuthView(self.events, s.topics.auth, journal, s.read_barrier_timeout)
+        view = self.auth = AuthView(self.events, s.topics.auth, s.read_barrier_timeout)
         view.start()
         if not view.catch_up(AUTH_START_TIMEOUT):
             raise ConfigurationError(
@@ -325,6 +322,9 @@ class _TimedLog(EventLog):
     def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
         return self._inner.consumer(group, topic, on_revoke)
 
+    def await_commit(self, timeout: float) -> None:
+        self._inner.await_commit(timeout)
+
     def tail(self, topic: str, from_start: bool = False) -> LogTail:
         return self._inner.tail(topic, from_start)
 
@@ -355,12 +355,8 @@ def build(settings: Settings) -> Runtime:
 
         tables: TableStore = ChdbStore(settings.data_dir / "chdb")
         tables.migrate()
-        # the auth topic keeps its own journal (ingest.auth.view), which its view replays at start
         events: EventLog = FileLog(
-            settings.data_dir / "log",
-            first_offset=resume_offset(tables),
-            volatile=(topics.auth,),
-            room_timeout=settings.read_barrier_timeout,
+            settings.data_dir / "log", first_offset=resume_offset(tables), room_timeout=settings.read_barrier_timeout
         )
         objects: ObjectStore = LocalObjectStore(settings.data_dir / "artifacts")
     else:
@@ -390,5 +386,7 @@ def build(settings: Settings) -> Runtime:
             f"topics {', '.join(missing)} do not exist and TRACKSTREAM_CREATE_TOPICS is false; create them "
             f"(one per event family, {topics.partitions} partitions) or let trackstream create them"
         )
+    if settings.mode is Mode.EMBEDDED:  # the auth journal of a data directory from before the durable log
+        import_journal(events, topics.auth, settings.data_dir / "auth" / "changes.avro")
     tables.migrate()
     return Runtime(settings, events, tables, objects)

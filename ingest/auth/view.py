@@ -8,25 +8,20 @@ is refused, wherever each was sent (docs/DESIGN.md, "Decided events"; here the d
 view alike instead of a sink, as the rules need nothing but the view's own state). A request that wrote
 a change waits until its own gateway's view applied it and answers that change's outcome.
 
-A permission check is a dict read: it needs neither the store nor the log. Kafka mode: the topic is the
-only copy (created to keep its records forever) and a starting gateway reads it whole before it serves.
-Embedded mode: the in-process log starts empty at every start, so the view appends each change it
-applies to a journal file (``<data_dir>/auth/changes.avro``, length-prefixed Avro messages, fsynced)
-before it counts as applied, and replays that journal first at the next start.
+A permission check is a dict read: it needs neither the store nor the log. The topic is the only copy
+(Kafka mode: created to keep its records forever; embedded mode: no group reads it, so the durable log
+keeps it whole) and a starting gateway reads it whole before it serves.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import struct
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from ingest.auth.access import LEVELS
 from ingest.errors import MlflowError, not_found, unavailable
@@ -74,11 +69,9 @@ def _label(resource_type: str) -> tuple[str, str]:
 
 
 class AuthView:
-    def __init__(self, events: EventLog, topic: str, journal: Path | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, events: EventLog, topic: str, timeout: float = 10.0) -> None:
         self._events = events
         self._topic = topic
-        self._journal_path = journal
-        self._journal: BinaryIO | None = None
         self._timeout = timeout
         self.users: dict[str, User] = {}
         self.tokens: dict[str, Token] = {}
@@ -94,7 +87,7 @@ class AuthView:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.error: str | None = None
-        self.applied = 0  # changes applied (journal and log)
+        self.applied = 0  # changes applied
 
     # -- lookups (request path: dict reads) --
     def user(self, username: str) -> User | None:
@@ -234,38 +227,13 @@ class AuthView:
 
     # -- following the topic --
     def start(self) -> None:
-        """Replay the journal (embedded), open the tail at the topic's start and follow it on a thread."""
-        if self._journal_path is not None:
-            self._replay_journal(self._journal_path)
+        """Open the tail at the topic's start and follow it on a thread."""
         # where the tail begins: an embedded log starts above its tables' offsets, not at 0
         partitions = list(range(self._events.partitions(self._topic)))
         self._applied = dict(self._events.start_offsets(self._topic, partitions))
         self._tail = self._events.tail(self._topic, from_start=True)
         self._thread = threading.Thread(target=self._follow, name="auth-view", daemon=True)
         self._thread.start()
-
-    def _replay_journal(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        good = 0
-        if path.exists():
-            data = path.read_bytes()
-            pos = 0
-            while pos + _LENGTH.size <= len(data):
-                (size,) = _LENGTH.unpack_from(data, pos)
-                end = pos + _LENGTH.size + size
-                if end > len(data):
-                    break  # a torn last record: its change was never acknowledged
-                change = codec.decode(data[pos + _LENGTH.size : end]).event
-                if isinstance(change, AuthChange):
-                    self.apply(change)
-                    self.applied += 1
-                pos = good = end
-            if good < len(data):
-                log.warning("auth journal %s: dropping a torn last record (%d bytes)", path, len(data) - good)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.truncate(fd, good)
-        os.lseek(fd, good, os.SEEK_SET)
-        self._journal = os.fdopen(fd, "ab")
 
     def _follow(self) -> None:
         assert self._tail is not None
@@ -279,10 +247,6 @@ class AuthView:
                         change = None
                     if change is not None and not isinstance(change, AuthChange):
                         change = None
-                    if change is not None and self._journal is not None:
-                        self._journal.write(_LENGTH.pack(len(message.value)) + message.value)
-                        self._journal.flush()
-                        os.fsync(self._journal.fileno())
                     with self._cond:
                         outcome = self.apply(change) if change is not None else None
                         self.applied += 1
@@ -304,6 +268,31 @@ class AuthView:
             self._thread.join(timeout=TAIL_POLL_SECONDS * 5)
         if self._tail is not None:
             self._tail.close()
-        if self._journal is not None:
-            with contextlib.suppress(OSError):
-                self._journal.close()
+
+
+def import_journal(events: EventLog, topic: str, path: Path) -> int:
+    """Move the changes of an auth journal (``<data_dir>/auth/changes.avro``: length-prefixed Avro messages,
+    kept by embedded gateways before their log was durable) into the auth topic, once; returns how many.
+
+    Run before the view starts. Records the topic already holds are changes of an import that died before
+    renaming the journal: only the rest is produced, so no change is applied twice. A torn last record was
+    never acknowledged and is left out. The journal is then renamed ``changes.avro.imported``."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    values: list[bytes] = []
+    at = 0
+    while at + _LENGTH.size <= len(data):
+        (size,) = _LENGTH.unpack_from(data, at)
+        if at + _LENGTH.size + size > len(data):
+            break
+        values.append(data[at + _LENGTH.size : at + _LENGTH.size + size])
+        at += _LENGTH.size + size
+    partitions = list(range(events.partitions(topic)))
+    ends, starts = events.end_offsets(topic, partitions), events.start_offsets(topic, partitions)
+    held = sum(ends[p] - starts[p] for p in partitions)
+    for value in values[held:]:
+        events.produce(topic, AUTH_KEY.encode(), value, (codec.header(AUTH),))
+    path.rename(path.with_name(path.name + ".imported"))
+    log.info("auth: moved %d changes from %s into the %s topic", len(values) - min(held, len(values)), path, topic)
+    return len(values)

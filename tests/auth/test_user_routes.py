@@ -196,7 +196,9 @@ def test_mlflow_client_with_password_and_with_token(
     logged = caplog.text
     for secret in (password, token, token.rsplit("_", 1)[1], ADMIN_PASSWORD):
         assert secret not in logged
-    journal = auth_gateway.runtime.settings.data_dir / "auth" / "changes.avro"
-    if journal.exists():  # embedded: the journal holds hashes and digests, never a password or token
-        raw = journal.read_bytes()
+    settings = auth_gateway.runtime.settings
+    segments = list((settings.data_dir / "log" / settings.topics.auth).glob("*/*.log"))
+    for segment in segments:  # embedded: the auth topic on disk holds hashes and digests, never a secret
+        raw = segment.read_bytes()
         assert password.encode() not in raw and token.encode() not in raw
+        assert segment.stat().st_mode & 0o077 == 0  # and is readable by the gateway's user alone

@@ -1,25 +1,28 @@
-"""The auth view (unit: the in-process log): rules decided in log order, the examples, the journal."""
+"""The auth view (unit: the in-process log): rules decided in log order, the examples, a restart on the
+embedded mode's durable log, and the import of an auth journal from before that log."""
 
 from __future__ import annotations
 
 import io
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
 from fastavro import json_reader
 
-from ingest.auth.view import AuthView
+from ingest.auth.view import AuthView, import_journal
 from ingest.errors import MlflowError
 from schemas import codec
 from schemas.events import AuthChange, from_dict
+from trackstream.log.file import FileLog
 from trackstream.log.memory import MemoryLog
 
 TOPIC = "auth"
 
 
-def _view(log: MemoryLog, journal: Path | None = None) -> AuthView:
-    view = AuthView(log, TOPIC, journal, timeout=10)
+def _view(log: MemoryLog) -> AuthView:
+    view = AuthView(log, TOPIC, timeout=10)
     view.start()
     assert view.catch_up(10)
     return view
@@ -74,30 +77,49 @@ def test_two_views_of_one_log_agree_and_a_writer_gets_its_own_outcome() -> None:
         second.close()
 
 
-def test_the_embedded_journal_survives_a_restart_and_a_torn_last_record(tmp_path: Path) -> None:
-    journal = tmp_path / "auth" / "changes.avro"
-    log = MemoryLog()
+def _durable(path: Path) -> FileLog:
+    log = FileLog(path)
     log.ensure_topics([TOPIC], 1)
-    view = _view(log, journal)
+    return log
+
+
+def test_the_embedded_auth_topic_survives_a_restart(tmp_path: Path) -> None:
+    view = _view(_durable(tmp_path))
     view.write(AuthChange(op="create_user", username="a", password_hash="h", is_admin=True, time=1))
     view.write(
         AuthChange(
             op="create_permission", username="a", resource_type="experiment", resource_id="1", permission="READ", time=2
         )
     )
-    view.close()
-    with journal.open("ab") as f:
-        f.write(b"\x00\x00\x01\x00partial")  # a crash in the middle of an append
-    fresh = MemoryLog()  # the in-process log does not survive a restart
-    fresh.ensure_topics([TOPIC], 1)
-    again = _view(fresh, journal)
+    view.close()  # the log is not closed: a process that died keeps what was acknowledged
+    again = _view(_durable(tmp_path))
     try:
         assert again.user("a") is not None and again.permission("experiment", "1", "a") == "READ"
         again.write(AuthChange(op="create_user", username="b", password_hash="h", is_admin=False, time=3))
         assert again.user("b") is not None and again.users["b"].id == 2  # ids continue in order
     finally:
         again.close()
-    assert journal.stat().st_mode & 0o077 == 0  # hashes only, and readable by the gateway's user alone
+
+
+def test_an_old_journal_is_moved_into_the_topic_once(tmp_path: Path) -> None:
+    changes = [
+        AuthChange(op="create_user", username=f"u{i}", password_hash="h", is_admin=False, time=i) for i in range(3)
+    ]
+    journal = tmp_path / "auth" / "changes.avro"
+    journal.parent.mkdir()
+    frames = [struct.pack(">I", len(v)) + v for v in (codec.encode(c) for c in changes)]
+    journal.write_bytes(b"".join(frames) + b"\x00\x00\x01\x00partial")  # a torn last record: never acknowledged
+    log = _durable(tmp_path / "log")
+    log.produce(TOPIC, b"auth", codec.encode(changes[0]))  # an import that died before renaming the journal
+    assert import_journal(log, TOPIC, journal) == 3
+    assert not journal.exists() and journal.with_name("changes.avro.imported").exists()
+    assert import_journal(log, TOPIC, journal) == 0  # once
+    view = _view(_durable(tmp_path / "log"))  # a new process finds them in the topic
+    try:
+        assert log.end_offsets(TOPIC, [0]) == {0: 3}  # u0 was not produced twice
+        assert [view.users[f"u{i}"].id for i in range(3)] == [1, 2, 3]
+    finally:
+        view.close()
 
 
 def test_a_renamed_or_deleted_registered_model_takes_its_permissions_along() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ TOPIC = "t"
 
 
 def _open(path: Path, first_offset: int = 0, segment_bytes: int = 1 << 20) -> FileLog:
-    log = FileLog(path, first_offset=first_offset, segment_bytes=segment_bytes, volatile=("auth",))
+    log = FileLog(path, first_offset=first_offset, segment_bytes=segment_bytes)
     log.ensure_topics([TOPIC, "auth"], 1)
     return log
 
@@ -40,7 +41,7 @@ def test_acknowledged_records_and_positions_survive_a_new_process(tmp_path: Path
     consumer = log.consumer("applied", TOPIC)
     first = consumer.poll(0.1, 4)
     consumer.commit({Partition(TOPIC, 0): first[-1].offset + 1})
-    log.produce("auth", b"k", b"not kept")
+    log.produce("auth", b"k", b"kept")  # a topic no group reads
     # no close: a process that died keeps what produce acknowledged, and the positions committed
 
     log = _open(tmp_path)
@@ -50,7 +51,8 @@ def test_acknowledged_records_and_positions_survive_a_new_process(tmp_path: Path
     assert rest[0].headers == (("schema", b"s"),) and rest[0].key == b"k"
     assert log.committed("applied", TOPIC) == {0: 4}
     assert log.produce(TOPIC, b"k", b"next") == (0, 10)  # offsets go on after the last record
-    assert log.end_offsets("auth", [0]) == {0: 0}  # a volatile topic keeps nothing
+    assert [m.value for m in log.tail("auth", from_start=True).poll(0.1, 10)] == [b"kept"]  # kept whole
+    assert all(p.stat().st_mode & 0o077 == 0 for p in (tmp_path / "auth" / "0").glob("*.log"))  # secrets in it
 
 
 def test_a_torn_last_record_is_cut_and_the_offsets_go_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -158,3 +160,33 @@ def test_a_group_that_never_committed_a_partition_keeps_its_records(tmp_path: Pa
     slow.commit({Partition(TOPIC, 0): 44})
     log.consumer("fast", TOPIC).commit({Partition(TOPIC, 0): 44})
     assert [p.stem for p in _segments(tmp_path)] == [f"{44:020d}"]
+
+
+def test_concurrent_producers_share_an_fsync_and_readers_see_only_records_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = _open(tmp_path)
+    consumer = log.consumer("g", TOPIC)
+    release = threading.Event()
+    syncs: list[int] = []
+    real = os.fdatasync
+
+    def slow_sync(fd: int) -> None:  # a disk that takes until released
+        syncs.append(fd)
+        release.wait(5)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow_sync)
+    producers = [threading.Thread(target=log.produce, args=(TOPIC, b"k", f"v{i}".encode())) for i in range(8)]
+    for t in producers:
+        t.start()
+    deadline = time.monotonic() + 5
+    while log.end_offsets(TOPIC, [0])[0] < 8 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.end_offsets(TOPIC, [0]) == {0: 8}  # all appended while the first fsync is held
+    assert consumer.poll(0.1, 100) == []  # none is on disk yet: no reader gets one
+    release.set()
+    for t in producers:
+        t.join(5)
+    assert len(syncs) <= 2  # the first producer's fsync, then one for the seven that queued behind it
+    assert sorted(m.value for m in consumer.poll(1, 100)) == sorted(f"v{i}".encode() for i in range(8))

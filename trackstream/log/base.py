@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import functools
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -151,6 +152,12 @@ class EventLog(abc.ABC):
     def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
         """Join ``group``; ``on_revoke`` runs on the polling thread when a rebalance took partitions away
         (write what is held there; a commit for partitions that moved is refused, and they are re-read)."""
+
+    def await_commit(self, timeout: float) -> None:
+        """Block for at most ``timeout`` seconds, or until a group may have committed: a poller of
+        :meth:`committed` calls it between looks. The default sleeps (a remote log's commits are seen only
+        by asking); an in-process log wakes its waiters at the commit."""
+        time.sleep(timeout)
 
     @abc.abstractmethod
     def tail(self, topic: str, from_start: bool = False) -> LogTail:

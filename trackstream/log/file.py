@@ -10,7 +10,8 @@ Layout under the directory: ``<topic>/<partition>/<base offset>.log`` segments o
 ``committed.json`` (group -> topic -> partition -> next offset). A frame is ``<length u32><crc32 u32>``
 then the body ``<offset u64><key length i32, -1: none><key><value length u32><value><header count u16>``
 and each header ``<name length u16><name><value length u32><value>``; the CRC covers the body.
-A record is fsynced (``fdatasync``, ~0.15 ms here) before ``produce`` returns. ``committed.json`` is
+A record is fsynced (``fdatasync``, ~0.15 ms here) before ``produce`` returns and before any reader gets
+it; producers that append while one fsync runs share the next (group commit). ``committed.json`` is
 replaced (write, rename) after each commit without an fsync: chDB does not fsync its parts either, so
 after a crash of the machine (not of the process) an offset file older than the tables only replays
 records, which every sink applies idempotently; one newer than the tables cannot be ruled out there
@@ -27,6 +28,7 @@ import asyncio
 import logging
 import os
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -115,7 +117,11 @@ def read_segment(path: Path, partition: Partition, last: bool) -> Iterator[Messa
 
 
 class _Files:
-    """One partition's segment files: the active one open for appends."""
+    """One partition's segment files: the active one open for appends.
+
+    Group commit: a record is written under the log's lock (``write``, a buffered write: microseconds) and
+    made durable outside it (``sync``): one ``fdatasync`` covers every record written before it, so
+    concurrent producers share it and nobody waits for the disk while holding the log."""
 
     def __init__(self, directory: Path, partition: Partition, base: int) -> None:
         self.directory = directory
@@ -125,6 +131,9 @@ class _Files:
         if not self.segments:
             self.segments = [base]
         self.active: BinaryIO | None = None
+        self.retired: list[BinaryIO] = []  # rolled segments, closed by the next sync (one may be syncing)
+        self.written = self.synced = 0  # the offsets after the last record written, after the last one synced
+        self._sync_lock = threading.Lock()
 
     def path(self, base: int) -> Path:
         return self.directory / f"{base:020d}.log"
@@ -134,21 +143,36 @@ class _Files:
             if self.path(base).exists():
                 yield from read_segment(self.path(base), self.partition, last=i == len(self.segments) - 1)
 
-    def append(self, frame: bytes, next_offset: int, segment_bytes: int) -> None:
+    def write(self, frame: bytes, next_offset: int, segment_bytes: int) -> None:
+        """Under the log's lock: append a record (in the OS's cache until ``sync``)."""
         if self.active is None:
             self.active = self._open(self.segments[-1])
         self.active.write(frame)
         self.active.flush()
-        os.fdatasync(self.active.fileno())
+        self.written = next_offset
         if self.active.tell() >= segment_bytes:  # roll: the next record starts a new segment
-            self.active.close()
+            os.fdatasync(self.active.fileno())  # whole before the next one starts
+            self.retired.append(self.active)
             self.segments.append(next_offset)
             self.active = self._open(next_offset)
+
+    def sync(self, end: int) -> int:
+        """Make every record before ``end`` durable; returns the offset it is durable to (>= ``end``)."""
+        with self._sync_lock:
+            if self.synced < end:
+                target, active = self.written, self.active  # this order: a roll between them synced the old one
+                assert active is not None
+                os.fdatasync(active.fileno())
+                self.synced = target
+                while self.retired:
+                    self.retired.pop().close()
+            return self.synced
 
     def _open(self, base: int) -> BinaryIO:
         path = self.path(base)
         new = not path.exists()
-        f = path.open("ab")
+        # readable by the gateway's user alone: the auth topic holds password hashes and token digests
+        f = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         if new:  # the file's name must survive a crash of the machine too
             fd = os.open(self.directory, os.O_RDONLY)
             try:
@@ -163,31 +187,34 @@ class _Files:
             self.path(self.segments.pop(0)).unlink(missing_ok=True)
 
     def close(self) -> None:
-        if self.active is not None:
-            self.active.close()
+        with self._sync_lock:
+            for f in (*self.retired, self.active):
+                if f is not None:
+                    f.close()
+            self.retired.clear()
             self.active = None
 
 
 class FileLog(MemoryLog):
     """``first_offset``: where a partition with nothing on disk starts (see :class:`MemoryLog`); a
-    partition with segments continues after its last record."""
+    partition with segments continues after its last record. A topic no group reads (the auth topic, read
+    whole by its view's tail) is kept whole and does not count towards ``held_bytes``."""
 
     def __init__(
         self,
         directory: Path,
         first_offset: int = 0,
         segment_bytes: int = SEGMENT_BYTES,
-        volatile: Sequence[str] = (),
         held_bytes: int = HELD_BYTES,
         room_timeout: float = 10.0,
     ) -> None:
         super().__init__(first_offset)
-        self._volatile = set(volatile)  # topics kept in memory only
         self._held_most = held_bytes
         self._room_timeout = room_timeout
-        self._held: dict[Partition, int] = {}  # bytes of each durable partition's records in memory
+        self._held: dict[Partition, int] = {}  # bytes of each partition's records in memory
+        self._held_topics: set[str] = set()  # topics a group reads: their records wait for the sinks
+        self._held_total = 0  # bytes in memory of those topics' partitions
         self._origins: dict[Partition, int] = {}  # each partition's first record kept at the start
-        self._held_total = 0
         self._dir = directory
         self._segment_bytes = segment_bytes
         self._files: dict[Partition, _Files] = {}
@@ -206,12 +233,11 @@ class FileLog(MemoryLog):
             for topic in topics:
                 if topic in self._topics:
                     continue
-                if topic in self._volatile:
-                    self._topics[topic] = [_Partition(base=self._first) for _ in range(partitions)]
-                    continue
                 stored = self._dir / topic
                 count = len(list(stored.iterdir())) if stored.is_dir() else 0
                 self._topics[topic] = [self._load(Partition(topic, i)) for i in range(max(partitions, count))]
+                if self._readers_of(topic):
+                    self._hold(topic)
 
     def _load(self, partition: Partition) -> _Partition:
         """The partition's records from its segments, those below every group's position left out."""
@@ -228,14 +254,20 @@ class FileLog(MemoryLog):
             part.base = part.records[0].offset
         elif end is not None:
             part.base = end
+        part.durable = files.written = files.synced = part.end
         files.drop_below(floor)  # segments passed before the last process could delete them
         self._origins[partition] = part.base
         for positions in (*self._committed.values(), *self._joined.values()):  # nothing exists below the base
             if positions.get(partition, part.base) < part.base:
                 positions[partition] = part.base
-        self._held[partition] = held = sum(_size(m) for m in part.records)
-        self._held_total += held
+        self._held[partition] = sum(_size(m) for m in part.records)
         return part
+
+    def _hold(self, topic: str) -> None:
+        """Under the lock: ``topic``'s records count towards ``held_bytes`` from now on (a group reads it)."""
+        if topic not in self._held_topics:
+            self._held_topics.add(topic)
+            self._held_total += sum(self._held[Partition(topic, i)] for i in range(len(self._topics[topic])))
 
     def _floor(self, partition: Partition) -> int:
         """The least position of the topic's groups on ``partition``; 0 (keep everything) when there are
@@ -253,30 +285,43 @@ class FileLog(MemoryLog):
         return self._origins.get(partition, self._first)
 
     def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
-        with self._cond:
-            index = self.partition_for(topic, key)
-            part = self._topic(topic)[index]
-            partition = Partition(topic, index)
-            files = self._files.get(partition)
-            if files is not None:
-                self._wait_room()
-            offset = part.end
-            message = Message(partition, offset, key, value, headers)
-            if files is not None:
-                try:
-                    files.append(encode(offset, key, value, headers), offset + 1, self._segment_bytes)
-                except OSError as exc:  # nothing acknowledged; a partial frame is cut at the next start
-                    raise LogUnavailable(f"the embedded log could not write {self._dir}: {exc}") from exc
-                self._held[partition] += _size(message)
-                self._held_total += _size(message)
-            part.records.append(message)
-            self._cond.notify_all()
-            return index, offset
+        index, offset = super().produce(topic, key, value, headers)
+        self._sync(Partition(topic, index), offset + 1)
+        return index, offset
 
     async def produce_async(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
-        if self._held_total >= self._held_most:  # wait for room off the event loop
-            await asyncio.get_running_loop().run_in_executor(None, self._room)
-        return self.produce(topic, key, value, headers)
+        """The append on the event loop (under the lock, no disk wait); waiting for room and for the fsync
+        off it."""
+        loop = asyncio.get_running_loop()
+        if self._held_total >= self._held_most:
+            await loop.run_in_executor(None, self._room)
+        index, offset = super().produce(topic, key, value, headers)
+        await loop.run_in_executor(None, self._sync, Partition(topic, index), offset + 1)
+        return index, offset
+
+    def _append(self, part: _Partition, message: Message) -> None:
+        self._wait_room()
+        files = self._files[message.partition]
+        try:
+            files.write(encode(message.offset, message.key, message.value, message.headers), message.offset + 1,
+                        self._segment_bytes)  # fmt: skip
+        except OSError as exc:  # nothing acknowledged; a partial frame is cut at the next start
+            raise LogUnavailable(f"the embedded log could not write {self._dir}: {exc}") from exc
+        self._held[message.partition] += _size(message)
+        if message.partition.topic in self._held_topics:
+            self._held_total += _size(message)
+
+    def _sync(self, partition: Partition, end: int) -> None:
+        """Wait until the records of ``partition`` before ``end`` are on disk, then let readers have them."""
+        try:
+            durable = self._files[partition].sync(end)
+        except OSError as exc:  # not acknowledged; readers get the record once a later fsync covers it
+            raise LogUnavailable(f"the embedded log could not fsync {self._dir}: {exc}") from exc
+        with self._cond:
+            part = self._topics[partition.topic][partition.index]
+            if part.durable is not None and durable > part.durable:
+                part.durable = durable
+                self._cond.notify_all()
 
     def _room(self) -> None:
         with self._cond:
@@ -302,9 +347,10 @@ class FileLog(MemoryLog):
         with self._cond:
             parts = {Partition(topic, i): part.base for i, part in enumerate(self._topic(topic))}
             missing = {p: o for p, o in parts.items() if self._position(group, p) is None}
-            if missing and topic not in self._volatile:
+            if missing:
                 self._joined.setdefault(group, {}).update(missing)
                 self._save_positions()
+            self._hold(topic)
         return super().consumer(group, topic, on_revoke)
 
     def _commit(self, group: str, offsets: dict[Partition, int]) -> None:
@@ -327,12 +373,12 @@ class FileLog(MemoryLog):
         known = {g for m in (self._committed, self._joined) for g, c in m.items() if any(p.topic == topic for p in c)}
         return super()._readers_of(topic) | known
 
-    def _dropped(self, partition: Partition, floor: int) -> None:
-        if files := self._files.get(partition):
-            files.drop_below(floor)
-            held = sum(_size(m) for m in self._topics[partition.topic][partition.index].records)
-            self._held_total += held - self._held[partition]
-            self._held[partition] = held
+    def _dropped(self, partition: Partition, floor: int, gone: list[Message]) -> None:
+        self._files[partition].drop_below(floor)
+        size = sum(_size(m) for m in gone)
+        self._held[partition] -= size
+        if partition.topic in self._held_topics:
+            self._held_total -= size
 
     def close(self) -> None:
         super().close()

@@ -18,10 +18,15 @@ from trackstream.log.base import EventLog, Headers, LogConsumer, LogTail, Messag
 class _Partition:
     base: int = 0  # offset of records[0]
     records: list[Message] = field(default_factory=list)
+    durable: int | None = None  # readers stop here when set: the records after it are not on disk yet
 
     @property
     def end(self) -> int:
         return self.base + len(self.records)
+
+    @property
+    def readable(self) -> int:
+        return self.end if self.durable is None else self.durable
 
 
 class MemoryLog(EventLog):
@@ -65,10 +70,11 @@ class MemoryLog(EventLog):
         with self._cond:
             index = self.partition_for(topic, key)
             part = self._topic(topic)[index]
-            offset = part.end
-            part.records.append(Message(Partition(topic, index), offset, key, value, headers))
+            message = Message(Partition(topic, index), part.end, key, value, headers)
+            self._append(part, message)
+            part.records.append(message)
             self._cond.notify_all()
-            return index, offset
+            return index, message.offset
 
     async def produce_async(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
         return self.produce(topic, key, value, headers)  # an append under a lock: nothing to wait for
@@ -92,6 +98,11 @@ class MemoryLog(EventLog):
     def consumer(self, group: str, topic: str, on_revoke: RevokeCallback | None = None) -> LogConsumer:
         return _MemoryConsumer(self, group, topic)
 
+    def await_commit(self, timeout: float) -> None:
+        with self._cond:  # woken by commits (and by appends: the caller looks again either way)
+            if not self._closed:
+                self._cond.wait(timeout)
+
     def tail(self, topic: str, from_start: bool = False) -> LogTail:
         return _MemoryTail(self, topic, from_start)
 
@@ -109,8 +120,9 @@ class MemoryLog(EventLog):
             if index in paused:
                 continue
             start = max(positions.get(index, part.base), part.base)  # nothing exists below the base
-            if start < part.end:
-                chunk = part.records[max(0, start - part.base) : max(0, start - part.base) + max_records - len(out)]
+            if start < part.readable:
+                first = start - part.base
+                chunk = part.records[first : min(first + max_records - len(out), part.readable - part.base)]
                 out.extend(chunk)
                 positions[index] = start + len(chunk)
             if len(out) >= max_records:
@@ -134,9 +146,10 @@ class MemoryLog(EventLog):
             part = self._topics[partition.topic][partition.index]
             drop = floor - part.base
             if drop > 0:
+                gone = part.records[:drop]
                 del part.records[:drop]
                 part.base = floor
-                self._dropped(partition, floor)
+                self._dropped(partition, floor, gone)
 
     def _origin(self, partition: Partition) -> int:
         """Where a group that never committed ``partition`` stands: nothing exists below it for anyone."""
@@ -146,8 +159,12 @@ class MemoryLog(EventLog):
         """The groups whose positions hold ``topic``'s records."""
         return self._readers.get(topic, set())
 
-    def _dropped(self, partition: Partition, floor: int) -> None:
-        """Every record of ``partition`` below ``floor`` was dropped (a durable subclass deletes its files)."""
+    def _append(self, part: _Partition, message: Message) -> None:
+        """Under the lock, before ``message`` joins ``part``'s records (a durable subclass writes it out)."""
+
+    def _dropped(self, partition: Partition, floor: int, gone: list[Message]) -> None:
+        """``gone``, every record of ``partition`` below ``floor``, was dropped (a durable subclass deletes
+        its files)."""
 
 
 class _MemoryConsumer(LogConsumer):
