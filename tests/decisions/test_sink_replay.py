@@ -134,18 +134,19 @@ def test_a_runs_first_dataset_input_of_a_name_and_digest_is_kept(tables: ChdbSto
     assert tables.query("SELECT source FROM run_dataset_inputs FINAL") == [("first",)]
 
 
-class CountsDecisionReads(TableStore):
-    """chDB that counts the queries reading ``decisions``."""
+class CountsReads(TableStore):
+    """chDB that counts the queries reading table ``of``."""
 
-    def __init__(self, inner: ChdbStore) -> None:
+    def __init__(self, inner: ChdbStore, of: str = "decisions") -> None:
         self.inner = inner
+        self.of = of
         self.reads = 0
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         self.inner.command(sql, params)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        self.reads += "FROM decisions" in sql
+        self.reads += f"FROM {self.of} " in sql
         return self.inner.query(sql, params)
 
     def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
@@ -182,7 +183,7 @@ def test_a_new_sink_reuses_decisions_recorded_past_its_first_batch(tables: ChdbS
 
 
 def test_a_running_sink_reads_decisions_only_where_one_can_be_recorded(tables: ChdbStore) -> None:
-    counted = CountsDecisionReads(tables)
+    counted = CountsReads(tables)
     sink = MetadataSink(counted)
     sink.write(creates("a", "b"))
     assert counted.reads == 1  # what the table held for the partition: nothing
@@ -195,3 +196,33 @@ def test_a_running_sink_reads_decisions_only_where_one_can_be_recorded(tables: C
     sink.write(creates("f", first=5))
     assert counted.reads == 3
     assert tables.query("SELECT min(ok), count() FROM decisions") == [(1, 7)]
+
+
+def created(run_id: str) -> tuple[str, dict[str, Any]]:
+    return "RunState", {"run_id": run_id, "experiment_id": "1", "run_name": "n", "user_id": "u", "status": "RUNNING",
+                        "start_time": 1, "end_time": None, "artifact_uri": "a", "lifecycle_stage": "active",
+                        "deleted_time": None, "changed": None}  # fmt: skip
+
+
+def params(run_id: str, **values: str) -> tuple[str, dict[str, Any]]:
+    return "RunData", {"run_id": run_id, "params": [{"key": k, "value": v} for k, v in values.items()], "tags": []}
+
+
+def test_params_of_runs_the_sink_created_are_decided_without_reading_the_params_table(tables: ChdbStore) -> None:
+    MetadataSink(tables).write(events(params("old", a="1"), first=0))  # a run a predecessor wrote
+    counted = CountsReads(tables, "params")
+    sink = MetadataSink(counted)
+    sink.write(events(created("r"), params("r", a="1"), first=1))
+    sink.write(events(params("r", a="1"), params("r", a="2"), params("r", b="3"), first=3))
+    assert counted.reads == 0  # created in the first batch: everything it holds went through this sink
+    sink.write(events(params("old", a="9"), first=6))
+    assert counted.reads == 1  # created before this sink: read from the table
+    sink.revoked([Partition("meta", 0)])  # another member may have written params of "r" meanwhile
+    sink.write(events(params("r", b="4"), first=7))
+    assert counted.reads == 2
+    assert tables.query("SELECT log_offset, ok FROM decisions ORDER BY log_offset") == [
+        (0, 1), (2, 1), (3, 1), (4, 0), (5, 1), (6, 0), (7, 0)
+    ]  # fmt: skip
+    assert sorted(tables.query("SELECT run_id, key, value FROM params FINAL")) == [
+        ("old", "a", "1"), ("r", "a", "1"), ("r", "b", "3")
+    ]  # fmt: skip

@@ -72,8 +72,6 @@ class MemoryLog(EventLog):
             part = self._topic(topic)[index]
             message = Message(Partition(topic, index), part.end, key, value, headers)
             self._append(part, message)
-            part.records.append(message)
-            self._cond.notify_all()
             return index, message.offset
 
     async def produce_async(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
@@ -160,7 +158,10 @@ class MemoryLog(EventLog):
         return self._readers.get(topic, set())
 
     def _append(self, part: _Partition, message: Message) -> None:
-        """Under the lock, before ``message`` joins ``part``'s records (a durable subclass writes it out)."""
+        """Under the lock: add ``message`` to ``part`` and wake its readers (a durable subclass writes it
+        out too, and wakes the readers once it is on disk)."""
+        part.records.append(message)
+        self._cond.notify_all()
 
     def _dropped(self, partition: Partition, floor: int, gone: list[Message]) -> None:
         """``gone``, every record of ``partition`` below ``floor``, was dropped (a durable subclass deletes
