@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from ingest import requests as r
 from ingest import validation as v
@@ -26,7 +26,7 @@ from ingest.handlers.entities import check_active, known_active, log_params_tags
 from ingest.paging import history_position, history_token
 from ingest.protocol import LogBatch, LogMetric
 from schemas.events import MetricBatch
-from trackstream.reads.store import HistoryKey
+from trackstream.reads.store import HistoryKey, history_point
 
 MAX_RUNS_GET_METRIC_HISTORY_BULK = 100
 MAX_RESULTS_PER_RUN = 2500
@@ -120,7 +120,8 @@ async def _log(ctx: Context, rid: str, metrics: list[Any], params: list[Any], ta
 
 
 HISTORY_CHUNK = 50_000
-"""Points per chunk of a streamed history: bounds the rows the gateway holds whatever the history's length."""
+"""A history of more points than this is streamed (the gateway holds a block of LINE_BLOCK points at a time
+whatever its length), a shorter one answered in one body; pages of at most this many are span-bounded."""
 MAX_HISTORY_BULK = 25000
 MAX_RUNS_HISTORY_BULK = 100
 
@@ -132,7 +133,7 @@ def _point(key: str, row: tuple[int, int, float, int]) -> dict[str, Any]:
 
 def metric_history(ctx: Context, p: dict[str, Any]) -> Any:
     """A run's metric history in MLflow's order. Without ``max_results`` every point in one answer (the
-    stock server's rule), read by one query and streamed in chunks of HISTORY_CHUNK points; with it one
+    stock server's rule), read by one query and streamed a block at a time; with it one
     page whose token names its last point (a keyset position: no page skips the points before it)."""
     rid = run_id(p)
     key = str(v.required(p, "metric_key"))
@@ -157,43 +158,51 @@ def metric_history(ctx: Context, p: dict[str, Any]) -> Any:
     after = HistoryKey(*position) if position else None
     if limit is not None and limit <= HISTORY_CHUNK:  # one page
         points = ctx.reader.metric_history_after(rid, key, after, limit + 1)  # an unknown run: an empty history
-        out = {"metrics": [_point(key, r) for r in points[:limit]]}
-        if len(points) > limit:
-            out["next_page_token"] = _token(points[limit - 1])
-        return out
+        return Response(_history_json(points, limit), media_type="application/json")
     # every point (the stock rule without max_results) or a page larger than a chunk: one query, streamed
-    chunks = ctx.reader.metric_history_chunks(rid, key, after, None if limit is None else limit + 1, HISTORY_CHUNK)
-    first = next(chunks, [])
-    if len(first) < HISTORY_CHUNK:
-        chunks.close()
-        return {"metrics": [_point(key, r) for r in first]}
-    return StreamingResponse(_stream_history(key, first, chunks, limit), media_type="application/json")
+    blocks = ctx.reader.metric_history_lines(rid, key, after, None if limit is None else limit + 1)
+    first: list[list[bytes]] = []
+    held = 0
+    for block in blocks:
+        first.append(block)
+        held += len(block)
+        if held >= HISTORY_CHUNK:
+            return StreamingResponse(_stream_history(first, blocks, limit), media_type="application/json")
+    return Response(_history_json([p for block in first for p in block], limit), media_type="application/json")
 
 
-def _token(row: tuple[int, int, float, int]) -> str:
-    step, ts, value, nan = row
+def _history_json(points: list[bytes], limit: int | None) -> bytes:
+    """The answer's body from the store's JSON points: the first ``limit`` of them, and with one more
+    (the query asks for ``limit + 1``) the token of the next page."""
+    page = points if limit is None else points[:limit]
+    body = b'{"metrics":[' + b",".join(page) + b"]"
+    if limit is not None and len(points) > limit:
+        body += b',"next_page_token":' + orjson.dumps(_token(page[-1]))
+    return body + b"}"
+
+
+def _token(point: bytes) -> str:
+    step, ts, value, nan = history_point(point)
     return history_token(ts, step, value, nan)
 
 
 def _stream_history(
-    key: str,
-    first: list[tuple[int, int, float, int]],
-    rest: Generator[list[tuple[int, int, float, int]], None, None],
-    limit: int | None,
-) -> Iterator[bytes]:
-    """The JSON answer chunk by chunk: at most HISTORY_CHUNK points are held as rows at once. With a
-    ``limit``, the query asked for one point more: its presence gives the next page's token."""
+    first: list[list[bytes]], rest: Generator[list[bytes], None, None], limit: int | None
+) -> Generator[bytes, None, None]:
+    """The JSON answer block by block (the store's blocks of LINE_BLOCK points, ``first`` already read).
+    With a ``limit``, the query asked for one point more: its presence gives the next page's token."""
     sent = 0
+    blocks = itertools.chain(first, rest)
     try:
         yield b'{"metrics":['
-        for chunk in itertools.chain([first], rest):
-            page = chunk if limit is None else chunk[: limit - sent]
+        for block in blocks:
+            page = block if limit is None else block[: limit - sent]
             if page:
-                yield (b"," if sent else b"") + orjson.dumps([_point(key, r) for r in page])[1:-1]
+                yield (b"," if sent else b"") + b",".join(page)
                 sent += len(page)
                 last = page[-1]
             if limit is not None and sent >= limit:
-                if len(chunk) > len(page) or next(rest, None):
+                if len(block) > len(page) or next(blocks, None):
                     yield b'],"next_page_token":' + orjson.dumps(_token(last)) + b"}"
                     return
                 break

@@ -15,6 +15,7 @@ from mlflow.entities import Metric
 
 from ingest.handlers import metrics as handlers
 from tests.conftest import Gateway
+from trackstream.tables import chdb, clickhouse
 
 Row = tuple[int, int, Any]  # step, timestamp, value as the JSON carries it
 
@@ -44,7 +45,10 @@ def _rows(body: dict[str, Any]) -> list[Row]:
 def test_pages_and_the_streamed_answer(
     gateway: Gateway, mlflow_client: Any, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
-    monkeypatch.setattr(handlers, "HISTORY_CHUNK", chunk)  # 5: every answer below is streamed in chunks
+    monkeypatch.setattr(handlers, "HISTORY_CHUNK", chunk)  # 5: every answer below is streamed,
+    if chunk == 5:  # in blocks of 3 points, so that pages end inside blocks and across them
+        monkeypatch.setattr(chdb, "LINE_BLOCK", 3)
+        monkeypatch.setattr(clickhouse, "LINE_BLOCK", 3)
     run_id, expected = _log(mlflow_client)
     whole = _get(gateway, run_id=run_id, metric_key="loss")
     assert whole.status_code == 200 and "next_page_token" not in whole.json()

@@ -8,6 +8,7 @@ import pytest
 
 from trackstream.errors import StoreRejected
 from trackstream.tables import TableStore
+from trackstream.tables.base import LINE_BLOCK
 
 TABLES = {"metrics", "latest_metrics", "experiments", "experiment_tags", "runs", "params", "run_tags", "artifacts"}
 INJECTION = "it's'); DROP TABLE metrics; --\\"
@@ -121,21 +122,22 @@ def test_invalid_statement_is_rejected(table_store: TableStore) -> None:
         table_store.insert("metrics", {"run_id": ["r"], "no_such_column": [1]})
 
 
-@pytest.mark.parametrize("size", [1, 7, 30, 1000])
-def test_query_chunks_gives_the_query_rows_in_order_in_bounded_chunks(table_store: TableStore, size: int) -> None:
-    table_store.insert("metrics", _metric_rows("run-c", 30))
-    sql = "SELECT step, value, key FROM metrics WHERE run_id = %(run)s ORDER BY step DESC"
-    chunks = list(table_store.query_chunks(sql, {"run": "run-c"}, size))
-    assert all(0 < len(c) <= size for c in chunks)
-    assert [r for c in chunks for r in c] == table_store.query(sql, {"run": "run-c"})
-    assert list(table_store.query_chunks(sql, {"run": "none"}, size)) == []
+def test_query_lines_gives_the_values_as_bytes_in_order_in_bounded_blocks(table_store: TableStore) -> None:
+    n = 2 * LINE_BLOCK + 5
+    table_store.insert("metrics", _metric_rows("run-c", n))
+    sql = "SELECT concat(key, ' é\t', toString(step), '\"') FROM metrics WHERE run_id = %(run)s ORDER BY step DESC"
+    blocks = list(table_store.query_lines(sql, {"run": "run-c"}))
+    assert len(blocks) >= 3 and all(0 < len(b) <= LINE_BLOCK for b in blocks)
+    assert [v for b in blocks for v in b] == [f'k{s % 3} é\t{s}"'.encode() for s in reversed(range(n))]
+    assert list(table_store.query_lines(sql, {"run": "none"})) == []
 
 
-def test_query_chunks_closed_early_leaves_the_store_usable(table_store: TableStore) -> None:
-    table_store.insert("metrics", _metric_rows("run-d", 1000))
-    chunks = table_store.query_chunks("SELECT step FROM metrics WHERE run_id = 'run-d' ORDER BY step", None, 10)
-    assert next(chunks) == [(i,) for i in range(10)]
-    chunks.close()
-    assert table_store.query("SELECT count() FROM metrics WHERE run_id = 'run-d'") == [(1000,)]
-    again = table_store.query_chunks("SELECT step FROM metrics WHERE run_id = 'run-d' ORDER BY step", None, 400)
-    assert [len(c) for c in again] == [400, 400, 200]
+def test_query_lines_closed_early_leaves_the_store_usable(table_store: TableStore) -> None:
+    n = 3 * LINE_BLOCK
+    table_store.insert("metrics", _metric_rows("run-d", n))
+    sql = "SELECT toString(step) FROM metrics WHERE run_id = 'run-d' ORDER BY step"
+    blocks = table_store.query_lines(sql)
+    assert next(blocks)[:3] == [b"0", b"1", b"2"]
+    blocks.close()
+    assert table_store.query("SELECT count() FROM metrics WHERE run_id = 'run-d'") == [(n,)]
+    assert [int(v) for b in table_store.query_lines(sql) for v in b] == list(range(n))

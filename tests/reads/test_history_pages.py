@@ -9,14 +9,15 @@ from __future__ import annotations
 import itertools
 import random
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
+import orjson
 import pytest
 
 from trackstream.reads import TrackingReader
 from trackstream.reads import store as reads_store
-from trackstream.reads.store import MAX_STEP_RANGES, SPAN_SHIFT, HistoryKey, _step_ranges
+from trackstream.reads.store import MAX_STEP_RANGES, SPAN_SHIFT, HistoryKey, _step_ranges, history_point
 from trackstream.tables import TableStore
 
 Point = tuple[int, int, float, int]  # step, timestamp, stored value (0.0 for NaN), is_nan
@@ -32,6 +33,10 @@ class Recording:
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]:
         self.sql.append(sql)
         return self.store.query(sql, params)
+
+    def query_lines(self, sql: str, params: Mapping[str, Any] | None = None) -> Iterator[list[bytes]]:
+        self.sql.append(sql)
+        return self.store.query_lines(sql, params)
 
 
 def _insert(store: TableStore, run: str, key: str, points: Sequence[Point]) -> None:
@@ -96,9 +101,12 @@ def _pages(reader: TrackingReader, run: str, key: str, limit: int) -> list[list[
     pages: list[list[Point]] = []
     after = None
     while True:
-        page = reader.metric_history_after(run, key, after, limit)
-        # the JSON answer writes what it is given: a value must be a float even when integral (1.0, not 1)
-        assert all(type(s) is int and type(t) is int and type(v) is float and type(n) is int for s, t, v, n in page)
+        lines = reader.metric_history_after(run, key, after, limit)
+        # the store writes MLflow's JSON point: a value is a float even when integral (1.0, not 1), NaN "NaN"
+        parsed = [orjson.loads(line) for line in lines]
+        assert all(p["key"] == key and type(p["step"]) is int and type(p["timestamp"]) is int for p in parsed)
+        assert all(type(p["value"]) is float or p["value"] == "NaN" for p in parsed)
+        page = [history_point(line) for line in lines]
         pages.append(page)
         if len(page) < limit:
             return pages

@@ -13,7 +13,7 @@ import pytest
 
 from ingest.handlers.metrics import sample_points
 from trackstream.reads import TrackingReader
-from trackstream.reads.store import HistoryKey
+from trackstream.reads.store import HistoryKey, history_point
 from trackstream.tables import TableStore
 
 Point = tuple[int, int, float, int]  # step, timestamp, value, is_nan
@@ -41,7 +41,7 @@ def _pages(reader: TrackingReader, run_id: str, key: str, size: int) -> list[lis
     pages: list[list[Point]] = []
     after: HistoryKey | None = None
     while True:
-        rows = reader.metric_history_after(run_id, key, after, size + 1)
+        rows = [history_point(p) for p in reader.metric_history_after(run_id, key, after, size + 1)]
         pages.append(rows[:size])
         if len(rows) <= size:
             return pages
@@ -71,10 +71,10 @@ def test_keyset_pages_cover_the_history_once_with_ties(table_store: TableStore) 
 def test_a_point_written_between_pages_is_not_repeated(table_store: TableStore) -> None:
     _put(table_store, "r1", "m", [(s, 10 * s, float(s), 0) for s in range(10)])
     reader = TrackingReader(table_store)
-    first = reader.metric_history_after("r1", "m", None, 4)
+    first = [history_point(p) for p in reader.metric_history_after("r1", "m", None, 4)]
     _put(table_store, "r1", "m", [(0, 0, -5.0, 0)])  # before the page boundary: an OFFSET page would repeat a point
     step, ts, value, nan = first[-1]
-    rest = reader.metric_history_after("r1", "m", HistoryKey(ts, step, value, nan), 100)
+    rest = [history_point(p) for p in reader.metric_history_after("r1", "m", HistoryKey(ts, step, value, nan), 100)]
     assert [p[0] for p in first + rest] == list(range(10))
 
 

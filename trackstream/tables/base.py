@@ -17,6 +17,8 @@ from clickhouse_driver.util.escape import escape_param
 from schemas import ddl
 
 Row = tuple[Any, ...]
+LINE_BLOCK = 8192
+"""Values per block of ``TableStore.query_lines``: what the gateway holds of a streamed answer at once."""
 
 
 class _NoContext:
@@ -53,15 +55,14 @@ class TableStore(abc.ABC):
     @abc.abstractmethod
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
 
-    def query_chunks(
-        self, sql: str, params: Mapping[str, Any] | None = None, size: int = 50_000
-    ) -> Generator[list[Row], None, None]:
-        """``query``'s rows, in order, in lists of at most ``size``: for answers too large to hold at once
-        as Python rows (a million-point history). One query, however many chunks; closing the iterator
-        early ends it."""
+    def query_lines(self, sql: str, params: Mapping[str, Any] | None = None) -> Generator[list[bytes], None, None]:
+        """The values of a query of one String column, as UTF-8 bytes, in order, a block at a time: answers
+        the query already formats as text (a history's JSON points, ``trackstream.reads.store.POINT_JSON``),
+        too many to hold at once. One query, however many blocks; closing the iterator early ends it. A
+        value must not contain a newline (the embedded store's stream is one value per line)."""
         rows = self.query(sql, params)
-        for start in range(0, len(rows), size):
-            yield rows[start : start + size]
+        for start in range(0, len(rows), LINE_BLOCK):
+            yield [str(r[0]).encode() for r in rows[start : start + LINE_BLOCK]]
 
     @abc.abstractmethod
     def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:

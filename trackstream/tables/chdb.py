@@ -18,7 +18,7 @@ from chdb import _chdb
 
 from trackstream import memory
 from trackstream.errors import StoreError
-from trackstream.tables.base import Row, TableStore, bind
+from trackstream.tables.base import LINE_BLOCK, Row, TableStore, bind
 from trackstream.tables.codes import classify_code, code_in
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,6 @@ PURGE_AFTER_ROWS = 100_000
 (~4 ms): chDB's allocator keeps the pages such a query freed for 5 s (its dirty decay) in the arena of
 the CPU that freed them, so the next big query, on the other CPU, took fresh pages on top of them
 (ten 1M-point history reads in a row: 197-275 MB peak anonymous memory without, 153 MB with)."""
-STREAM_BLOCK_ROWS = 8192
-"""Rows per block of a streamed answer: the gateway holds one block of JSON lines at a time (chDB's
-default, 65,409 rows, kept ~3 MB in flight per block and measured +94 MB peak for 1M points; 8,192: +48 MB,
-0.26 → 0.29 s for the whole answer)."""
-
-
 _released = False  # release_startup_pages ran in this process
 _release_lock = threading.Lock()
 
@@ -47,7 +41,7 @@ class ChdbStore(TableStore):
         self._target = str(path)
         self._conn = _connect(self._target)
         self._lock = threading.Lock()  # one query at a time per connection
-        self._streams: set[Any] = set()  # connections of open query_chunks streams, closed by close()
+        self._streams: set[Any] = set()  # connections of open query_lines streams, closed by close()
         self._streams_lock = threading.Lock()
 
     def _run(self, sql: str, fmt: str = "Null") -> Any:
@@ -80,42 +74,26 @@ class ChdbStore(TableStore):
         answer = orjson.loads(result.get_memview().view())  # parsed in chDB's buffer: no copy of the text
         return _typed(answer["data"], [_converter(c["type"]) for c in answer["meta"]])
 
-    def query_chunks(
-        self, sql: str, params: Mapping[str, Any] | None = None, size: int = 50_000
-    ) -> Generator[list[Row], None, None]:
-        """One query streamed from chDB block by block, turned into rows ``size`` at a time.
+    def query_lines(self, sql: str, params: Mapping[str, Any] | None = None) -> Generator[list[bytes], None, None]:
+        """One query streamed from chDB block by block (LINE_BLOCK rows), each block's text (TSVRaw: one
+        value a line, as the query made it) split into its lines.
 
         The stream runs on a connection of its own (to the same engine: cheap, ~0.3 ms): a query on a
         connection cancels the stream open on it, and the shared connection must stay free for the
         sinks and the other reads while an HTTP client takes its time reading. The gateway holds one
-        block of JSON lines (STREAM_BLOCK_ROWS) and one chunk of rows, plus what chDB keeps for the
-        query itself (a sort holds every row it sorts: ~50 MB for a 1M-point history). Before, the
-        whole answer was materialised as JSON text first (47 MB for 1M points, 250 MB more RSS at the
-        peak). Closing the generator early cancels the query and closes its connection."""
-        text = bind(sql, params).rstrip().rstrip(";") + _JSON_SETTINGS + f", max_block_size = {STREAM_BLOCK_ROWS}"
+        block, plus what chDB keeps for the query itself (a sort holds every row it sorts: ~50 MB for a
+        1M-point history). Closing the generator early cancels the query and closes its connection."""
+        text = bind(sql, params).rstrip().rstrip(";") + f"\nSETTINGS max_block_size = {LINE_BLOCK}"
         conn = self._open_stream()
+        read = 0
         try:
             try:
-                stream = conn.send_query(text, "JSONCompactEachRowWithNamesAndTypes")
+                stream = conn.send_query(text, "TSVRaw")
             except Exception as exc:
                 raise _store_error(exc) from exc
-            convert: list[Callable[[Any], Any]] | None = None
-            pending: list[bytes] = []
-            read = 0
             for block in _blocks(conn, stream):
                 read += block.storage_rows_read()
-                lines = bytes(block.bytes()).splitlines()
-                if len(lines) == block.rows_read() + 2:  # each block starts with the names and types
-                    if convert is None:
-                        convert = [_converter(t) for t in orjson.loads(lines[1])]
-                    lines = lines[2:]
-                assert convert is not None, "chDB's stream gave rows before their types"
-                pending.extend(lines)
-                while len(pending) >= size:
-                    chunk, pending = pending[:size], pending[size:]
-                    yield _rows(chunk, convert)
-            if pending and convert is not None:
-                yield _rows(pending, convert)
+                yield bytes(block.bytes()).split(b"\n")[:-1]  # each line ends with a newline
         finally:
             self._close_stream(conn)
         if read >= PURGE_AFTER_ROWS:
@@ -184,10 +162,6 @@ def _blocks(conn: Any, stream: Any) -> Iterator[Any]:
         if block is None or block.rows_read() == 0:
             return
         yield block
-
-
-def _rows(lines: list[bytes], convert: list[Callable[[Any], Any]]) -> list[Row]:
-    return _typed(orjson.loads(b"[" + b",".join(lines) + b"]"), convert)
 
 
 def _typed(rows: list[list[Any]], convert: list[Callable[[Any], Any]]) -> list[Row]:

@@ -18,7 +18,7 @@ from clickhouse_driver.errors import (
 )
 
 from trackstream.errors import StoreError, StoreFailed, StoreRejected, StoreUnavailable
-from trackstream.tables.base import Row, TableStore, bind
+from trackstream.tables.base import LINE_BLOCK, Row, TableStore, bind
 from trackstream.tables.codes import classify_code
 
 
@@ -42,7 +42,7 @@ class ClickHouseStore(TableStore):
         self._local = threading.local()
         self._clients: list[Client] = []
         self._lock = threading.Lock()
-        self._idle: list[Client] = []  # connections of finished query_chunks streams, for the next one
+        self._idle: list[Client] = []  # connections of finished query_lines streams, for the next one
 
     def _client(self) -> Client:
         client: Client | None = getattr(self._local, "client", None)
@@ -74,22 +74,21 @@ class ClickHouseStore(TableStore):
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         return [tuple(r) for r in self._execute(bind(sql, params))]
 
-    def query_chunks(
-        self, sql: str, params: Mapping[str, Any] | None = None, size: int = 50_000
-    ) -> Generator[list[Row], None, None]:
-        """Streamed from the server block by block on a connection of its own: the consumer of a chunk
-        may be another thread (a streamed HTTP answer), and this thread's connection stays free."""
+    def query_lines(self, sql: str, params: Mapping[str, Any] | None = None) -> Generator[list[bytes], None, None]:
+        """Streamed from the server block by block on a connection of its own: the consumer of a block
+        may be another thread (a streamed HTTP answer), and this thread's connection stays free. The
+        strings stay the bytes the server sent (the driver's ``strings_as_bytes``)."""
         client = self._idle.pop() if self._idle else self._new_client()
-        rows = client.execute_iter(bind(sql, params), settings={"max_block_size": size})
-        chunk: list[Row] = []
+        rows = client.execute_iter(bind(sql, params), settings={"max_block_size": LINE_BLOCK, "strings_as_bytes": True})
+        block: list[bytes] = []
         try:
-            for row in rows:
-                chunk.append(row)  # the driver's rows are tuples
-                if len(chunk) == size:
-                    yield chunk
-                    chunk = []
-            if chunk:
-                yield chunk
+            for (value,) in rows:
+                block.append(value)
+                if len(block) == LINE_BLOCK:
+                    yield block
+                    block = []
+            if block:
+                yield block
         except Exception as exc:
             client.disconnect()
             raise classify(exc) from exc
