@@ -7,8 +7,11 @@ sampling (NTILE buckets, first row of each, the last point kept), over every poi
 from __future__ import annotations
 
 import random
+import struct
+import sys
 from typing import Any
 
+import orjson
 import pytest
 
 from ingest.handlers.metrics import sample_points
@@ -76,6 +79,22 @@ def test_a_point_written_between_pages_is_not_repeated(table_store: TableStore) 
     step, ts, value, nan = first[-1]
     rest = [history_point(p) for p in reader.metric_history_after("r1", "m", HistoryKey(ts, step, value, nan), 100)]
     assert [p[0] for p in first + rest] == list(range(10))
+
+
+def test_history_json_carries_every_double_exactly(table_store: TableStore) -> None:
+    # the store writes each value's text (POINT_JSON): it must read back as the same double, the token too
+    rng = random.Random(5)
+    values = [rng.random(), 0.1 + 0.2, 1 / 3, 5e-324, 2.2250738585072014e-308, 1e22, 1e23, 3.7e-06, -0.0, 7.0]
+    values += [struct.unpack("d", struct.pack("Q", rng.getrandbits(62)))[0] for _ in range(300)]
+    values += [rng.uniform(-1e300, 1e300) for _ in range(100)] + [sys.float_info.max, -sys.float_info.max]
+    points = [(i, 1000 + i, v, 0) for i, v in enumerate(values)] + [(len(values), 1000 + len(values), 0.0, 1)]
+    _put(table_store, "r1", "m", points)
+    lines = TrackingReader(table_store).metric_history_after("r1", "m", None, len(points) + 1)
+    parsed = [orjson.loads(line) for line in lines]
+    assert [p["value"] for p in parsed] == [*values, "NaN"]
+    assert all(type(p["value"]) is float for p in parsed[:-1])  # 7.0 too, not 7
+    assert [history_point(line) for line in lines] == points
+    assert all(p["key"] == "m" and set(p) == {"key", "value", "timestamp", "step"} for p in parsed)
 
 
 @pytest.mark.parametrize(
