@@ -132,6 +132,15 @@ def test_query_lines_gives_the_values_as_bytes_in_order_in_bounded_blocks(table_
     assert list(table_store.query_lines(sql, {"run": "none"})) == []
 
 
+def test_query_text_gives_what_query_lines_gives_at_once(table_store: TableStore) -> None:
+    table_store.insert("metrics", _metric_rows("run-t", 3000))
+    sql = "SELECT concat(key, ' é\t', toString(step), '\"') FROM metrics WHERE run_id = %(run)s ORDER BY step"
+    text = table_store.query_text(sql, {"run": "run-t"})
+    assert text == [v for b in table_store.query_lines(sql, {"run": "run-t"}) for v in b]
+    assert text[:2] == ['k0 é\t0"'.encode(), 'k1 é\t1"'.encode()] and len(text) == 3000
+    assert table_store.query_text(sql, {"run": "none"}) == []
+
+
 def test_query_lines_closed_early_leaves_the_store_usable(table_store: TableStore) -> None:
     n = 3 * LINE_BLOCK
     table_store.insert("metrics", _metric_rows("run-d", n))

@@ -38,6 +38,10 @@ class Recording:
         self.sql.append(sql)
         return self.store.query_lines(sql, params)
 
+    def query_text(self, sql: str, params: Mapping[str, Any] | None = None) -> list[bytes]:
+        self.sql.append(sql)
+        return self.store.query_text(sql, params)
+
 
 def _insert(store: TableStore, run: str, key: str, points: Sequence[Point]) -> None:
     store.insert(

@@ -633,7 +633,7 @@ class TrackingReader:
     ) -> list[bytes]:
         """The page's query: ``_history_sql`` with ``timestamp <= bound`` and the steps of ``buckets``."""
         sql, params = self._history_sql(run_id, key, after, limit, bound, buckets)
-        return [line for block in self._t.query_lines(sql, params) for line in block]
+        return self._t.query_text(sql, params)
 
     def metric_history_lines(
         self, run_id: str, key: str, after: HistoryKey | None, limit: int | None

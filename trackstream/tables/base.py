@@ -55,6 +55,11 @@ class TableStore(abc.ABC):
     @abc.abstractmethod
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
 
+    def query_text(self, sql: str, params: Mapping[str, Any] | None = None) -> list[bytes]:
+        """``query_lines``' values all at once, on the store's usual connection: for answers small enough to
+        hold (a history page), a few ms cheaper than opening a stream."""
+        return [str(r[0]).encode() for r in self.query(sql, params)]
+
     def query_lines(self, sql: str, params: Mapping[str, Any] | None = None) -> Generator[list[bytes], None, None]:
         """The values of a query of one String column, as UTF-8 bytes, in order, a block at a time: answers
         the query already formats as text (a history's JSON points, ``trackstream.reads.store.POINT_JSON``),

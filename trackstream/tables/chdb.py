@@ -74,6 +74,9 @@ class ChdbStore(TableStore):
         answer = orjson.loads(result.get_memview().view())  # parsed in chDB's buffer: no copy of the text
         return _typed(answer["data"], [_converter(c["type"]) for c in answer["meta"]])
 
+    def query_text(self, sql: str, params: Mapping[str, Any] | None = None) -> list[bytes]:
+        return bytes(self._run(bind(sql, params), "TSVRaw").bytes()).split(b"\n")[:-1]
+
     def query_lines(self, sql: str, params: Mapping[str, Any] | None = None) -> Generator[list[bytes], None, None]:
         """One query streamed from chDB block by block (LINE_BLOCK rows), each block's text (TSVRaw: one
         value a line, as the query made it) split into its lines.

@@ -58,11 +58,13 @@ class ClickHouseStore(TableStore):
             self._clients.append(client)
         return client
 
-    def _execute(self, sql: str, data: Any = None, columnar: bool = False) -> Any:
+    def _execute(
+        self, sql: str, data: Any = None, columnar: bool = False, settings: dict[str, Any] | None = None
+    ) -> Any:
         client = self._client()
         try:
             if data is None:
-                return client.execute(sql)
+                return client.execute(sql, columnar=columnar, settings=settings)
             return client.execute(sql, data, columnar=columnar)
         except Exception as exc:
             client.disconnect()
@@ -73,6 +75,10 @@ class ClickHouseStore(TableStore):
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         return [tuple(r) for r in self._execute(bind(sql, params))]
+
+    def query_text(self, sql: str, params: Mapping[str, Any] | None = None) -> list[bytes]:
+        columns = self._execute(bind(sql, params), columnar=True, settings={"strings_as_bytes": True})
+        return list(columns[0]) if columns else []
 
     def query_lines(self, sql: str, params: Mapping[str, Any] | None = None) -> Generator[list[bytes], None, None]:
         """Streamed from the server block by block on a connection of its own: the consumer of a block
