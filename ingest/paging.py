@@ -27,15 +27,20 @@ def page_offset(token: Any) -> int:
     raise invalid("Invalid page token, could not base64-decode")
 
 
-def history_token(timestamp: int, step: int, value: float, is_nan: int) -> str:
-    """A get-history keyset token: the last point of the page (the next page starts strictly after it)."""
-    return base64.b64encode(orjson.dumps({"after": [timestamp, step, value, is_nan]})).decode()
+def history_token(timestamp: int, step: int, value: float, is_nan: int, spans_checked: bool = False) -> str:
+    """A get-history keyset token: the last point of the page (the next page starts strictly after it),
+    and whether the run's metric was found to page through its spans (``HistoryPage.spans_checked``)."""
+    token: dict[str, Any] = {"after": [timestamp, step, value, is_nan]}
+    if spans_checked:
+        token["spans"] = 1
+    return base64.b64encode(orjson.dumps(token)).decode()
 
 
-def history_position(token: Any) -> tuple[tuple[int, int, float, int] | None, int]:
-    """(the point a keyset token names, 0) or (None, the offset of a token issued before keyset tokens)."""
+def history_position(token: Any) -> tuple[tuple[int, int, float, int] | None, int, bool]:
+    """(the point a keyset token names, 0, whether its spans were checked) or (None, the offset of a token
+    issued before keyset tokens, False)."""
     if not token:
-        return None, 0
+        return None, 0, False
     try:
         decoded = orjson.loads(base64.b64decode(str(token)))
         after = decoded.get("after") if isinstance(decoded, dict) else None
@@ -49,8 +54,8 @@ def history_position(token: Any) -> tuple[tuple[int, int, float, int] | None, in
                 and math.isfinite(value)
                 and nan in (0, 1)
             ):
-                return (ts, step, float(value), int(nan)), 0
+                return (ts, step, float(value), int(nan)), 0, decoded.get("spans") == 1
             raise ValueError(after)
     except Exception:
         raise invalid("Invalid page token, could not base64-decode") from None
-    return None, page_offset(token)
+    return None, page_offset(token), False

@@ -144,7 +144,7 @@ def metric_history(ctx: Context, p: dict[str, Any]) -> Any:
             raise invalid(
                 f"Invalid value {p['max_results']} for parameter 'max_results' supplied. It must be a positive integer."
             )
-    position, offset = history_position(p.get("page_token"))
+    position, offset, spans_checked = history_position(p.get("page_token"))
     if offset:  # a token from before keyset tokens: that one page by offset, then keyset tokens again
         rows = ctx.reader.metric_history(rid, key, offset, (limit or MAX_HISTORY_BULK) + 1)
         out: dict[str, Any] = {"metrics": rows[: limit or len(rows)]}
@@ -157,8 +157,8 @@ def metric_history(ctx: Context, p: dict[str, Any]) -> Any:
         return out
     after = HistoryKey(*position) if position else None
     if limit is not None and limit <= HISTORY_CHUNK:  # one page
-        points = ctx.reader.metric_history_after(rid, key, after, limit + 1)  # an unknown run: an empty history
-        return Response(_history_json(points, limit), media_type="application/json")
+        page = ctx.reader.metric_history_after(rid, key, after, limit + 1, spans_checked)  # unknown run: empty
+        return Response(_history_json(page.points, limit, page.spans_checked), media_type="application/json")
     # every point (the stock rule without max_results) or a page larger than a chunk: one query, streamed
     blocks = ctx.reader.metric_history_lines(rid, key, after, None if limit is None else limit + 1)
     first: list[list[bytes]] = []
@@ -171,19 +171,19 @@ def metric_history(ctx: Context, p: dict[str, Any]) -> Any:
     return Response(_history_json([p for block in first for p in block], limit), media_type="application/json")
 
 
-def _history_json(points: list[bytes], limit: int | None) -> bytes:
+def _history_json(points: list[bytes], limit: int | None, spans_checked: bool = False) -> bytes:
     """The answer's body from the store's JSON points: the first ``limit`` of them, and with one more
     (the query asks for ``limit + 1``) the token of the next page."""
     page = points if limit is None else points[:limit]
     body = b'{"metrics":[' + b",".join(page) + b"]"
     if limit is not None and len(points) > limit:
-        body += b',"next_page_token":' + orjson.dumps(_token(page[-1]))
+        body += b',"next_page_token":' + orjson.dumps(_token(page[-1], spans_checked))
     return body + b"}"
 
 
-def _token(point: bytes) -> str:
+def _token(point: bytes, spans_checked: bool = False) -> str:
     step, ts, value, nan = history_point(point)
-    return history_token(ts, step, value, nan)
+    return history_token(ts, step, value, nan, spans_checked)
 
 
 def _stream_history(

@@ -82,6 +82,11 @@ def test_tokens(gateway: Gateway, mlflow_client: Any) -> None:
     assert _rows(body) == expected[10:15]
     after = _get(gateway, run_id=run_id, metric_key="loss", max_results=100, page_token=body["next_page_token"])
     assert _rows(after.json()) == expected[15:]
+    first = _get(gateway, run_id=run_id, metric_key="loss", max_results=5).json()
+    # the run's spans were counted and found few: the token spares the next page that count
+    assert orjson.loads(base64.b64decode(first["next_page_token"]))["spans"] == 1
+    second = _get(gateway, run_id=run_id, metric_key="loss", max_results=5, page_token=first["next_page_token"])
+    assert _rows(second.json()) == expected[5:10]
     huge = base64.b64encode(json.dumps({"after": [10**30, 0, 1.0, 0]}).encode()).decode()  # orjson refuses it
     for bad in ("%%%", base64.b64encode(b'{"after": [1, 2]}').decode(), base64.b64encode(b"[1]").decode(), huge):
         resp = _get(gateway, run_id=run_id, metric_key="loss", page_token=bad)

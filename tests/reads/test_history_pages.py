@@ -104,8 +104,9 @@ def _reference(points: Sequence[Point]) -> list[Point]:
 def _pages(reader: TrackingReader, run: str, key: str, limit: int) -> list[list[Point]]:
     pages: list[list[Point]] = []
     after = None
+    checked = False
     while True:
-        lines = reader.metric_history_after(run, key, after, limit)
+        lines, checked = reader.metric_history_after(run, key, after, limit, checked)
         # the store writes MLflow's JSON point: a value is a float even when integral (1.0, not 1), NaN "NaN"
         parsed = [orjson.loads(line) for line in lines]
         assert all(p["key"] == key and type(p["step"]) is int and type(p["timestamp"]) is int for p in parsed)
@@ -145,7 +146,7 @@ def test_every_page_is_the_slice_of_the_sorted_distinct_points(table_store: Tabl
     for limit in (5, 64, 300):
         assert _pages(reader, "run", "loss", limit) == _expected(reference, limit), limit
     assert _pages(reader, "run", "other", 25) == _expected(_reference(points[:100]), 25)
-    assert reader.metric_history_after("nobody", "loss", None, 10) == []
+    assert reader.metric_history_after("nobody", "loss", None, 10) == ([], False)
     if shape == "monotone":  # the pages of an ordered history read a bounded window of steps
         bounded = [s for s in recording.sql if "timestamp <= " in s]
         assert len(bounded) > 20
@@ -170,10 +171,15 @@ def test_sparse_steps_page_without_their_many_spans(table_store: TableStore, mon
     _insert(table_store, "dense", "loss", points[:100])  # at the bound: read through its spans
     recording = Recording(table_store)
     reader = TrackingReader(cast(TableStore, recording))
-    assert _pages(reader, "sparse", "loss", 40) == _expected(_reference(points), 40)
+    counted = "SELECT 1 FROM metric_spans"  # the stopped read that counts a (run, key)'s span rows
+    pages = _pages(reader, "sparse", "loss", 40)
+    assert pages == _expected(_reference(points), 40)
     assert not any("timestamp <= " in s for s in recording.sql)
+    assert sum(counted in s for s in recording.sql) == len(pages)  # too many: every page counts again
+    recording.sql.clear()
     assert _pages(reader, "dense", "loss", 40) == _expected(_reference(points[:100]), 40)
     assert any("timestamp <= " in s for s in recording.sql)
+    assert sum(counted in s for s in recording.sql) == 1  # few: the later pages are told so by the first
 
 
 def test_pages_are_right_without_span_rows_and_after_migrate_fills_them(table_store: TableStore) -> None:

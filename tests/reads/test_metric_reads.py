@@ -44,7 +44,7 @@ def _pages(reader: TrackingReader, run_id: str, key: str, size: int) -> list[lis
     pages: list[list[Point]] = []
     after: HistoryKey | None = None
     while True:
-        rows = [history_point(p) for p in reader.metric_history_after(run_id, key, after, size + 1)]
+        rows = [history_point(p) for p in reader.metric_history_after(run_id, key, after, size + 1).points]
         pages.append(rows[:size])
         if len(rows) <= size:
             return pages
@@ -74,11 +74,11 @@ def test_keyset_pages_cover_the_history_once_with_ties(table_store: TableStore) 
 def test_a_point_written_between_pages_is_not_repeated(table_store: TableStore) -> None:
     _put(table_store, "r1", "m", [(s, 10 * s, float(s), 0) for s in range(10)])
     reader = TrackingReader(table_store)
-    first = [history_point(p) for p in reader.metric_history_after("r1", "m", None, 4)]
+    first = [history_point(p) for p in reader.metric_history_after("r1", "m", None, 4).points]
     _put(table_store, "r1", "m", [(0, 0, -5.0, 0)])  # before the page boundary: an OFFSET page would repeat a point
     step, ts, value, nan = first[-1]
-    rest = [history_point(p) for p in reader.metric_history_after("r1", "m", HistoryKey(ts, step, value, nan), 100)]
-    assert [p[0] for p in first + rest] == list(range(10))
+    rest = reader.metric_history_after("r1", "m", HistoryKey(ts, step, value, nan), 100).points
+    assert [p[0] for p in first + [history_point(line) for line in rest]] == list(range(10))
 
 
 def test_history_json_carries_every_double_exactly(table_store: TableStore) -> None:
@@ -89,7 +89,7 @@ def test_history_json_carries_every_double_exactly(table_store: TableStore) -> N
     values += [rng.uniform(-1e300, 1e300) for _ in range(100)] + [sys.float_info.max, -sys.float_info.max]
     points = [(i, 1000 + i, v, 0) for i, v in enumerate(values)] + [(len(values), 1000 + len(values), 0.0, 1)]
     _put(table_store, "r1", "m", points)
-    lines = TrackingReader(table_store).metric_history_after("r1", "m", None, len(points) + 1)
+    lines = TrackingReader(table_store).metric_history_after("r1", "m", None, len(points) + 1).points
     parsed = [orjson.loads(line) for line in lines]
     assert [p["value"] for p in parsed] == [*values, "NaN"]
     assert all(type(p["value"]) is float for p in parsed[:-1])  # 7.0 too, not 7
