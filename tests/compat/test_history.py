@@ -113,3 +113,14 @@ def test_history_bulk(gateway: Gateway, mlflow_client: Any) -> None:
     for params in ({"metric_key": "m"}, {"run_id": r1}, {"run_id": [r1] * 101, "metric_key": "m"}):
         resp = requests.get(url, params=params, timeout=10)
         assert resp.status_code == 400 and resp.json()["error_code"] == "INVALID_PARAMETER_VALUE", params
+
+
+def test_history_body_from_the_store_points() -> None:
+    points = [b'{"key":"m","value":%d.0,"timestamp":%d,"step":0}' % (i, i) for i in range(3)]
+    kept = list(points)
+    assert orjson.loads(handlers._history_json([], 5)) == {"metrics": []}
+    assert orjson.loads(handlers._history_json(points[:1], None)) == {"metrics": [orjson.loads(points[0])]}
+    assert orjson.loads(handlers._history_json(points, None))["metrics"] == [orjson.loads(p) for p in points]
+    one = orjson.loads(handlers._history_json(points[:2], 1))  # one point and the next page's token
+    assert one["metrics"] == [orjson.loads(points[0])] and "next_page_token" in one
+    assert points == kept  # the store's list is left as it was
