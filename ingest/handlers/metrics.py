@@ -126,11 +126,6 @@ MAX_HISTORY_BULK = 25000
 MAX_RUNS_HISTORY_BULK = 100
 
 
-def _point(key: str, row: tuple[int, int, float, int]) -> dict[str, Any]:
-    step, ts, value, nan = row
-    return {"key": key, "value": "NaN" if nan else value, "timestamp": ts, "step": step}
-
-
 def metric_history(ctx: Context, p: dict[str, Any]) -> Any:
     """A run's metric history in MLflow's order. Without ``max_results`` every point in one answer (the
     stock server's rule), read by one query and streamed a block at a time; with it one
@@ -215,7 +210,7 @@ def _stream_history(
         rest.close()
 
 
-def metric_history_bulk(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
+def metric_history_bulk(ctx: Context, p: dict[str, Any]) -> Response:
     """The UI's get-history-bulk (ajax only): several runs' full histories by run id, at most
     ``max_results`` (≤ 25000) points in all."""
     run_ids = str_list(p.get("run_id"))
@@ -232,12 +227,8 @@ def metric_history_bulk(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     limit = min(int_or(p.get("max_results"), MAX_HISTORY_BULK), MAX_HISTORY_BULK)
     ctx.wait("metadata", run_ids)
     ctx.wait("metrics", run_ids)
-    return {
-        "metrics": [
-            {**_point(str(key), (step, ts, value, nan)), "run_id": rid}
-            for rid, step, ts, value, nan in ctx.reader.metric_history_bulk(run_ids, str(key), limit)
-        ]
-    }
+    points = ctx.reader.metric_history_bulk(run_ids, str(key), limit)  # the store's JSON, run ids in
+    return Response(_history_json(points, None), media_type="application/json")
 
 
 def metric_history_bulk_interval(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any, cast
 import orjson
 import pytest
 
+from tests.reads.test_metric_reads import bulk_rows
 from trackstream.reads import TrackingReader
 from trackstream.reads import store as reads_store
 from trackstream.reads.store import MAX_STEP_RANGES, SPAN_SHIFT, HistoryKey, _step_ranges, history_point
@@ -222,6 +223,21 @@ def test_pages_are_right_without_span_rows_and_after_migrate_fills_them(table_st
     assert _pages(reader, "run", "loss", 97) == _expected(_reference(points + later), 97)
     table_store.migrate()  # a second migration leaves the table as it is
     assert table_store.query(spans)[: len(filled)] == filled
+
+
+def test_history_bulk_reads_the_first_points_of_a_long_run_through_its_spans(table_store: TableStore) -> None:
+    long = _history(random.Random(11), SHAPES["monotone"], 5000)
+    _insert(table_store, "long", "loss", long)
+    _insert(table_store, "a", "loss", [(0, 9, 1.0, 0), (1, 8, 2.0, 0)])
+    _insert(table_store, "c", "loss", [(5, 1, 0.0, 1)])
+    recording = Recording(table_store)
+    reader = TrackingReader(cast(TableStore, recording))
+    whole = [("a", 1, 8, 2.0, 0), ("a", 0, 9, 1.0, 0), ("c", 5, 1, 0.0, 1)]  # by run id, then history order
+    whole += [("long", *p) for p in _reference(long)]
+    assert bulk_rows(reader.metric_history_bulk(["c", "long", "a"], "loss", 10_000)) == whole
+    recording.sql.clear()
+    assert bulk_rows(reader.metric_history_bulk(["c", "long", "a"], "loss", 1000)) == whole[:1000]
+    assert any("timestamp <= " in s for s in recording.sql)  # long's first 997 points: a bounded read
 
 
 def test_step_ranges_cover_every_bucket_and_stay_few() -> None:

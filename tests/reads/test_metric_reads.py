@@ -142,9 +142,16 @@ def test_history_bulk_is_ordered_by_run_then_history(table_store: TableStore) ->
     _put(table_store, "r2", "m", [(1, 5, 1.0, 0), (0, 9, 2.0, 0)])
     _put(table_store, "r1", "m", [(2, 1, 3.0, 0), (2, 1, 3.0, 0)])
     reader = TrackingReader(table_store)
-    assert reader.metric_history_bulk(["r2", "r1"], "m", 100) == [
+    assert bulk_rows(reader.metric_history_bulk(["r2", "r1"], "m", 100)) == [
         ("r1", 2, 1, 3.0, 0),
         ("r2", 1, 5, 1.0, 0),
         ("r2", 0, 9, 2.0, 0),
     ]
     assert len(reader.metric_history_bulk(["r2", "r1"], "m", 2)) == 2
+
+
+def bulk_rows(lines: list[bytes]) -> list[tuple[str, int, int, float, int]]:
+    """(run_id, step, timestamp, stored value, is_nan) of get-history-bulk's JSON points."""
+    points = [orjson.loads(line) for line in lines]
+    assert all(set(p) == {"key", "value", "timestamp", "step", "run_id"} for p in points)
+    return [(p["run_id"], *history_point(line)) for p, line in zip(points, lines, strict=True)]
