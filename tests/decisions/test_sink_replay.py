@@ -4,7 +4,7 @@ from tables that may already hold the batch's later events."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,12 @@ class StateInsertFailsOnce(TableStore):
             self.failed = True
             raise StoreUnavailable("injected: the store went away after the decisions were written")
         self.inner.insert(table, columns)
+
+    def query_text(self, sql: str, params: Mapping[str, Any] | None = None) -> list[bytes]:
+        return self.inner.query_text(sql, params)
+
+    def query_lines(self, sql: str, params: Mapping[str, Any] | None = None) -> Generator[list[bytes], None, None]:
+        return self.inner.query_lines(sql, params)
 
     def close(self) -> None:
         self.inner.close()
@@ -151,6 +157,12 @@ class CountsReads(TableStore):
 
     def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
         self.inner.insert(table, columns)
+
+    def query_text(self, sql: str, params: Mapping[str, Any] | None = None) -> list[bytes]:
+        return self.inner.query_text(sql, params)
+
+    def query_lines(self, sql: str, params: Mapping[str, Any] | None = None) -> Generator[list[bytes], None, None]:
+        return self.inner.query_lines(sql, params)
 
     def close(self) -> None:
         self.inner.close()

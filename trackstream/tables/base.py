@@ -55,19 +55,18 @@ class TableStore(abc.ABC):
     @abc.abstractmethod
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
 
+    @abc.abstractmethod
     def query_text(self, sql: str, params: Mapping[str, Any] | None = None) -> list[bytes]:
         """``query_lines``' values all at once, on the store's usual connection: for answers small enough to
         hold (a history page), a few ms cheaper than opening a stream."""
-        return [str(r[0]).encode() for r in self.query(sql, params)]
 
+    @abc.abstractmethod
     def query_lines(self, sql: str, params: Mapping[str, Any] | None = None) -> Generator[list[bytes], None, None]:
-        """The values of a query of one String column, as UTF-8 bytes, in order, a block at a time: answers
-        the query already formats as text (a history's JSON points, ``trackstream.reads.store.POINT_JSON``),
-        too many to hold at once. One query, however many blocks; closing the iterator early ends it. A
-        value must not contain a newline (the embedded store's stream is one value per line)."""
-        rows = self.query(sql, params)
-        for start in range(0, len(rows), LINE_BLOCK):
-            yield [str(r[0]).encode() for r in rows[start : start + LINE_BLOCK]]
+        """The values of a query of one String column, as UTF-8 bytes, in order, a block at a time
+        (LINE_BLOCK values): answers the query already formats as text (a history's JSON points,
+        ``trackstream.reads.store.POINT_JSON``), too many to hold at once. One query, however many blocks;
+        closing the iterator early ends it. A value must not contain a newline (the embedded store's stream
+        is one value per line)."""
 
     @abc.abstractmethod
     def insert(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
