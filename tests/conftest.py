@@ -155,14 +155,19 @@ def services() -> Iterator[Services]:
 
 
 @pytest.fixture
-def clickhouse_url(services: Services) -> str:
-    """A fresh ClickHouse database for each test, so no test sees another's experiments or rows."""
+def clickhouse_url(services: Services) -> Iterator[str]:
+    """A fresh ClickHouse database for each test, so no test sees another's experiments or rows; dropped
+    after it (the fixtures that use it end first), so the server's background work does not grow with
+    every test run."""
     from clickhouse_driver import Client
 
     base, _, _db = services.clickhouse_url.rpartition("/")
     database = f"ts_test_{uuid.uuid4().hex[:10]}"
-    Client.from_url(services.clickhouse_url).execute(f"CREATE DATABASE {database}")
-    return f"{base}/{database}"
+    client = Client.from_url(services.clickhouse_url)
+    client.execute(f"CREATE DATABASE {database}")
+    yield f"{base}/{database}"
+    client.execute(f"DROP DATABASE IF EXISTS {database}")
+    client.disconnect()
 
 
 def unique_topics() -> Topics:

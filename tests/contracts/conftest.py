@@ -54,6 +54,8 @@ def table_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tabl
         store = ClickHouseStore(f"{base}/{database}")
     store.migrate()
     yield store
+    if request.param != "chdb":
+        store.command(f"DROP DATABASE IF EXISTS {database}")
     store.close()
 
 
