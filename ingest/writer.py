@@ -56,17 +56,24 @@ class EventWriter:
     def emit(self, event: Event) -> tuple[Partition, int]:
         """Produce ``event`` on its family's topic, keyed by its entity; returns its log position once
         the log acknowledged it (503 TEMPORARILY_UNAVAILABLE when it did not: nothing was recorded)."""
-        topic, family = self._topic(event), event.FAMILY
-        payload = self._codec.encode_event(event)
-        with _acknowledged():
-            index, offset = self._log.produce(topic, event.key.encode(), payload, (self._codec.header(family),))
-        partition = Partition(topic, index)
-        if self._on_metadata is not None and family == events.METADATA:
-            self._on_metadata(type(event).__name__, events.to_dict(event), offset)
-        return partition, offset
+        return self.emit_all([event])[0]
 
     def emit_all(self, events_: Sequence[Event]) -> list[tuple[Partition, int]]:
-        return [self.emit(event) for event in events_]
+        """``emit`` of several events, in order, all in flight at once: one acknowledgement round trip.
+        A 503 means none of them is acknowledged to the client, though some may be in the log (as a
+        retried request's would be)."""
+        records = [
+            (self._topic(e), e.key.encode(), self._codec.encode_event(e), (self._codec.header(e.FAMILY),))
+            for e in events_
+        ]
+        with _acknowledged():
+            positions = [self._log.produce(*records[0])] if len(records) == 1 else self._log.produce_all(records)
+        out = []
+        for event, (topic, *_), (index, offset) in zip(events_, records, positions, strict=True):
+            if self._on_metadata is not None and event.FAMILY == events.METADATA:
+                self._on_metadata(type(event).__name__, events.to_dict(event), offset)
+            out.append((Partition(topic, index), offset))
+        return out
 
     async def emit_async(self, event: Event) -> None:
         """``emit`` awaited on the event loop (metric batches): the hot path holds no thread while the log acks."""

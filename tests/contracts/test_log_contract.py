@@ -78,6 +78,28 @@ def test_produce_async_interleaves_with_produce(event_log: EventLog) -> None:
     assert got[0].headers == (("schema", b"test.v1"),)
 
 
+def test_produce_all_keeps_the_order_and_names_each_position(event_log: EventLog) -> None:
+    """Records produced together (a run's state and its tags) land in order, each at the position returned."""
+    topic = _topic(event_log)
+    records = [(topic, b"run" if i % 2 else b"other", f"r{i}".encode(), (("schema", b"test.v1"),)) for i in range(6)]
+    positions = event_log.produce_all(records)
+    assert [p for p, _ in positions] == [event_log.partition_for(topic, key) for _, key, _, _ in records]
+    for key in (b"run", b"other"):
+        offsets = [o for (p, o), (_, k, _, _) in zip(positions, records, strict=True) if k == key]
+        assert offsets == list(range(offsets[0], offsets[0] + 3))
+    assert event_log.produce_all([]) == []
+    consumer = event_log.consumer(f"g-{uuid.uuid4().hex[:8]}", topic)
+    try:
+        got = _poll(consumer, 6)
+    finally:
+        consumer.close()
+    assert [m.value for m in got if m.key == b"run"] == [b"r1", b"r3", b"r5"]
+    assert [m.value for m in got if m.key == b"other"] == [b"r0", b"r2", b"r4"]
+    assert {(m.partition.index, m.offset): m.value for m in got} == {
+        position: value for position, (_, _, value, _) in zip(positions, records, strict=True)
+    }
+
+
 def test_consume_keeps_order_per_key_and_headers(event_log: EventLog) -> None:
     topic = _topic(event_log)
     sent = _produce(event_log, topic, keys=6, per_key=10)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from kafka.partitioner.default import murmur2
 
 Headers = tuple[tuple[str, bytes], ...]
+Record = tuple[str, bytes, bytes, Headers]
+"""A record to produce: (topic, key, value, headers)."""
 
 
 class LogUnavailable(Exception):
@@ -127,6 +129,13 @@ class EventLog(abc.ABC):
     @abc.abstractmethod
     def produce(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
         """Append one record keyed by ``key``; returns ``(partition, offset)`` once durable."""
+
+    def produce_all(self, records: Sequence[Record]) -> list[tuple[int, int]]:
+        """Append several ``(topic, key, value, headers)`` records, in order; their ``(partition, offset)``
+        once all are durable. The default produces them one after the other; a log that can have them in
+        flight together overrides it (one round trip instead of one each). If it raises, some of the
+        records may be durable: the caller acknowledges none of them."""
+        return [self.produce(*record) for record in records]
 
     async def produce_async(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
         """:meth:`produce` for an event loop. The default holds an executor thread while it waits;

@@ -32,6 +32,7 @@ from trackstream.log.base import (
     LogUnavailable,
     Message,
     Partition,
+    Record,
     RevokeCallback,
 )
 
@@ -277,6 +278,24 @@ class KafkaLog(EventLog):
         except KafkaError as exc:
             raise LogUnavailable(f"Kafka did not acknowledge the write: {exc}") from exc
         return meta.partition, meta.offset
+
+    def produce_all(self, records: Sequence[Record]) -> list[tuple[int, int]]:
+        """Every record sent before any acknowledgement is awaited: one round trip for them all. The
+        producer is idempotent, so records to one partition keep their order even when a request of
+        them is retried."""
+        try:
+            producer = self._get_producer()
+            futures = [
+                producer.send(topic, value=v, key=k, headers=list(h), partition=self.partition_for(topic, k))
+                for topic, k, v, h in records
+            ]
+            if producer is self._producer:
+                self._ready_topics.update(topic for topic, _, _, _ in records)
+            deadline = time.monotonic() + self._produce_timeout
+            metas = [future.get(timeout=max(0.0, deadline - time.monotonic())) for future in futures]
+        except KafkaError as exc:
+            raise LogUnavailable(f"Kafka did not acknowledge the write: {exc}") from exc
+        return [(meta.partition, meta.offset) for meta in metas]
 
     async def produce_async(self, topic: str, key: bytes, value: bytes, headers: Headers = ()) -> tuple[int, int]:
         """Send from the event loop and await the acknowledgement there: kafka-python's IO thread settles
