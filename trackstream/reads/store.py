@@ -749,19 +749,25 @@ class TrackingReader:
         i = 0
         while i < len(ids) and len(out) < limit:
             left, j, fits = limit - len(out), i, 0
-            while j < len(ids) and fits + estimates.get(ids[j], 0) <= left:
-                fits += estimates.get(ids[j], 0)
+            while j < len(ids) and fits + (n := estimates.get(ids[j], 0)) <= left:
+                fits += n
                 j += 1
             if j == i:  # this run alone has more points than are left
                 out += self.metric_history_after(ids[i], key, None, left, with_run=True).points
                 i += 1
                 continue
             group = ids[i:j]
-            params = {"group": tuple(group), "key": key, "limit": left, "head": _point_head(key), "ids": group}
             out += self._t.query_text(
                 f"SELECT {RUN_POINT_JSON} FROM metrics FINAL WHERE run_id IN %(group)s AND key = %(key)s "
                 f"ORDER BY run_id, {HISTORY_ORDER} LIMIT %(limit)s",
-                params | {"ends": [_run_end(r) for r in group]},
+                {
+                    "group": tuple(group),
+                    "key": key,
+                    "limit": left,
+                    "head": _point_head(key),
+                    "ids": group,
+                    "ends": [_run_end(r) for r in group],
+                },
             )
             i = j
         return out
