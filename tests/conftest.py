@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,18 +126,45 @@ def warm_up_kafka(bootstrap: str) -> None:
         consumer.close()
 
 
+TEST_TOPIC_PREFIXES = ("test-", "contract-", "rebalance-", "recovery-")
+"""How the tests name the topics they create (unique_topics, the log contract, tests/log)."""
+
+
+@contextlib.contextmanager
+def topics_dropped_after(bootstrap: str) -> Iterator[None]:
+    """Delete, when the block ends, the test topics (TEST_TOPIC_PREFIXES) created during it: a long-lived
+    dev broker otherwise keeps every run's topics. A failure to delete is only a warning."""
+    from kafka.admin import KafkaAdminClient
+
+    def test_topics(admin: KafkaAdminClient) -> set[str]:
+        return {t for t in admin.list_topics() if t.startswith(TEST_TOPIC_PREFIXES)}
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="trackstream-tests")
+    before = test_topics(admin)
+    try:
+        yield
+    finally:
+        try:
+            if created := sorted(test_topics(admin) - before):
+                admin.delete_topics(created, timeout_ms=60_000)
+        except Exception as exc:  # the tests' outcome stands; the topics are left
+            warnings.warn(f"the test topics were not deleted: {exc}", stacklevel=1)
+        admin.close()
+
+
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
     if all(os.environ.get(v) for v in SERVICE_VARS):
         warm_up_kafka(os.environ["TRACKSTREAM_KAFKA_BOOTSTRAP"])
-        yield Services(
-            kafka_bootstrap=os.environ["TRACKSTREAM_KAFKA_BOOTSTRAP"],
-            clickhouse_url=os.environ["TRACKSTREAM_CLICKHOUSE_URL"],
-            s3_endpoint=os.environ["TRACKSTREAM_S3_ENDPOINT"],
-            s3_access_key=os.environ["TRACKSTREAM_S3_ACCESS_KEY"],
-            s3_secret_key=os.environ["TRACKSTREAM_S3_SECRET_KEY"],
-            s3_bucket=os.environ.get("TRACKSTREAM_S3_BUCKET", "trackstream"),
-        )
+        with topics_dropped_after(os.environ["TRACKSTREAM_KAFKA_BOOTSTRAP"]):
+            yield Services(
+                kafka_bootstrap=os.environ["TRACKSTREAM_KAFKA_BOOTSTRAP"],
+                clickhouse_url=os.environ["TRACKSTREAM_CLICKHOUSE_URL"],
+                s3_endpoint=os.environ["TRACKSTREAM_S3_ENDPOINT"],
+                s3_access_key=os.environ["TRACKSTREAM_S3_ACCESS_KEY"],
+                s3_secret_key=os.environ["TRACKSTREAM_S3_SECRET_KEY"],
+                s3_bucket=os.environ.get("TRACKSTREAM_S3_BUCKET", "trackstream"),
+            )
         return
     if _docker_answers():
         stack: list[Any] = []
